@@ -1,0 +1,197 @@
+"""Load and validate the portfolio: ``policies.csv`` and ``exposures.csv`` (DESIGN.md contract)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..countries import COUNTRIES
+from ..errors import InputError
+
+POLICY_COLUMNS = (
+    "policy_id",
+    "sector",
+    "premium_cny",
+    "deductible_cny",
+    "coinsurance",
+    "limit_per_dispute_cny",
+    "aggregate_limit_cny",
+)
+EXPOSURE_COLUMNS = ("policy_id", "country", "exposure")
+
+
+@dataclasses.dataclass(frozen=True)
+class Portfolio:
+    """A validated portfolio. Amounts in CNY; exposure in CNY million of export revenue.
+
+    ``exposure[p, c]`` is policy ``p``'s exposure to ``countries[c]``.
+    """
+
+    policy_id: tuple[str, ...]
+    sector: tuple[str, ...]
+    premium_cny: np.ndarray
+    deductible_cny: np.ndarray
+    coinsurance: np.ndarray
+    limit_per_dispute_cny: np.ndarray
+    aggregate_limit_cny: np.ndarray
+    subsidy_share: np.ndarray
+    countries: tuple[str, ...]
+    exposure: np.ndarray  # [policy, country]
+    source: str = "<memory>"
+
+    @property
+    def n_policies(self) -> int:
+        return len(self.policy_id)
+
+    @property
+    def sectors(self) -> tuple[str, ...]:
+        return tuple(sorted(set(self.sector)))
+
+
+def _read_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
+    if not path.is_file():
+        raise InputError(
+            "file not found; a portfolio directory holds policies.csv and exposures.csv",
+            file=str(path),
+        )
+    try:
+        # utf-8-sig: spreadsheets exported by hand often start with a byte-order mark.
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            header = [name.strip() for name in (reader.fieldnames or [])]
+            if not header:
+                raise InputError(
+                    f"the file is empty; it needs a header row: {','.join(required)}", file=str(path)
+                )
+            missing = [name for name in required if name not in header]
+            if missing:
+                raise InputError(
+                    f"missing column(s) {', '.join(missing)}; the header must hold {','.join(required)}",
+                    file=str(path),
+                    field="header",
+                    value=",".join(header),
+                )
+            reader.fieldnames = header
+            rows = []
+            for row in reader:
+                if None in row:
+                    raise InputError(
+                        f"row {reader.line_num} has more fields than the header",
+                        file=str(path),
+                        field=f"row {reader.line_num}",
+                    )
+                rows.append({k: (v or "").strip() for k, v in row.items()} | {"_line": str(reader.line_num)})
+    except UnicodeDecodeError as err:
+        raise InputError(f"not UTF-8 text ({err.reason}); save the file as UTF-8 CSV", file=str(path)) from None
+    except csv.Error as err:
+        raise InputError(f"not a valid CSV file ({err})", file=str(path)) from None
+    if not rows:
+        raise InputError("the file has a header but no rows", file=str(path))
+    return rows
+
+
+def _number(row: dict[str, str], column: str, path: Path, *, low: float, high: float = math.inf) -> float:
+    text = row.get(column, "")
+    where = f"row {row['_line']}, column {column}"
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError("not a number", file=str(path), field=where, value=text) from None
+    if not math.isfinite(value):
+        raise InputError("must be a finite number (no NaN or inf)", file=str(path), field=where, value=text)
+    if not low <= value <= high:
+        bound = f"between {low:g} and {high:g}" if math.isfinite(high) else f">= {low:g}"
+        raise InputError(f"must be {bound}", file=str(path), field=where, value=text)
+    return value
+
+
+def load_portfolio(directory: str | Path) -> Portfolio:
+    """Read ``policies.csv`` and ``exposures.csv`` from ``directory`` and validate them.
+
+    Raises:
+        InputError: naming the file, row and column of the first problem found.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InputError(
+            "portfolio directory not found; pass a folder holding policies.csv and exposures.csv",
+            file=str(directory),
+        )
+    policies_path, exposures_path = directory / "policies.csv", directory / "exposures.csv"
+    policy_rows = _read_rows(policies_path, POLICY_COLUMNS)
+
+    index: dict[str, int] = {}
+    sectors, numbers = [], {name: [] for name in POLICY_COLUMNS[2:] + ("subsidy_share",)}
+    for row in policy_rows:
+        policy_id = row["policy_id"]
+        if not policy_id:
+            raise InputError("empty policy_id", file=str(policies_path), field=f"row {row['_line']}, column policy_id")
+        if policy_id in index:
+            raise InputError(
+                "duplicate policy_id; each policy appears once",
+                file=str(policies_path),
+                field=f"row {row['_line']}, column policy_id",
+                value=policy_id,
+            )
+        index[policy_id] = len(index)
+        if not row["sector"]:
+            raise InputError("empty sector", file=str(policies_path), field=f"row {row['_line']}, column sector")
+        sectors.append(row["sector"])
+        for column in ("premium_cny", "deductible_cny", "limit_per_dispute_cny", "aggregate_limit_cny"):
+            numbers[column].append(_number(row, column, policies_path, low=0.0))
+        numbers["coinsurance"].append(_number(row, "coinsurance", policies_path, low=0.0, high=1.0))
+        subsidy = row.get("subsidy_share", "")
+        numbers["subsidy_share"].append(
+            _number(row, "subsidy_share", policies_path, low=0.0, high=1.0) if subsidy else 0.0
+        )
+
+    exposure_rows = _read_rows(exposures_path, EXPOSURE_COLUMNS)
+    cells: dict[tuple[int, str], float] = {}
+    for row in exposure_rows:
+        where = f"row {row['_line']}"
+        policy_id, country = row["policy_id"], row["country"]
+        if policy_id not in index:
+            raise InputError(
+                "policy_id not found in policies.csv",
+                file=str(exposures_path),
+                field=f"{where}, column policy_id",
+                value=policy_id,
+                choices=list(index)[:20] + (["..."] if len(index) > 20 else []),
+            )
+        if country not in COUNTRIES:
+            raise InputError(
+                "unknown country; use an ISO 3166 alpha-2 code (EU is not a country: book UPC "
+                "disputes to the local division's country)",
+                file=str(exposures_path),
+                field=f"{where}, column country",
+                value=country,
+                choices=sorted(COUNTRIES),
+            )
+        key = (index[policy_id], country)
+        if key in cells:
+            raise InputError(
+                "duplicate (policy_id, country) row; give each policy's exposure to a country once",
+                file=str(exposures_path),
+                field=where,
+                value=f"{policy_id},{country}",
+            )
+        cells[key] = _number(row, "exposure", exposures_path, low=0.0)
+
+    countries = tuple(sorted({country for _, country in cells}))
+    column = {country: c for c, country in enumerate(countries)}
+    exposure = np.zeros((len(index), len(countries)))
+    for (p, country), value in cells.items():
+        exposure[p, column[country]] = value
+
+    return Portfolio(
+        policy_id=tuple(index),
+        sector=tuple(sectors),
+        countries=countries,
+        exposure=exposure,
+        source=str(directory),
+        **{name: np.asarray(values, dtype=np.float64) for name, values in numbers.items()},
+    )

@@ -1,0 +1,410 @@
+"""Scenario TOML: loading, ``extends`` inheritance, validation (DESIGN.md contract).
+
+Validation is strict: unknown keys are errors with a "did you mean" suggestion, and every
+message names the file, the key path, the value and the valid choices.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..countries import COUNTRIES, CURRENCIES, DISPUTE_TYPES
+from ..errors import InputError
+
+LIBRARY = "library"
+MAX_EXTENDS_DEPTH = 32
+
+
+def library_names() -> list[str]:
+    """Names of the scenarios shipped with leisim."""
+    folder = resources.files(__package__) / LIBRARY
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def library_path(name: str) -> Path:
+    return Path(str(resources.files(__package__) / LIBRARY / f"{name}.toml"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema: for each table, its keys and a checker. A checker returns the clean value or raises.
+
+
+class _Checker:
+    def __init__(self, file: str):
+        self.file = file
+
+    def fail(self, path: str, message: str, value: object = None, choices=None):
+        raise InputError(message, file=self.file, field=path, value=value, choices=choices)
+
+    def table(self, value: Any, path: str, allowed: dict[str, str], required: tuple[str, ...] = ()) -> dict:
+        if not isinstance(value, dict):
+            self.fail(path, "must be a table", value)
+        for key in value:
+            if key not in allowed:
+                self.fail(f"{path}.{key}" if path else key, "unknown key", key, choices=sorted(allowed))
+        for key in required:
+            if key not in value:
+                self.fail(f"{path}.{key}" if path else key, f"missing required key ({allowed[key]})")
+        return value
+
+    def number(self, value: Any, path: str, *, low: float = -math.inf, high: float = math.inf,
+               low_open: bool = False) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(path, "must be a number", value)
+        value = float(value)
+        if not math.isfinite(value):
+            self.fail(path, "must be finite", value)
+        if value < low or (low_open and value == low) or value > high:
+            lo = f"> {low:g}" if low_open else f">= {low:g}"
+            rule = lo if math.isinf(high) else f"{lo} and <= {high:g}"
+            self.fail(path, f"must be {rule}", value)
+        return value
+
+    def integer(self, value: Any, path: str, *, low: int = 0, high: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(path, "must be an integer", value)
+        if value < low or (high is not None and value > high):
+            self.fail(path, f"must be >= {low}" + (f" and <= {high}" if high is not None else ""), value)
+        return value
+
+    def string(self, value: Any, path: str, choices=None) -> str:
+        if not isinstance(value, str):
+            self.fail(path, "must be a string", value, choices)
+        if choices is not None and value not in choices:
+            self.fail(path, "not a valid choice", value, choices=sorted(choices))
+        return value
+
+    def multipliers(self, value: Any, path: str, keys, what: str) -> dict[str, float]:
+        self.table(value, path, {k: what for k in keys})
+        return {k: self.number(v, f"{path}.{k}", low=0.0) for k, v in value.items()}
+
+
+FREQUENCY_KEYS = {
+    "distribution": "poisson | negative_binomial",
+    "rate": "disputes per policy-year per unit exposure (CNY million)",
+    "concentration": "negative binomial k: variance = mean + mean^2 / k",
+}
+SEVERITY_KEYS = {
+    "distribution": "lognormal | gamma | pareto",
+    "median_cny": "lognormal median",
+    "sigma": "lognormal log-sd",
+    "shape": "gamma shape",
+    "mean_cny": "gamma mean",
+    "scale_cny": "gamma or Pareto II scale",
+    "alpha": "Pareto II tail index",
+    "threshold_cny": "Pareto II location (Pareto I: threshold = scale)",
+}
+CELL_KEYS = {
+    "country": "ISO 3166 alpha-2 code",
+    "dispute_type": "|".join(DISPUTE_TYPES),
+    "frequency": "table",
+    "severity": "table",
+    "currency": "the currency costs are paid in (default: the country's)",
+    "sector_relativity": "frequency multiplier by policy sector",
+    "note": "free text: where the numbers come from",
+}
+REINSURANCE_KEYS = {
+    "quota_share": {"cession": "share ceded, 0-1", "ceding_commission": "share of ceded premium, 0-1"},
+    "per_dispute_xl": {
+        "retention_cny": ">= 0",
+        "limit_cny": "> 0",
+        "reinstatements": "integer >= 0",
+        "reinstatement_premium": "share of the layer premium per full reinstatement",
+        "premium_cny": "layer premium",
+        "rate_on_line": "layer premium as a share of limit",
+    },
+    "stop_loss": {
+        "attachment_cny": ">= 0",
+        "limit_cny": "> 0",
+        "attachment_loss_ratio": "attachment as a share of premium",
+        "limit_loss_ratio": "limit as a share of premium",
+        "premium_cny": "contract premium",
+    },
+}
+REINSURANCE_COMMON = {
+    "type": "|".join(REINSURANCE_KEYS),
+    "name": "label",
+    "default_probability": "reinsurer's probability of default in a year, 0-1",
+    "recovery_rate": "share recovered on default, 0-1",
+    "note": "free text",
+}
+TOP_KEYS = {
+    "name": "string",
+    "description": "string",
+    "extends": "another scenario's name or a .toml path",
+    "years": "simulated years, integer >= 1",
+    "seed": "integer >= 0",
+    "model": "table",
+    "shocks": "table",
+    "reinsurance": "array of tables",
+    "capital": "table",
+}
+
+
+def _check_cell(ck: _Checker, cell: Any, path: str) -> dict:
+    ck.table(cell, path, CELL_KEYS, required=("country", "dispute_type", "frequency", "severity"))
+    ck.string(cell["country"], f"{path}.country", COUNTRIES)
+    ck.string(cell["dispute_type"], f"{path}.dispute_type", DISPUTE_TYPES)
+    if "currency" in cell:
+        ck.string(cell["currency"], f"{path}.currency", CURRENCIES)
+    if "sector_relativity" in cell:
+        rel = cell["sector_relativity"]
+        if not isinstance(rel, dict):
+            ck.fail(f"{path}.sector_relativity", "must be a table of sector = multiplier", rel)
+        for sector, value in rel.items():
+            ck.number(value, f"{path}.sector_relativity.{sector}", low=0.0)
+    if "note" in cell:
+        ck.string(cell["note"], f"{path}.note")
+
+    fpath, freq = f"{path}.frequency", cell["frequency"]
+    ck.table(freq, fpath, FREQUENCY_KEYS, required=("distribution", "rate"))
+    dist = ck.string(freq["distribution"], f"{fpath}.distribution", ("poisson", "negative_binomial"))
+    ck.number(freq["rate"], f"{fpath}.rate", low=0.0)
+    if dist == "negative_binomial":
+        if "concentration" not in freq:
+            ck.fail(f"{fpath}.concentration", "missing: negative_binomial needs concentration k > 0 "
+                    "(variance = mean + mean^2 / k)")
+        ck.number(freq["concentration"], f"{fpath}.concentration", low=0.0, low_open=True)
+    elif "concentration" in freq:
+        ck.fail(f"{fpath}.concentration", "only for negative_binomial", freq["concentration"])
+
+    spath, sev = f"{path}.severity", cell["severity"]
+    ck.table(sev, spath, SEVERITY_KEYS, required=("distribution",))
+    dist = ck.string(sev["distribution"], f"{spath}.distribution", ("lognormal", "gamma", "pareto"))
+    needs = {
+        "lognormal": (("median_cny", "sigma"), ()),
+        "gamma": (("shape",), ("mean_cny", "scale_cny")),
+        "pareto": (("alpha", "scale_cny"), ()),
+    }[dist]
+    allowed = {"lognormal": {"median_cny", "sigma"}, "gamma": {"shape", "mean_cny", "scale_cny"},
+               "pareto": {"alpha", "scale_cny", "threshold_cny"}}[dist] | {"distribution"}
+    for key in sev:
+        if key not in allowed:
+            ck.fail(f"{spath}.{key}", f"not a parameter of {dist}", key, choices=sorted(allowed))
+    for key in needs[0]:
+        if key not in sev:
+            ck.fail(f"{spath}.{key}", f"missing: {dist} needs {', '.join(needs[0])}")
+    if needs[1] and sum(k in sev for k in needs[1]) != 1:
+        ck.fail(spath, f"{dist} needs exactly one of {', '.join(needs[1])}")
+    for key in sev:
+        if key == "distribution":
+            continue
+        low_open = key in ("median_cny", "shape", "mean_cny", "scale_cny", "alpha")
+        ck.number(sev[key], f"{spath}.{key}", low=0.0, low_open=low_open)
+    return cell
+
+
+def _check_reinsurance(ck: _Checker, contract: Any, path: str) -> dict:
+    if not isinstance(contract, dict):
+        ck.fail(path, "must be a table", contract)
+    kind = ck.string(contract.get("type"), f"{path}.type", REINSURANCE_KEYS)
+    ck.table(contract, path, REINSURANCE_COMMON | REINSURANCE_KEYS[kind])
+    for key, value in contract.items():
+        where = f"{path}.{key}"
+        if key in ("type", "name", "note"):
+            ck.string(value, where)
+        elif key == "reinstatements":
+            ck.integer(value, where, low=0)
+        elif key in ("cession", "ceding_commission", "default_probability", "recovery_rate"):
+            ck.number(value, where, low=0.0, high=1.0)
+        elif key == "limit_cny" or key == "limit_loss_ratio":
+            ck.number(value, where, low=0.0, low_open=True)
+        else:
+            ck.number(value, where, low=0.0)
+    if kind == "quota_share" and "cession" not in contract:
+        ck.fail(f"{path}.cession", "missing: a quota share needs its cession (0-1)")
+    if kind == "per_dispute_xl":
+        for key in ("retention_cny", "limit_cny"):
+            if key not in contract:
+                ck.fail(f"{path}.{key}", "missing: a per-dispute excess-of-loss layer needs retention_cny and limit_cny")
+    if kind == "stop_loss":
+        for a, b in (("attachment_cny", "attachment_loss_ratio"), ("limit_cny", "limit_loss_ratio")):
+            if (a in contract) == (b in contract):
+                ck.fail(path, f"a stop loss needs exactly one of {a} or {b}")
+    return contract
+
+
+def validate(raw: dict, file: str) -> dict:
+    """Check a fully resolved scenario table; returns it unchanged or raises InputError."""
+    ck = _Checker(file)
+    ck.table(raw, "", TOP_KEYS, required=("name",))
+    ck.string(raw["name"], "name")
+    if "description" in raw:
+        ck.string(raw["description"], "description")
+    if "years" in raw:
+        ck.integer(raw["years"], "years", low=1, high=10**10)
+    if "seed" in raw:
+        ck.integer(raw["seed"], "seed", low=0, high=2**63 - 1)
+
+    model = ck.table(raw.get("model", {}), "model", {"parameters": "posterior | fixed", "cells": "array of tables"})
+    parameters = ck.string(model.get("parameters", "posterior"), "model.parameters", ("posterior", "fixed"))
+    cells = model.get("cells", [])
+    if not isinstance(cells, list):
+        ck.fail("model.cells", "must be an array of tables ([[model.cells]])", cells)
+    seen = set()
+    for i, cell in enumerate(cells):
+        _check_cell(ck, cell, f"model.cells[{i}]")
+        key = (cell["country"], cell["dispute_type"])
+        if key in seen:
+            ck.fail(f"model.cells[{i}]", "duplicate (country, dispute_type) cell", "/".join(key))
+        seen.add(key)
+    if parameters == "fixed" and not cells:
+        ck.fail("model.cells", 'parameters = "fixed" needs at least one [[model.cells]] table')
+
+    shocks = ck.table(raw.get("shocks", {}), "shocks",
+                      {"frequency": "by country or *", "severity": "by country or *", "fx": "by currency"})
+    regions = set(COUNTRIES) | {"*"}
+    for kind in ("frequency", "severity"):
+        if kind in shocks:
+            ck.multipliers(shocks[kind], f"shocks.{kind}", regions, "multiplier >= 0")
+    if "fx" in shocks:
+        fx = ck.multipliers(shocks["fx"], "shocks.fx", CURRENCIES, "multiplier > 0")
+        for currency, value in fx.items():
+            if value <= 0:
+                ck.fail(f"shocks.fx.{currency}", "must be > 0 (CNY per unit of currency, relative to baseline)", value)
+
+    reinsurance = raw.get("reinsurance", [])
+    if not isinstance(reinsurance, list):
+        ck.fail("reinsurance", "must be an array of tables ([[reinsurance]])", reinsurance)
+    for i, contract in enumerate(reinsurance):
+        _check_reinsurance(ck, contract, f"reinsurance[{i}]")
+
+    capital = ck.table(raw.get("capital", {}), "capital", {"available_cny": "capital available, CNY"})
+    if "available_cny" in capital:
+        ck.number(capital["available_cny"], "capital.available_cny", low=0.0)
+    return raw
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and inheritance
+
+
+def _merge(base: dict, child: dict) -> dict:
+    """Tables merge key by key; arrays (cells, reinsurance) and scalars are replaced whole."""
+    out = copy.deepcopy(base)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_toml(path: Path, referrer: str | None) -> dict:
+    if not path.is_file():
+        raise InputError(
+            "scenario file not found; give a library name or a path to a .toml file",
+            file=referrer,
+            field="extends" if referrer else None,
+            value=str(path),
+            choices=library_names(),
+        )
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except tomllib.TOMLDecodeError as err:
+        raise InputError(f"not valid TOML: {err}", file=str(path)) from None
+    except UnicodeDecodeError as err:
+        raise InputError(f"not UTF-8 text ({err.reason})", file=str(path)) from None
+
+
+def resolve_reference(reference: str, *, relative_to: Path | None = None, referrer: str | None = None) -> Path:
+    """A library name (``baseline``) or a path to a ``.toml`` file."""
+    looks_like_path = reference.endswith(".toml") or "/" in reference or "\\" in reference
+    if not looks_like_path:
+        if reference in library_names():
+            return library_path(reference)
+        raise InputError(
+            "unknown scenario name; use a library name or a path to a .toml file",
+            file=referrer, field="extends" if referrer else "scenario", value=reference, choices=library_names(),
+        )
+    if not reference.endswith(".toml"):
+        raise InputError("a scenario path must end in .toml", file=referrer,
+                         field="extends" if referrer else "scenario", value=reference)
+    path = Path(reference)
+    if not path.is_absolute() and relative_to is not None:
+        path = relative_to / path
+    return path
+
+
+def _load_chain(path: Path, referrer: str | None, chain: tuple[Path, ...]) -> dict:
+    resolved = path.resolve()
+    if resolved in chain:
+        cycle = " -> ".join(str(p) for p in chain + (resolved,))
+        raise InputError(f"extends cycle: {cycle}; remove one of the extends", file=str(path), field="extends")
+    if len(chain) >= MAX_EXTENDS_DEPTH:
+        raise InputError(f"extends chain deeper than {MAX_EXTENDS_DEPTH}", file=str(path), field="extends")
+    raw = _read_toml(path, referrer)
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str):
+        raise InputError("must be a string: a scenario name or a .toml path", file=str(path), field="extends", value=parent)
+    parent_path = resolve_reference(parent, relative_to=path.parent, referrer=str(path))
+    base = _load_chain(parent_path, str(path), chain + (resolved,))
+    base.pop("name", None)  # a child always names itself
+    base.pop("description", None)
+    return _merge(base, raw)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """A validated, fully resolved scenario."""
+
+    name: str
+    raw: dict  # the resolved TOML table (extends applied)
+    source: str
+
+    @property
+    def description(self) -> str:
+        return self.raw.get("description", "")
+
+    @property
+    def years(self) -> int:
+        return int(self.raw.get("years", 100_000))
+
+    @property
+    def seed(self) -> int:
+        return int(self.raw.get("seed", 0))
+
+    @property
+    def parameters(self) -> str:
+        return self.raw.get("model", {}).get("parameters", "posterior")
+
+    @property
+    def cells(self) -> list[dict]:
+        return self.raw.get("model", {}).get("cells", [])
+
+    @property
+    def shocks(self) -> dict:
+        return self.raw.get("shocks", {})
+
+    @property
+    def reinsurance(self) -> list[dict]:
+        return self.raw.get("reinsurance", [])
+
+    @property
+    def capital_available_cny(self) -> float | None:
+        value = self.raw.get("capital", {}).get("available_cny")
+        return None if value is None else float(value)
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the resolved scenario: equal hashes mean equal inputs."""
+        text = json.dumps(self.raw, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def load_scenario(reference: str | Path) -> Scenario:
+    """Load a scenario by library name or path, resolve ``extends``, and validate it."""
+    path = reference if isinstance(reference, Path) else resolve_reference(str(reference))
+    raw = _load_chain(path, None, ())
+    validate(raw, str(path))
+    return Scenario(name=raw["name"], raw=raw, source=str(path))

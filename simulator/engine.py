@@ -1,0 +1,209 @@
+"""The claim-driven Monte Carlo kernel: pure JAX, key first, no I/O.
+
+One simulated year, in order:
+
+1. Events per group. A group is one (country, dispute type) cell of the model. Its yearly
+   event count is Poisson with the group's total event rate (Poisson splitting: the sum over
+   policies of independent Poisson counts is Poisson with the summed rate).
+2. Each event gets its policy. Draw one entry of the group's (policy, rate) table with
+   probability proportional to the rate, in O(1), with Walker's alias method (Walker 1977;
+   Vose 1991), using 32-bit-exact uniforms.
+3. Cluster sizes (negative-binomial cells only). A negative binomial NB(mean lam, concentration
+   k) is a compound Poisson: Poisson(k log(1 + lam/k)) clusters, each of Logarithmic(theta)
+   disputes with theta = lam / (k + lam) (Johnson, Kemp & Kotz, *Univariate Discrete
+   Distributions*, 5.3). Cluster sizes come from Kemp's (1981) method LK. Each policy-year count
+   is then exactly NB(lam, k), independently across policies, without a dense policy array.
+4. Each dispute gets its cost. The cost is the cell's severity quantile at a uniform taken from
+   the dispute's own random word. The quantile is in survival form, so the upper tail is resolved
+   to 2**-(64 - allocation bits) rather than float32's 2**-24.
+5. Policy terms. The insurer pays ``min((1 - coinsurance) * max(cost - deductible, 0),
+   limit_per_dispute)`` per dispute. Each policy's payments in the year are then capped at its
+   ``aggregate_limit``. A capped policy's disputes are scaled pro rata, so totals by country
+   still add up to the portfolio total.
+
+Randomness. Year ``y`` uses ``fold_in(key, y)`` only. Per-slot draws are 1-D ``random.bits``.
+These are prefix-stable: the first n values do not depend on the buffer length. So a year
+recomputed with a larger buffer after an overflow draws the same disputes, and a year's result
+does not depend on chunk size.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import ndtri
+
+# Severity families. The code is the index in FAMILIES.
+FAMILIES = ("lognormal", "gamma", "pareto")
+LOGNORMAL, GAMMA, PARETO = range(3)
+
+
+class EngineShape(NamedTuple):
+    """Static sizes: changing one recompiles, so the driver keeps them fixed per run."""
+
+    n_policies: int
+    n_groups: int
+    event_buffer: int  # event slots per year
+    dispute_buffer: int  # dispute slots per year (== event_buffer unless clustered)
+    allocation_bits: int  # low bits of a slot's word that pick the policy; the rest give the cost
+    clustered: bool  # any negative-binomial cell
+    families: tuple[bool, bool, bool]  # which severity families occur (lognormal, gamma, pareto)
+    batch_years: int  # years vectorised together inside a chunk (cache-sized)
+
+
+class EngineParams(NamedTuple):
+    """Scenario numbers as arrays, so that a new scenario reuses the compiled kernel."""
+
+    group_event_rate: jax.Array  # f64[group]   expected events (clusters) per year
+    group_entry_offset: jax.Array  # i32[group]  first entry of the group's alias table
+    group_entry_count: jax.Array  # i32[group]  entries in it (>= 1)
+    group_family: jax.Array  # i32[group]      index into FAMILIES
+    group_severity: jax.Array  # f32[group, 3] lognormal (mu, sigma, 0); gamma (shape, scale, 0);
+    #                                          pareto (alpha, scale, threshold); amounts in CNY
+    entry_policy: jax.Array  # i32[entry]
+    entry_threshold: jax.Array  # f64[entry]   alias acceptance probability
+    entry_alias: jax.Array  # i32[entry]       global index of the alias entry
+    entry_log1m_theta: jax.Array  # f32[entry] log(1 - theta) of the cluster size; 0: size 1
+    deductible_cny: jax.Array  # f32[policy]
+    coinsurance: jax.Array  # f32[policy]
+    limit_per_dispute_cny: jax.Array  # f32[policy]
+    aggregate_limit_cny: jax.Array  # f64[policy]
+
+
+class YearResult(NamedTuple):
+    """Per simulated year (a leading ``year`` axis when batched)."""
+
+    gross: jax.Array  # f64: insurer's payments after all policy terms, CNY
+    ground_up: jax.Array  # f64: legal costs before policy terms, CNY
+    gross_by_group: jax.Array  # f64[group]
+    max_dispute: jax.Array  # f64: largest single-dispute payment (OEP), CNY
+    disputes: jax.Array  # i32: number of disputes
+    events: jax.Array  # i32: number of events (clusters)
+    overflow: jax.Array  # bool: a buffer was too small; the driver recomputes the year
+
+
+def _uniform_from_bits(bits: jax.Array, n_bits: int) -> jax.Array:
+    """Map ``n_bits``-bit integers to float32 uniforms strictly inside (0, 1).
+
+    Small values keep full float32 relative precision, so survival-form quantiles resolve
+    the tail down to 2**-n_bits.
+    """
+    return (bits.astype(jnp.float32) + 0.5) * jnp.float32(2.0**-n_bits)
+
+
+def _severity(key: jax.Array, u: jax.Array, family: jax.Array, theta: jax.Array,
+              shape: EngineShape) -> jax.Array:
+    """Cost per dispute in CNY (float32). ``u`` is a survival-form uniform."""
+    a, b, c = theta[:, 0], theta[:, 1], theta[:, 2]
+    cost = jnp.zeros_like(u)
+    has_lognormal, has_gamma, has_pareto = shape.families
+    if has_lognormal:
+        cost = jnp.where(family == LOGNORMAL, jnp.exp(a - b * ndtri(u)), cost)
+    if has_pareto:
+        # Pareto II (Lomax) shifted by a threshold: S(x) = (1 + (x - c)/b)^-a for x >= c.
+        cost = jnp.where(family == PARETO, c + b * jnp.expm1(-jnp.log(u) / a), cost)
+    if has_gamma:
+        # Gamma has no cheap quantile; draw it by rejection from the slot's own key.
+        draws = jax.random.gamma(key, jnp.where(family == GAMMA, a, 1.0), dtype=jnp.float32)
+        cost = jnp.where(family == GAMMA, draws * b, cost)
+    return cost
+
+
+def _pick_entry(word: jax.Array, group: jax.Array, params: EngineParams, n_bits: int):
+    """Alias-method draw of an entry within ``group`` from the low ``n_bits`` of ``word``."""
+    count = params.group_entry_count[group]
+    low = (word & jnp.uint64((1 << n_bits) - 1)).astype(jnp.float64)
+    position = low * (count.astype(jnp.float64) * 2.0**-n_bits)
+    column = jnp.minimum(position.astype(jnp.int32), count - 1)
+    entry = params.group_entry_offset[group] + column
+    accept = (position - column) < params.entry_threshold[entry]
+    return jnp.where(accept, entry, params.entry_alias[entry])
+
+
+def simulate_year(key: jax.Array, params: EngineParams, shape: EngineShape) -> YearResult:
+    """Simulate one year of the portfolio. ``key`` must be this year's own key."""
+    k_count, k_event, k_size, k_cost, k_gamma = jax.random.split(key, 5)
+    n_groups = shape.n_groups
+
+    # 1. Events per group, and each event slot's group.
+    counts = jax.random.poisson(k_count, params.group_event_rate, dtype=jnp.int32)
+    cum_events = jnp.cumsum(counts)
+    n_events = cum_events[-1]
+    event_slot = jnp.arange(shape.event_buffer, dtype=jnp.int32)
+    method = "compare_all" if n_groups <= 64 else "scan"
+    event_group = jnp.searchsorted(cum_events, event_slot, side="right", method=method)
+    event_group = jnp.minimum(event_group, n_groups - 1).astype(jnp.int32)
+    event_valid = event_slot < n_events
+
+    # 2. Each event's policy, from the low bits of the slot's word.
+    word = jax.random.bits(k_event, (shape.event_buffer,), dtype=jnp.uint64)
+    entry = _pick_entry(word, event_group, params, shape.allocation_bits)
+    high = (word >> jnp.uint64(shape.allocation_bits)).astype(jnp.float64)
+    n_high = 64 - shape.allocation_bits
+
+    if shape.clustered:
+        # 3. Kemp's LK: L = 1 + floor(log V / log(1 - (1 - theta)^U)); theta = 0 gives L = 1.
+        u = ((high + 0.5) * 2.0**-n_high).astype(jnp.float32)
+        v = _uniform_from_bits(jax.random.bits(k_size, (shape.event_buffer,), dtype=jnp.uint32), 32)
+        log1m_theta = params.entry_log1m_theta[entry]
+        r = -jnp.expm1(u * log1m_theta)
+        size = 1.0 + jnp.floor(jnp.log(v) / jnp.log(r))
+        size = jnp.where(log1m_theta < 0, jnp.clip(size, 1.0, 2.0**30), 1.0).astype(jnp.int32)
+        size = jnp.where(event_valid, size, 0)
+        cum_size = jnp.cumsum(size)
+        n_disputes = cum_size[-1]
+        slot = jnp.arange(shape.dispute_buffer, dtype=jnp.int32)
+        owner = jnp.searchsorted(cum_size, slot, side="right")
+        owner = jnp.minimum(owner, shape.event_buffer - 1)
+        entry, group = entry[owner], event_group[owner]
+        valid = slot < n_disputes
+        cost_bits = jax.random.bits(k_cost, (shape.dispute_buffer,), dtype=jnp.uint32)
+        u_cost = _uniform_from_bits(cost_bits, 32)
+        overflow = (n_events > shape.event_buffer) | (n_disputes > shape.dispute_buffer)
+    else:
+        group, valid, n_disputes = event_group, event_valid, n_events
+        u_cost = ((high + 0.5) * 2.0**-n_high).astype(jnp.float32)
+        overflow = n_events > shape.event_buffer
+
+    policy = params.entry_policy[entry]
+
+    # 4. Costs.
+    cost = _severity(k_gamma, u_cost, params.group_family[group], params.group_severity[group], shape)
+    cost = jnp.where(valid, cost, 0.0)
+
+    # 5. Policy terms per dispute, then the annual aggregate limit per policy.
+    paid = jnp.minimum(
+        (1.0 - params.coinsurance[policy]) * jnp.maximum(cost - params.deductible_cny[policy], 0.0),
+        params.limit_per_dispute_cny[policy],
+    ).astype(jnp.float64)
+    policy_or_sink = jnp.where(valid, policy, shape.n_policies)  # empty slots go to a sink row
+    per_policy = jnp.zeros(shape.n_policies + 1, jnp.float64).at[policy_or_sink].add(paid)
+    aggregate = params.aggregate_limit_cny[policy]
+    year_total = per_policy[policy]
+    scale = jnp.where(year_total > aggregate, aggregate / jnp.where(year_total > 0, year_total, 1.0), 1.0)
+    paid_capped = paid * scale
+
+    by_group = jax.ops.segment_sum(paid_capped, group, num_segments=n_groups)
+    return YearResult(
+        gross=by_group.sum(),
+        ground_up=cost.astype(jnp.float64).sum(),
+        gross_by_group=by_group,
+        max_dispute=jnp.max(jnp.minimum(paid, aggregate)),
+        disputes=n_disputes.astype(jnp.int32),
+        events=n_events.astype(jnp.int32),
+        overflow=overflow,
+    )
+
+
+def simulate_years(key: jax.Array, years: jax.Array, params: EngineParams, shape: EngineShape) -> YearResult:
+    """Simulate the given year indices; year ``y`` draws only from ``fold_in(key, y)``."""
+
+    def one_year(year):
+        return simulate_year(jax.random.fold_in(key, year), params, shape)
+
+    return jax.lax.map(one_year, years, batch_size=min(shape.batch_years, years.shape[0]))
+
+
+simulate_years_jit = jax.jit(simulate_years, static_argnames=("shape",))
