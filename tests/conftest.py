@@ -1,0 +1,27 @@
+"""Shared test set-up: float64 on, fixed keys, shared compositions (STYLE.md rule 9)."""
+
+from __future__ import annotations
+
+import jax
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+
+SEED = 20261121
+
+
+@pytest.fixture
+def key():
+    return jax.random.key(SEED)
+
+
+@pytest.fixture(scope="session")
+def baseline():
+    """The embedded baseline scenario on the embedded portfolio, composed once."""
+    from leisim.data.generate import default_portfolio_dir
+    from leisim.scenarios.portfolio import load_portfolio
+    from leisim.scenarios.schema import load_scenario
+
+    from leisim.scenarios.compose import compose
+
+    return compose(load_scenario("baseline"), load_portfolio(default_portfolio_dir()))

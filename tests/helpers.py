@@ -1,0 +1,46 @@
+"""Small builders for test portfolios and scenarios."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from leisim.scenarios.compose import compose
+from leisim.scenarios.portfolio import Portfolio
+from leisim.scenarios.schema import Scenario, validate
+
+
+def make_portfolio(*, exposure, countries=("US",), deductible=0.0, coinsurance=0.0,
+                   limit=1e30, aggregate=1e30, sectors=None) -> Portfolio:
+    """A portfolio from arrays: ``exposure[p, c]``; terms broadcast over policies."""
+    exposure = np.atleast_2d(np.asarray(exposure, dtype=float))
+    n = exposure.shape[0]
+
+    def full(x):
+        return np.broadcast_to(np.asarray(x, dtype=float), (n,)).copy()
+
+    return Portfolio(
+        policy_id=tuple(f"P{i}" for i in range(n)),
+        sector=tuple(sectors or ["x"] * n),
+        premium_cny=full(1.0),
+        deductible_cny=full(deductible),
+        coinsurance=full(coinsurance),
+        limit_per_dispute_cny=full(limit),
+        aggregate_limit_cny=full(aggregate),
+        subsidy_share=full(0.0),
+        countries=tuple(countries),
+        exposure=exposure,
+    )
+
+
+def make_scenario(cells: list[dict], **extra) -> Scenario:
+    raw = {"name": "test", "model": {"parameters": "fixed", "cells": cells}} | extra
+    validate(raw, "test.toml")
+    return Scenario(name="test", raw=raw, source="test.toml")
+
+
+def cell(country="US", dispute_type="patent", *, frequency, severity, **extra) -> dict:
+    return {"country": country, "dispute_type": dispute_type, "frequency": frequency, "severity": severity} | extra
+
+
+def composition(cells, portfolio, **kw):
+    return compose(make_scenario(cells), portfolio, **kw)
