@@ -177,7 +177,10 @@ def _check_cell(ck: _Checker, cell: Any, path: str) -> dict:
         ck.fail(f"{fpath}.concentration", "only for negative_binomial", freq["concentration"])
 
     spath, sev = f"{path}.severity", cell["severity"]
-    ck.table(sev, spath, SEVERITY_KEYS, required=("distribution",))
+    if not isinstance(sev, dict):
+        ck.fail(spath, "must be a table", sev)
+    if "distribution" not in sev:
+        ck.fail(f"{spath}.distribution", "missing required key (lognormal | gamma | pareto)")
     dist = ck.string(sev["distribution"], f"{spath}.distribution", ("lognormal", "gamma", "pareto"))
     needs = {
         "lognormal": (("median_cny", "sigma"), ()),
@@ -188,7 +191,8 @@ def _check_cell(ck: _Checker, cell: Any, path: str) -> dict:
                "pareto": {"alpha", "scale_cny", "threshold_cny"}}[dist] | {"distribution"}
     for key in sev:
         if key not in allowed:
-            ck.fail(f"{spath}.{key}", f"not a parameter of {dist}", key, choices=sorted(allowed))
+            what = "not a parameter of" if key in SEVERITY_KEYS else "unknown key for"
+            ck.fail(f"{spath}.{key}", f"{what} {dist}", key, choices=sorted(allowed))
     for key in needs[0]:
         if key not in sev:
             ck.fail(f"{spath}.{key}", f"missing: {dist} needs {', '.join(needs[0])}")

@@ -1,0 +1,102 @@
+"""Scenario files: the library validates; each kind of bad file gets a message that says how to fix it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from leisim.errors import InputError
+from leisim.scenarios.schema import library_names, load_scenario
+
+BASE = """
+name = "mine"
+[model]
+parameters = "fixed"
+[[model.cells]]
+country = "US"
+dispute_type = "patent"
+frequency = { distribution = "poisson", rate = 0.01 }
+severity = { distribution = "lognormal", median_cny = 1e6, sigma = 1.0 }
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name", library_names())
+def test_library_scenarios_validate(name):
+    scenario = load_scenario(name)
+    assert scenario.name == name
+    assert scenario.description
+
+
+def test_extends_merges_tables_and_replaces_arrays(tmp_path):
+    write(tmp_path, "parent.toml", BASE + '\n[shocks]\nfrequency = { US = 2.0 }\n[capital]\navailable_cny = 5e7\n')
+    child = write(tmp_path, "child.toml", 'name = "child"\nextends = "parent.toml"\n[shocks]\nseverity = { "*" = 1.3 }\n')
+    scenario = load_scenario(child)
+    assert scenario.name == "child"
+    assert scenario.shocks == {"frequency": {"US": 2.0}, "severity": {"*": 1.3}}
+    assert scenario.capital_available_cny == 5e7
+    assert len(scenario.cells) == 1
+
+
+def test_extends_a_library_scenario(tmp_path):
+    child = write(tmp_path, "c.toml", 'name = "c"\nextends = "baseline"\n[shocks]\nfrequency = { US = 2.0 }\n')
+    scenario = load_scenario(child)
+    assert scenario.parameters == "fixed" and len(scenario.cells) > 5
+    assert scenario.sha256 != load_scenario("baseline").sha256
+
+
+@pytest.mark.parametrize(
+    "text, field, fragment",
+    [
+        (BASE + "\n[capitl]\navailable_cny = 1\n", "capitl", "Did you mean 'capital'"),
+        (BASE.replace("rate = 0.01", "rate = -0.01"), "model.cells[0].frequency.rate", "must be >= 0"),
+        (BASE.replace("rate = 0.01", 'rate = "high"'), "model.cells[0].frequency.rate", "must be a number"),
+        (BASE.replace('country = "US"', 'country = "EU"'), "model.cells[0].country", "Valid choices"),
+        (BASE.replace('"poisson"', '"negative_binomial"'), "model.cells[0].frequency.concentration", "needs concentration"),
+        (BASE.replace("sigma = 1.0", "sigmaa = 1.0"), "model.cells[0].severity.sigmaa", "Did you mean 'sigma'"),
+        (BASE + '\n[[reinsurance]]\ntype = "per_dispute_xl"\nretention_cny = 1e6\nlimit_cny = -4e6\n',
+         "reinsurance[0].limit_cny", "must be > 0"),
+        (BASE + '\n[[reinsurance]]\ntype = "quota_share"\ncession = 1.3\n', "reinsurance[0].cession", "<= 1"),
+        (BASE + "\n[shocks]\nfrequency = { US = -2.0 }\n", "shocks.frequency.US", "must be >= 0"),
+        ("years = 0\n" + BASE, "years", "must be >= 1"),
+    ],
+    ids=["unknown-key", "negative-rate", "wrong-type", "unknown-country", "nb-without-k", "unknown-parameter",
+         "negative-limit", "cession-above-1", "negative-shock", "zero-years"],
+)
+def test_bad_values_name_the_file_and_field(tmp_path, text, field, fragment):
+    path = write(tmp_path, "bad.toml", text)
+    with pytest.raises(InputError) as err:
+        load_scenario(path)
+    message = str(err.value)
+    assert str(path) in message and field in message and fragment in message, message
+
+
+def test_malformed_toml(tmp_path):
+    path = write(tmp_path, "bad.toml", 'name = "x"\n[model\n')
+    with pytest.raises(InputError, match="not valid TOML"):
+        load_scenario(path)
+
+
+def test_extends_cycle_is_reported(tmp_path):
+    write(tmp_path, "a.toml", 'name = "a"\nextends = "b.toml"\n')
+    write(tmp_path, "b.toml", 'name = "b"\nextends = "a.toml"\n')
+    with pytest.raises(InputError, match="extends cycle"):
+        load_scenario(tmp_path / "a.toml")
+
+
+def test_missing_extends_file(tmp_path):
+    path = write(tmp_path, "a.toml", 'name = "a"\nextends = "nowhere.toml"\n')
+    with pytest.raises(InputError, match="scenario file not found") as err:
+        load_scenario(path)
+    assert "extends" in str(err.value)
+
+
+def test_unknown_library_name_lists_the_choices():
+    with pytest.raises(InputError, match="baseline"):
+        load_scenario("baselin")

@@ -1,0 +1,129 @@
+"""The leisim command line, run in-process (it shares compiled kernels with the other tests)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import xarray as xr
+from click.testing import CliRunner
+
+from leisim.cli import main
+from leisim.data.generate import default_portfolio_dir
+
+# The baseline at chunk size 1000 compiles the same kernel as the engine's chunk test.
+SMALL = ["--years", "3000", "--chunk-size", "1000"]
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def baseline_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "baseline"
+    result = run("simulate", *SMALL, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+def test_simulate_writes_the_contract_files(baseline_run):
+    out, result = baseline_run
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("scenario", "seed", "years", "currency", "premium", "gross", "ceded", "net", "capital", "reserves"):
+        assert key in summary
+    for part in ("gross", "ceded", "net"):
+        block = summary[part]
+        assert set(block) >= {"mean", "std", "var", "tvar", "se"}
+        assert set(block["var"]) == set(block["tvar"]) == {"0.9", "0.99", "0.995", "0.999"}
+        assert "0.995" in block["se"]["var"] and "0.99" in block["se"]["tvar"]
+    assert set(summary["capital"]) >= {"required", "available", "solvency_ratio"}
+    assert summary["years"] == 3000 and summary["currency"] == "CNY" and summary["scenario"] == "baseline"
+
+    with xr.open_dataset(out / "results.nc") as ds:
+        assert ds["gross"].dims == ds["ceded"].dims == ds["net"].dims == ("year",)
+        assert ds["gross_by_country"].dims == ("year", "country")
+        assert ds.sizes["year"] == 3000
+        assert float(ds["gross"].mean()) == pytest.approx(summary["gross"]["mean"], rel=1e-12)
+        assert float(ds["gross_by_country"].sum("country").mean()) == pytest.approx(summary["gross"]["mean"], rel=1e-9)
+        for attr in ("scenario", "scenario_sha256", "seed", "leisim_version", "jax_version", "numpyro_version", "device"):
+            assert attr in ds.attrs
+    for figure in ("loss_distribution.png", "exceedance.png", "country_contributions.png"):
+        assert (out / figure).stat().st_size > 10_000
+    assert "VaR 0.995" in result.output and "solvency ratio" in result.output
+
+
+def test_same_seed_reproduces_the_summary(baseline_run, tmp_path):
+    out, _ = baseline_run
+    again = tmp_path / "again"
+    assert run("simulate", *SMALL, "--out", str(again)).exit_code == 0
+    first, second = (json.loads((d / "summary.json").read_text()) for d in (out, again))
+    first.pop("provenance"), second.pop("provenance")
+    assert first == second
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--scenario", "no_such_scenario"], "unknown scenario name"),
+        (["--portfolio", "/nonexistent/folder"], "portfolio directory not found"),
+    ],
+)
+def test_bad_arguments_exit_2_and_write_nothing(tmp_path, args, fragment):
+    out = tmp_path / "out"
+    result = run("simulate", *SMALL, "--out", str(out), *args)
+    assert result.exit_code == 2
+    assert fragment in result.output
+    assert not out.exists()
+
+
+def test_bad_csv_names_file_row_and_column(tmp_path):
+    portfolio = tmp_path / "portfolio"
+    portfolio.mkdir()
+    text = (default_portfolio_dir() / "policies.csv").read_text().splitlines()
+    cells = text[5].split(",")
+    cells[6] = "NaN"  # aggregate_limit_cny
+    text[5] = ",".join(cells)
+    (portfolio / "policies.csv").write_text("\n".join(text) + "\n")
+    (portfolio / "exposures.csv").write_text((default_portfolio_dir() / "exposures.csv").read_text())
+    result = run("simulate", *SMALL, "--portfolio", str(portfolio), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert "policies.csv: row 6, column aggregate_limit_cny: must be a finite number" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failed_run_leaves_the_previous_outputs(baseline_run, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    assert run("simulate", *SMALL, "--out", str(out)).exit_code == 0
+    before = (out / "summary.json").read_text()
+
+    from leisim import plots
+
+    def broken(*_, **__):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(plots, "write_all", broken)
+    with pytest.raises(OSError, match="disk full"):
+        run("simulate", *SMALL, "--seed", "5", "--out", str(out))
+    assert (out / "summary.json").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no partial directory left behind
+
+
+def test_scenarios_list_show_validate(tmp_path):
+    listing = run("scenarios", "list")
+    assert listing.exit_code == 0 and "baseline" in listing.output
+    shown = run("scenarios", "show", "baseline")
+    assert shown.exit_code == 0 and '"parameters": "fixed"' in shown.output
+    assert run("scenarios", "validate", "baseline").exit_code == 0
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\nyears = -5\n')
+    result = run("scenarios", "validate", str(bad))
+    assert result.exit_code == 2 and "years" in result.output and "bad.toml" in result.output
+
+
+def test_data_generate_reproduces_the_embedded_portfolio(tmp_path):
+    result = run("data", "generate", "--seed", "0", "--out", str(tmp_path / "p"))
+    assert result.exit_code == 0
+    for name in ("policies.csv", "exposures.csv"):
+        assert (tmp_path / "p" / name).read_bytes() == (default_portfolio_dir() / name).read_bytes()
