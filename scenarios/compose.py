@@ -15,9 +15,10 @@ from ..simulator.engine import FAMILIES, EngineParams, EngineShape
 from .portfolio import Portfolio
 from .schema import Scenario
 
-# Buffers hold the mean plus this many standard deviations; a year beyond that is recomputed
-# with a larger buffer (never dropped), so the choice trades memory against rare recomputation.
-BUFFER_SDS = 8.0
+# Buffers hold the mean plus this many standard deviations (plus 16); a year beyond that is
+# recomputed with a larger buffer (never dropped). Six SDs make that ~1e-9 per Poisson year, so
+# a run rarely pays the recomputation's extra compilation.
+BUFFER_SDS = 6.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +72,7 @@ def _severity_params(sev: dict, multiplier: float) -> tuple[int, tuple[float, fl
 
 def _buffer(mean: float, variance: float) -> int:
     size = mean + BUFFER_SDS * math.sqrt(variance) + 16
-    return int(math.ceil(size / 64.0) * 64)
+    return int(math.ceil(size / 32.0) * 32)
 
 
 def compose(scenario: Scenario, portfolio: Portfolio, *, batch_years: int = 128) -> Composition:
@@ -131,41 +132,30 @@ def compose(scenario: Scenario, portfolio: Portfolio, *, batch_years: int = 128)
                            policies=np.zeros(1, int), lam=np.zeros(1), event_rate=np.zeros(1),
                            log1m_theta=np.zeros(1), variance=np.zeros(1), severity=(0, (0.0, 1.0, 0.0))))
 
-    offsets, counts, thresholds, aliases = [], [], [], []
-    offset = 0
-    for g in groups:
-        weights = g["event_rate"] if g["event_rate"].sum() > 0 else np.ones_like(g["event_rate"])
-        threshold, alias = alias_table(weights)
-        offsets.append(offset)
-        counts.append(len(weights))
-        thresholds.append(threshold)
-        aliases.append(alias + offset)
-        offset += len(weights)
+    rates = np.concatenate([g["event_rate"] for g in groups])
+    threshold, alias = alias_table(rates if rates.sum() > 0 else np.ones_like(rates))
+    entry_policy = np.concatenate([g["policies"] for g in groups])
+    entry_group = np.concatenate([np.full(len(g["policies"]), i) for i, g in enumerate(groups)])
 
     clustered = any(np.any(g["log1m_theta"] < 0) for g in groups)
-    event_mean = float(sum(g["event_rate"].sum() for g in groups))
+    event_mean = float(rates.sum())
     dispute_mean = float(sum(g["lam"].sum() for g in groups))
     event_buffer = _buffer(event_mean, event_mean)
     dispute_buffer = _buffer(dispute_mean, float(sum(g["variance"].sum() for g in groups))) if clustered else event_buffer
-    largest_group = max(counts)
     # Enough low bits that a column's acceptance fraction is resolved to ~1e-6; the rest of the
     # 64-bit word resolves the severity tail (>= 2**-32).
-    allocation_bits = int(min(32, max(20, math.ceil(math.log2(largest_group)) + 20)))
+    allocation_bits = int(min(32, max(20, math.ceil(math.log2(len(rates))) + 20)))
 
     families = tuple(any(g["severity"][0] == f for g in groups) for f in range(len(FAMILIES)))
     params = EngineParams(
-        group_event_rate=jnp.asarray([g["event_rate"].sum() for g in groups], jnp.float64),
-        group_entry_offset=jnp.asarray(offsets, jnp.int32),
-        group_entry_count=jnp.asarray(counts, jnp.int32),
+        event_rate=jnp.asarray(event_mean, jnp.float64),
+        entry_alias=jnp.asarray(np.stack([threshold, alias], axis=1), jnp.float64),
+        entry_target=jnp.asarray(np.stack([entry_policy, entry_group], axis=1), jnp.int32),
+        entry_log1m_theta=jnp.asarray(np.concatenate([g["log1m_theta"] for g in groups]), jnp.float32),
         group_family=jnp.asarray([g["severity"][0] for g in groups], jnp.int32),
         group_severity=jnp.asarray([g["severity"][1] for g in groups], jnp.float32),
-        entry_policy=jnp.asarray(np.concatenate([g["policies"] for g in groups]), jnp.int32),
-        entry_threshold=jnp.asarray(np.concatenate(thresholds), jnp.float64),
-        entry_alias=jnp.asarray(np.concatenate(aliases), jnp.int32),
-        entry_log1m_theta=jnp.asarray(np.concatenate([g["log1m_theta"] for g in groups]), jnp.float32),
-        deductible_cny=jnp.asarray(portfolio.deductible_cny, jnp.float32),
-        coinsurance=jnp.asarray(portfolio.coinsurance, jnp.float32),
-        limit_per_dispute_cny=jnp.asarray(portfolio.limit_per_dispute_cny, jnp.float32),
+        policy_terms=jnp.asarray(np.stack([portfolio.deductible_cny, portfolio.coinsurance,
+                                           portfolio.limit_per_dispute_cny], axis=1), jnp.float32),
         aggregate_limit_cny=jnp.asarray(portfolio.aggregate_limit_cny, jnp.float64),
     )
     shape = EngineShape(

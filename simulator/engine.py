@@ -2,12 +2,12 @@
 
 One simulated year, in order:
 
-1. Events per group. A group is one (country, dispute type) cell of the model. Its yearly
-   event count is Poisson with the group's total event rate (Poisson splitting: the sum over
-   policies of independent Poisson counts is Poisson with the summed rate).
-2. Each event gets its policy. Draw one entry of the group's (policy, rate) table with
-   probability proportional to the rate, in O(1), with Walker's alias method (Walker 1977;
-   Vose 1991), using 32-bit-exact uniforms.
+1. Events. The year's event count is Poisson with the portfolio's total event rate (Poisson
+   splitting: independent Poisson counts per (policy, cell) sum to a Poisson count).
+2. Each event gets its (policy, cell) entry. Entry ``e`` is drawn with probability
+   ``rate_e / total`` in O(1) by Walker's alias method (Walker 1977; Vose 1991) over one table
+   of all entries, using 32-bit-exact uniforms. A cell is a (country, dispute type) of the model;
+   its severity follows from the entry.
 3. Cluster sizes (negative-binomial cells only). A negative binomial NB(mean lam, concentration
    k) is a compound Poisson: Poisson(k log(1 + lam/k)) clusters, each of Logarithmic(theta)
    disputes with theta = lam / (k + lam) (Johnson, Kemp & Kotz, *Univariate Discrete
@@ -50,28 +50,26 @@ class EngineShape(NamedTuple):
     n_groups: int
     event_buffer: int  # event slots per year
     dispute_buffer: int  # dispute slots per year (== event_buffer unless clustered)
-    allocation_bits: int  # low bits of a slot's word that pick the policy; the rest give the cost
+    allocation_bits: int  # low bits of a slot's word that pick the entry; the rest give the cost
     clustered: bool  # any negative-binomial cell
     families: tuple[bool, bool, bool]  # which severity families occur (lognormal, gamma, pareto)
     batch_years: int  # years vectorised together inside a chunk (cache-sized)
 
 
 class EngineParams(NamedTuple):
-    """Scenario numbers as arrays, so that a new scenario reuses the compiled kernel."""
+    """Scenario numbers as arrays, so that a new scenario reuses the compiled kernel.
 
-    group_event_rate: jax.Array  # f64[group]   expected events (clusters) per year
-    group_entry_offset: jax.Array  # i32[group]  first entry of the group's alias table
-    group_entry_count: jax.Array  # i32[group]  entries in it (>= 1)
+    An entry is one (policy, group) pair with a positive rate; a group is one model cell.
+    """
+
+    event_rate: jax.Array  # f64[]           expected events (clusters) per year, all entries
+    entry_alias: jax.Array  # f64[entry, 2]   (acceptance probability, alias entry) per column
+    entry_target: jax.Array  # i32[entry, 2]  (policy, group) of each entry
+    entry_log1m_theta: jax.Array  # f32[entry] log(1 - theta) of the cluster size; 0: size 1
     group_family: jax.Array  # i32[group]      index into FAMILIES
     group_severity: jax.Array  # f32[group, 3] lognormal (mu, sigma, 0); gamma (shape, scale, 0);
     #                                          pareto (alpha, scale, threshold); amounts in CNY
-    entry_policy: jax.Array  # i32[entry]
-    entry_threshold: jax.Array  # f64[entry]   alias acceptance probability
-    entry_alias: jax.Array  # i32[entry]       global index of the alias entry
-    entry_log1m_theta: jax.Array  # f32[entry] log(1 - theta) of the cluster size; 0: size 1
-    deductible_cny: jax.Array  # f32[policy]
-    coinsurance: jax.Array  # f32[policy]
-    limit_per_dispute_cny: jax.Array  # f32[policy]
+    policy_terms: jax.Array  # f32[policy, 3]  (deductible, coinsurance, limit per dispute) CNY
     aggregate_limit_cny: jax.Array  # f64[policy]
 
 
@@ -100,29 +98,33 @@ def _severity(key: jax.Array, u: jax.Array, family: jax.Array, theta: jax.Array,
               shape: EngineShape) -> jax.Array:
     """Cost per dispute in CNY (float32). ``u`` is a survival-form uniform."""
     a, b, c = theta[:, 0], theta[:, 1], theta[:, 2]
-    cost = jnp.zeros_like(u)
     has_lognormal, has_gamma, has_pareto = shape.families
+    single = sum(shape.families) == 1
+
+    def pick(code: int, value: jax.Array, otherwise: jax.Array) -> jax.Array:
+        return value if single else jnp.where(family == code, value, otherwise)
+
+    cost = jnp.zeros_like(u)
     if has_lognormal:
-        cost = jnp.where(family == LOGNORMAL, jnp.exp(a - b * ndtri(u)), cost)
+        cost = pick(LOGNORMAL, jnp.exp(a - b * ndtri(u)), cost)
     if has_pareto:
         # Pareto II (Lomax) shifted by a threshold: S(x) = (1 + (x - c)/b)^-a for x >= c.
-        cost = jnp.where(family == PARETO, c + b * jnp.expm1(-jnp.log(u) / a), cost)
+        cost = pick(PARETO, c + b * jnp.expm1(-jnp.log(u) / a), cost)
     if has_gamma:
         # Gamma has no cheap quantile; draw it by rejection from the slot's own key.
-        draws = jax.random.gamma(key, jnp.where(family == GAMMA, a, 1.0), dtype=jnp.float32)
-        cost = jnp.where(family == GAMMA, draws * b, cost)
+        draws = jax.random.gamma(key, a if single else jnp.where(family == GAMMA, a, 1.0), dtype=jnp.float32)
+        cost = pick(GAMMA, draws * b, cost)
     return cost
 
 
-def _pick_entry(word: jax.Array, group: jax.Array, params: EngineParams, n_bits: int):
-    """Alias-method draw of an entry within ``group`` from the low ``n_bits`` of ``word``."""
-    count = params.group_entry_count[group]
+def _pick_entry(word: jax.Array, params: EngineParams, n_bits: int) -> jax.Array:
+    """Alias-method draw of an entry from the low ``n_bits`` of ``word``."""
+    n_entries = params.entry_alias.shape[0]
     low = (word & jnp.uint64((1 << n_bits) - 1)).astype(jnp.float64)
-    position = low * (count.astype(jnp.float64) * 2.0**-n_bits)
-    column = jnp.minimum(position.astype(jnp.int32), count - 1)
-    entry = params.group_entry_offset[group] + column
-    accept = (position - column) < params.entry_threshold[entry]
-    return jnp.where(accept, entry, params.entry_alias[entry])
+    position = low * (n_entries * 2.0**-n_bits)
+    column = jnp.minimum(position.astype(jnp.int32), n_entries - 1)
+    alias = params.entry_alias[column]
+    return jnp.where(position - column < alias[:, 0], column, alias[:, 1].astype(jnp.int32))
 
 
 def simulate_year(key: jax.Array, params: EngineParams, shape: EngineShape) -> YearResult:
@@ -130,19 +132,14 @@ def simulate_year(key: jax.Array, params: EngineParams, shape: EngineShape) -> Y
     k_count, k_event, k_size, k_cost, k_gamma = jax.random.split(key, 5)
     n_groups = shape.n_groups
 
-    # 1. Events per group, and each event slot's group.
-    counts = jax.random.poisson(k_count, params.group_event_rate, dtype=jnp.int32)
-    cum_events = jnp.cumsum(counts)
-    n_events = cum_events[-1]
+    # 1. Events.
+    n_events = jax.random.poisson(k_count, params.event_rate, dtype=jnp.int32)
     event_slot = jnp.arange(shape.event_buffer, dtype=jnp.int32)
-    method = "compare_all" if n_groups <= 64 else "scan"
-    event_group = jnp.searchsorted(cum_events, event_slot, side="right", method=method)
-    event_group = jnp.minimum(event_group, n_groups - 1).astype(jnp.int32)
     event_valid = event_slot < n_events
 
-    # 2. Each event's policy, from the low bits of the slot's word.
+    # 2. Each event's entry, from the low bits of the slot's word.
     word = jax.random.bits(k_event, (shape.event_buffer,), dtype=jnp.uint64)
-    entry = _pick_entry(word, event_group, params, shape.allocation_bits)
+    entry = _pick_entry(word, params, shape.allocation_bits)
     high = (word >> jnp.uint64(shape.allocation_bits)).astype(jnp.float64)
     n_high = 64 - shape.allocation_bits
 
@@ -160,27 +157,28 @@ def simulate_year(key: jax.Array, params: EngineParams, shape: EngineShape) -> Y
         slot = jnp.arange(shape.dispute_buffer, dtype=jnp.int32)
         owner = jnp.searchsorted(cum_size, slot, side="right")
         owner = jnp.minimum(owner, shape.event_buffer - 1)
-        entry, group = entry[owner], event_group[owner]
+        entry = entry[owner]
         valid = slot < n_disputes
         cost_bits = jax.random.bits(k_cost, (shape.dispute_buffer,), dtype=jnp.uint32)
         u_cost = _uniform_from_bits(cost_bits, 32)
         overflow = (n_events > shape.event_buffer) | (n_disputes > shape.dispute_buffer)
     else:
-        group, valid, n_disputes = event_group, event_valid, n_events
+        valid, n_disputes = event_valid, n_events
         u_cost = ((high + 0.5) * 2.0**-n_high).astype(jnp.float32)
         overflow = n_events > shape.event_buffer
 
-    policy = params.entry_policy[entry]
+    target = params.entry_target[entry]
+    policy, group = target[:, 0], target[:, 1]
 
     # 4. Costs.
-    cost = _severity(k_gamma, u_cost, params.group_family[group], params.group_severity[group], shape)
+    family = params.group_family[group] if sum(shape.families) > 1 else None
+    cost = _severity(k_gamma, u_cost, family, params.group_severity[group], shape)
     cost = jnp.where(valid, cost, 0.0)
 
     # 5. Policy terms per dispute, then the annual aggregate limit per policy.
-    paid = jnp.minimum(
-        (1.0 - params.coinsurance[policy]) * jnp.maximum(cost - params.deductible_cny[policy], 0.0),
-        params.limit_per_dispute_cny[policy],
-    ).astype(jnp.float64)
+    terms = params.policy_terms[policy]
+    deductible, coinsurance, limit = terms[:, 0], terms[:, 1], terms[:, 2]
+    paid = jnp.minimum((1.0 - coinsurance) * jnp.maximum(cost - deductible, 0.0), limit).astype(jnp.float64)
     policy_or_sink = jnp.where(valid, policy, shape.n_policies)  # empty slots go to a sink row
     per_policy = jnp.zeros(shape.n_policies + 1, jnp.float64).at[policy_or_sink].add(paid)
     aggregate = params.aggregate_limit_cny[policy]
