@@ -28,6 +28,11 @@ class _Group(click.Group):
 
 
 def _setup_jax() -> None:
+    from .simulator.driver import host_device_flags
+
+    # One host device per core, so that the simulated years use every core (set before JAX
+    # starts its backends; an explicit XLA_FLAGS device count is respected).
+    os.environ["XLA_FLAGS"] = host_device_flags()
     import jax
 
     # Sample in float32, accumulate in float64 (STYLE.md rule 12): float64 must be available.

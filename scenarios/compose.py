@@ -11,7 +11,10 @@ import numpy as np
 
 from ..countries import COUNTRIES
 from ..errors import InputError
-from ..simulator.engine import FAMILIES, EngineParams, EngineShape
+from ..simulator.engine import (
+    FAMILIES, ROW_COINSURANCE, ROW_DEDUCTIBLE, ROW_FAMILY, ROW_GROUP, ROW_LIMIT, ROW_LOG1M_THETA, ROW_POLICY,
+    ROW_SEV_A, ROW_SEV_B, ROW_SEV_C, ROW_WIDTH, EngineParams, EngineShape,
+)
 from .portfolio import Portfolio
 from .schema import Scenario
 
@@ -142,20 +145,28 @@ def compose(scenario: Scenario, portfolio: Portfolio, *, batch_years: int = 128)
     dispute_mean = float(sum(g["lam"].sum() for g in groups))
     event_buffer = _buffer(event_mean, event_mean)
     dispute_buffer = _buffer(dispute_mean, float(sum(g["variance"].sum() for g in groups))) if clustered else event_buffer
-    # Enough low bits that a column's acceptance fraction is resolved to ~1e-6; the rest of the
-    # 64-bit word resolves the severity tail (>= 2**-32).
-    allocation_bits = int(min(32, max(20, math.ceil(math.log2(len(rates))) + 20)))
 
     families = tuple(any(g["severity"][0] == f for g in groups) for f in range(len(FAMILIES)))
+    if portfolio.n_policies >= 2**24 or len(groups) >= 2**24:
+        raise InputError(f"at most {2**24 - 1:,} policies and cells are supported (float32 indices)",
+                         field="policies", value=portfolio.n_policies)
+    group_severity = np.array([g["severity"][1] for g in groups], np.float64)
+    group_family = np.array([g["severity"][0] for g in groups], np.float64)
+    row = np.zeros((len(rates), ROW_WIDTH))
+    row[:, [ROW_SEV_A, ROW_SEV_B, ROW_SEV_C]] = group_severity[entry_group]
+    row[:, ROW_FAMILY] = group_family[entry_group]
+    row[:, ROW_DEDUCTIBLE] = portfolio.deductible_cny[entry_policy]
+    row[:, ROW_COINSURANCE] = portfolio.coinsurance[entry_policy]
+    row[:, ROW_LIMIT] = portfolio.limit_per_dispute_cny[entry_policy]
+    row[:, ROW_POLICY] = entry_policy
+    row[:, ROW_GROUP] = entry_group
+    row[:, ROW_LOG1M_THETA] = np.concatenate([g["log1m_theta"] for g in groups])
     params = EngineParams(
         event_rate=jnp.asarray(event_mean, jnp.float64),
-        entry_alias=jnp.asarray(np.stack([threshold, alias], axis=1), jnp.float64),
-        entry_target=jnp.asarray(np.stack([entry_policy, entry_group], axis=1), jnp.int32),
-        entry_log1m_theta=jnp.asarray(np.concatenate([g["log1m_theta"] for g in groups]), jnp.float32),
-        group_family=jnp.asarray([g["severity"][0] for g in groups], jnp.int32),
-        group_severity=jnp.asarray([g["severity"][1] for g in groups], jnp.float32),
-        policy_terms=jnp.asarray(np.stack([portfolio.deductible_cny, portfolio.coinsurance,
-                                           portfolio.limit_per_dispute_cny], axis=1), jnp.float32),
+        # keep the column iff its 32-bit fraction < ceil(threshold * 2**32); 2**32 always keeps it
+        entry_accept=jnp.asarray(np.minimum(np.ceil(threshold * 2.0**32), 2.0**32).astype(np.uint64), jnp.uint64),
+        entry_alias=jnp.asarray(alias, jnp.int32),
+        entry_row=jnp.asarray(row, jnp.float32),
         aggregate_limit_cny=jnp.asarray(portfolio.aggregate_limit_cny, jnp.float64),
     )
     shape = EngineShape(
@@ -163,7 +174,6 @@ def compose(scenario: Scenario, portfolio: Portfolio, *, batch_years: int = 128)
         n_groups=len(groups),
         event_buffer=event_buffer,
         dispute_buffer=dispute_buffer,
-        allocation_bits=allocation_bits,
         clustered=bool(clustered),
         families=families,
         batch_years=batch_years,

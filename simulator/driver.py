@@ -1,22 +1,28 @@
 """Stream simulated years through the kernel in fixed-shape chunks (host side).
 
 Every chunk has the same shape, so the kernel compiles once. The last chunk is padded with
-year indices past the end, and those years are discarded. A year whose disputes overflow the
-buffers is recomputed with larger buffers. Its draws are prefix-stable (see engine.py), so the
-result is exactly what an unbounded buffer would give.
+year indices past the end, and those years are discarded. Each chunk's years are split evenly
+over the local devices (``shard_map`` over a one-axis mesh): year ``y`` still draws only from
+``fold_in(key, y)``, so results are bit-identical whatever the chunk size or device count. On a
+CPU, the command line exposes one device per core (see :func:`host_device_flags`).
+
+A year whose disputes overflow the buffers is recomputed with larger buffers. Its draws are
+prefix-stable (see engine.py), so the result is exactly what an unbounded buffer would give.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from .engine import EngineParams, EngineShape, YearResult, simulate_years_jit
+from .engine import EngineParams, EngineShape, YearResult, simulate_years
 
 RECOMPUTE_BLOCK = 16  # years per recomputation call (fixed, so it compiles once per buffer size)
 
@@ -31,6 +37,38 @@ class YearTable:
     max_dispute: np.ndarray  # [year]
     disputes: np.ndarray  # [year] int32
     recomputed_years: np.ndarray  # year indices that overflowed the first buffers
+
+
+def host_device_flags(flags: str | None = None, cores: int | None = None) -> str:
+    """XLA_FLAGS with one host (CPU) device per core, unless the flags already choose a count.
+
+    Must be in the environment before JAX starts its backends. One CPU device runs on about one
+    core, so this is what lets the year axis use every core (measured: 1.35x on 2 cores).
+    """
+    flags = os.environ.get("XLA_FLAGS", "") if flags is None else flags
+    if "xla_force_host_platform_device_count" in flags:
+        return flags
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return f"{flags} --xla_force_host_platform_device_count={max(1, cores)}".strip()
+
+
+@functools.lru_cache(maxsize=64)
+def sharded_kernel(shape: EngineShape, devices: tuple[jax.Device, ...]):
+    """The kernel compiled once per (shape, devices): years split evenly over ``devices``.
+
+    Returns (function of (key, year_ids, params), sharding of the year axis, replicated sharding).
+    """
+    mesh = Mesh(np.array(devices), ("year",))
+
+    def local(key, year_ids, params):
+        return simulate_years(key, year_ids, params, shape)
+
+    # check_vma=False: jax.random.poisson's rejection loop mixes per-device and replicated
+    # values in its carry; every value here is per-device anyway.
+    mapped = jax.shard_map(local, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec("year"), PartitionSpec()),
+                           out_specs=PartitionSpec("year"), check_vma=False)
+    return jax.jit(mapped), NamedSharding(mesh, PartitionSpec("year")), NamedSharding(mesh, PartitionSpec())
 
 
 def _require_x64() -> None:
@@ -60,6 +98,7 @@ def run_years(
     chunk_size: int = 10_000,
     first_year: int = 0,
     progress: Callable[[int], None] | None = None,
+    devices: Sequence[jax.Device] | None = None,
 ) -> YearTable:
     """Simulate years ``first_year .. first_year + years - 1``.
 
@@ -67,13 +106,20 @@ def run_years(
         key: the run's key; year ``y`` uses ``fold_in(key, y)``.
         params, shape: from :func:`leisim.scenarios.compose.compose`.
         years: number of simulated years.
-        chunk_size: years per kernel call (memory grows with it; results do not change).
+        chunk_size: years per kernel call (memory grows with it; results do not change). Rounded
+            up to a multiple of the device count.
         progress: called with the number of years just finished.
+        devices: where to run [default: all local devices of the default backend]. Results do
+            not depend on it.
     """
     _require_x64()
     if years < 1 or chunk_size < 1:
         raise ValueError(f"years and chunk_size must be >= 1, got {years} and {chunk_size}")
-    chunk_size = min(chunk_size, years)
+    devices = tuple(devices or jax.local_devices())
+    n_devices = len(devices)
+    chunk_size = -(-min(chunk_size, years) // n_devices) * n_devices
+    kernel, year_sharding, replicated = sharded_kernel(shape, devices)
+    key, params = jax.device_put((key, params), replicated)
     n_groups = shape.n_groups
     gross, ground_up = np.empty(years), np.empty(years)
     by_group, max_dispute = np.empty((years, n_groups)), np.empty(years)
@@ -97,8 +143,9 @@ def run_years(
 
     pending = None
     for start in range(0, years, chunk_size):
-        year_ids = jnp.arange(first_year + start, first_year + start + chunk_size, dtype=jnp.uint32)
-        out = simulate_years_jit(key, year_ids, params, shape)  # dispatched asynchronously
+        year_ids = jax.device_put(np.arange(first_year + start, first_year + start + chunk_size, dtype=np.uint32),
+                                  year_sharding)
+        out = kernel(key, year_ids, params)  # dispatched asynchronously
         if pending is not None:
             store(*pending)  # copy the previous chunk while this one runs
         pending = (start, out)
@@ -106,13 +153,15 @@ def run_years(
 
     recomputed = np.flatnonzero(overflow)
     todo, big = recomputed, shape
+    block_size = -(-RECOMPUTE_BLOCK // n_devices) * n_devices
     while todo.size:
         big = _grow(big, int(events[todo].max()), int(disputes[todo].max()))
-        for block in range(0, todo.size, RECOMPUTE_BLOCK):
-            rows = todo[block:block + RECOMPUTE_BLOCK]
-            ids = np.full(RECOMPUTE_BLOCK, first_year + rows[0], np.uint32)
+        big_kernel, _, _ = sharded_kernel(big._replace(batch_years=RECOMPUTE_BLOCK), devices)
+        for block in range(0, todo.size, block_size):
+            rows = todo[block:block + block_size]
+            ids = np.full(block_size, first_year + rows[0], np.uint32)
             ids[: rows.size] = first_year + rows
-            out = simulate_years_jit(key, jnp.asarray(ids), params, big._replace(batch_years=RECOMPUTE_BLOCK))
+            out = big_kernel(key, jax.device_put(ids, year_sharding), params)
             put(rows, out, rows.size)
         todo = todo[overflow[todo]]
 

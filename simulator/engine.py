@@ -15,7 +15,7 @@ One simulated year, in order:
    is then exactly NB(lam, k), independently across policies, without a dense policy array.
 4. Each dispute gets its cost. The cost is the cell's severity quantile at a uniform taken from
    the dispute's own random word. The quantile is in survival form, so the upper tail is resolved
-   to 2**-(64 - allocation bits) rather than float32's 2**-24.
+   to 2**-32 rather than float32's 2**-24.
 5. Policy terms. The insurer pays ``min((1 - coinsurance) * max(cost - deductible, 0),
    limit_per_dispute)`` per dispute. Each policy's payments in the year are then capped at its
    ``aggregate_limit``: the portfolio total is the exact sum of the capped policy totals. A capped
@@ -50,26 +50,34 @@ class EngineShape(NamedTuple):
     n_groups: int
     event_buffer: int  # event slots per year
     dispute_buffer: int  # dispute slots per year (== event_buffer unless clustered)
-    allocation_bits: int  # low bits of a slot's word that pick the entry; the rest give the cost
     clustered: bool  # any negative-binomial cell
     families: tuple[bool, bool, bool]  # which severity families occur (lognormal, gamma, pareto)
     batch_years: int  # years vectorised together inside a chunk (cache-sized)
+
+
+# Columns of ``EngineParams.entry_row``: everything a dispute needs, fetched with one row gather
+# (measured on a 2-core CPU: one packed gather instead of five separate ones is 1.8x faster overall).
+ROW_SEV_A, ROW_SEV_B, ROW_SEV_C, ROW_FAMILY = 0, 1, 2, 3
+ROW_DEDUCTIBLE, ROW_COINSURANCE, ROW_LIMIT = 4, 5, 6
+ROW_POLICY, ROW_GROUP, ROW_LOG1M_THETA = 7, 8, 9
+ROW_WIDTH = 10
 
 
 class EngineParams(NamedTuple):
     """Scenario numbers as arrays, so that a new scenario reuses the compiled kernel.
 
     An entry is one (policy, group) pair with a positive rate; a group is one model cell.
+    ``entry_row[e]`` packs, as float32: the group's severity parameters (lognormal (mu, sigma, 0);
+    gamma (shape, scale, 0); Pareto II (alpha, scale, threshold); amounts in CNY) and family
+    code, the policy's deductible, coinsurance and per-dispute limit (CNY), the policy and group
+    indices (exact in float32 below 2**24) and log(1 - theta) of the entry's cluster size
+    (0: every event is one dispute).
     """
 
     event_rate: jax.Array  # f64[]           expected events (clusters) per year, all entries
-    entry_alias: jax.Array  # f64[entry, 2]   (acceptance probability, alias entry) per column
-    entry_target: jax.Array  # i32[entry, 2]  (policy, group) of each entry
-    entry_log1m_theta: jax.Array  # f32[entry] log(1 - theta) of the cluster size; 0: size 1
-    group_family: jax.Array  # i32[group]      index into FAMILIES
-    group_severity: jax.Array  # f32[group, 3] lognormal (mu, sigma, 0); gamma (shape, scale, 0);
-    #                                          pareto (alpha, scale, threshold); amounts in CNY
-    policy_terms: jax.Array  # f32[policy, 3]  (deductible, coinsurance, limit per dispute) CNY
+    entry_accept: jax.Array  # u64[entry]     alias acceptance: keep the column iff frac32 < accept
+    entry_alias: jax.Array  # i32[entry]      the column's alias entry
+    entry_row: jax.Array  # f32[entry, ROW_WIDTH]
     aggregate_limit_cny: jax.Array  # f64[policy]
 
 
@@ -89,15 +97,16 @@ def _uniform_from_bits(bits: jax.Array, n_bits: int) -> jax.Array:
     """Map ``n_bits``-bit integers to float32 uniforms strictly inside (0, 1).
 
     Small values keep full float32 relative precision, so survival-form quantiles resolve
-    the tail down to 2**-n_bits.
+    the tail down to 2**-n_bits. Values that round up to 1 are held just below it.
     """
-    return (bits.astype(jnp.float32) + 0.5) * jnp.float32(2.0**-n_bits)
+    u = (bits.astype(jnp.float32) + 0.5) * jnp.float32(2.0**-n_bits)
+    return jnp.minimum(u, jnp.float32(1.0 - 2.0**-24))
 
 
-def _severity(key: jax.Array, u: jax.Array, family: jax.Array, theta: jax.Array,
-              shape: EngineShape) -> jax.Array:
-    """Cost per dispute in CNY (float32). ``u`` is a survival-form uniform."""
-    a, b, c = theta[:, 0], theta[:, 1], theta[:, 2]
+def _severity(key: jax.Array, u: jax.Array, row: jax.Array, shape: EngineShape) -> jax.Array:
+    """Cost per dispute in CNY (float32). ``u`` is a survival-form uniform; ``row`` its entry rows."""
+    a, b, c = row[:, ROW_SEV_A], row[:, ROW_SEV_B], row[:, ROW_SEV_C]
+    family = row[:, ROW_FAMILY].astype(jnp.int32)
     has_lognormal, has_gamma, has_pareto = shape.families
     single = sum(shape.families) == 1
 
@@ -117,14 +126,18 @@ def _severity(key: jax.Array, u: jax.Array, family: jax.Array, theta: jax.Array,
     return cost
 
 
-def _pick_entry(word: jax.Array, params: EngineParams, n_bits: int) -> jax.Array:
-    """Alias-method draw of an entry from the low ``n_bits`` of ``word``."""
+def _pick_entry(low32: jax.Array, params: EngineParams) -> jax.Array:
+    """Alias-method draw of an entry from 32 random bits (held in a uint64).
+
+    ``low32 * n_entries`` splits into the column (high part) and a 32-bit fraction (low part),
+    so each entry's probability is exact to ``n_entries * 2**-32``, in integer arithmetic
+    (measured 4x faster than the same draw in float64 on a 2-core CPU).
+    """
     n_entries = params.entry_alias.shape[0]
-    low = (word & jnp.uint64((1 << n_bits) - 1)).astype(jnp.float64)
-    position = low * (n_entries * 2.0**-n_bits)
-    column = jnp.minimum(position.astype(jnp.int32), n_entries - 1)
-    alias = params.entry_alias[column]
-    return jnp.where(position - column < alias[:, 0], column, alias[:, 1].astype(jnp.int32))
+    scaled = low32 * jnp.uint64(n_entries)
+    column = (scaled >> jnp.uint64(32)).astype(jnp.int32)
+    fraction = scaled & jnp.uint64(0xFFFFFFFF)
+    return jnp.where(fraction < params.entry_accept[column], column, params.entry_alias[column])
 
 
 def simulate_year(key: jax.Array, params: EngineParams, shape: EngineShape) -> YearResult:
@@ -139,15 +152,15 @@ def simulate_year(key: jax.Array, params: EngineParams, shape: EngineShape) -> Y
 
     # 2. Each event's entry, from the low bits of the slot's word.
     word = jax.random.bits(k_event, (shape.event_buffer,), dtype=jnp.uint64)
-    entry = _pick_entry(word, params, shape.allocation_bits)
-    high = (word >> jnp.uint64(shape.allocation_bits)).astype(jnp.float64)
-    n_high = 64 - shape.allocation_bits
+    entry = _pick_entry(word & jnp.uint64(0xFFFFFFFF), params)
+    u_high = _uniform_from_bits((word >> jnp.uint64(32)).astype(jnp.uint32), 32)
 
+    row = params.entry_row[entry]
     if shape.clustered:
         # 3. Kemp's LK: L = 1 + floor(log V / log(1 - (1 - theta)^U)); theta = 0 gives L = 1.
-        u = ((high + 0.5) * 2.0**-n_high).astype(jnp.float32)
+        u = u_high
         v = _uniform_from_bits(jax.random.bits(k_size, (shape.event_buffer,), dtype=jnp.uint32), 32)
-        log1m_theta = params.entry_log1m_theta[entry]
+        log1m_theta = row[:, ROW_LOG1M_THETA]
         r = -jnp.expm1(u * log1m_theta)
         size = 1.0 + jnp.floor(jnp.log(v) / jnp.log(r))
         size = jnp.where(log1m_theta < 0, jnp.clip(size, 1.0, 2.0**30), 1.0).astype(jnp.int32)
@@ -157,27 +170,25 @@ def simulate_year(key: jax.Array, params: EngineParams, shape: EngineShape) -> Y
         slot = jnp.arange(shape.dispute_buffer, dtype=jnp.int32)
         owner = jnp.searchsorted(cum_size, slot, side="right")
         owner = jnp.minimum(owner, shape.event_buffer - 1)
-        entry = entry[owner]
+        row = row[owner]
         valid = slot < n_disputes
         cost_bits = jax.random.bits(k_cost, (shape.dispute_buffer,), dtype=jnp.uint32)
         u_cost = _uniform_from_bits(cost_bits, 32)
         overflow = (n_events > shape.event_buffer) | (n_disputes > shape.dispute_buffer)
     else:
         valid, n_disputes = event_valid, n_events
-        u_cost = ((high + 0.5) * 2.0**-n_high).astype(jnp.float32)
+        u_cost = u_high
         overflow = n_events > shape.event_buffer
 
-    target = params.entry_target[entry]
-    policy, group = target[:, 0], target[:, 1]
+    policy = row[:, ROW_POLICY].astype(jnp.int32)
+    group = row[:, ROW_GROUP].astype(jnp.int32)
 
     # 4. Costs.
-    family = params.group_family[group] if sum(shape.families) > 1 else None
-    cost = _severity(k_gamma, u_cost, family, params.group_severity[group], shape)
+    cost = _severity(k_gamma, u_cost, row, shape)
     cost = jnp.where(valid, cost, 0.0)
 
     # 5. Policy terms per dispute, then the annual aggregate limit per policy.
-    terms = params.policy_terms[policy]
-    deductible, coinsurance, limit = terms[:, 0], terms[:, 1], terms[:, 2]
+    deductible, coinsurance, limit = row[:, ROW_DEDUCTIBLE], row[:, ROW_COINSURANCE], row[:, ROW_LIMIT]
     paid = jnp.minimum((1.0 - coinsurance) * jnp.maximum(cost - deductible, 0.0), limit).astype(jnp.float64)
     policy_or_sink = jnp.where(valid, policy, shape.n_policies)  # empty slots go to a sink row
     per_policy = jnp.zeros(shape.n_policies + 1, jnp.float64).at[policy_or_sink].add(paid)
@@ -208,6 +219,3 @@ def simulate_years(key: jax.Array, years: jax.Array, params: EngineParams, shape
         return simulate_year(jax.random.fold_in(key, year), params, shape)
 
     return jax.lax.map(one_year, years, batch_size=min(shape.batch_years, years.shape[0]))
-
-
-simulate_years_jit = jax.jit(simulate_years, static_argnames=("shape",))

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import jax
-import pytest
+import os
+
+# Two host devices, as the command line sets up on a 2-core machine: every test then runs the
+# sharded kernel, and the device-count test compares it with a single device.
+os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 

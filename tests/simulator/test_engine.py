@@ -21,7 +21,7 @@ from scipy import stats
 
 from leisim.scenarios.compose import alias_table
 from leisim.simulator import engine, metrics
-from leisim.simulator.driver import run_years
+from leisim.simulator.driver import run_years, sharded_kernel
 
 LOGNORMAL = {"distribution": "lognormal", "median_cny": 1.0e6, "sigma": 0.8}
 
@@ -187,9 +187,18 @@ def test_new_scenario_numbers_reuse_the_compiled_kernel(key):
                                severity=LOGNORMAL | {"sigma": 1.1})], portfolio)
     assert first.shape == second.shape
     run_years(key, first.params, first.shape, years=500, chunk_size=500)
-    compiled = engine.simulate_years_jit._cache_size()
+    kernel, _, _ = sharded_kernel(first.shape, tuple(jax.local_devices()))
+    assert kernel._cache_size() == 1
     run_years(key, second.params, second.shape, years=500, chunk_size=500)
-    assert engine.simulate_years_jit._cache_size() == compiled
+    assert kernel._cache_size() == 1
+
+
+def test_per_year_results_identical_on_one_device_and_on_two(key, baseline):
+    assert jax.local_device_count() == 2  # conftest sets two host devices
+    one = run_years(key, baseline.params, baseline.shape, years=3001, chunk_size=1000, devices=jax.local_devices()[:1])
+    two = run_years(key, baseline.params, baseline.shape, years=3001, chunk_size=1000)
+    for field in ("gross", "ground_up", "gross_by_group", "max_dispute", "disputes"):
+        np.testing.assert_array_equal(getattr(one, field), getattr(two, field), err_msg=field)
 
 
 @pytest.mark.parametrize(
