@@ -1,4 +1,13 @@
-"""Compose a validated scenario and portfolio into the engine's arrays (host side, NumPy)."""
+"""Compose a validated scenario and portfolio into the engine's arrays (host side, NumPy).
+
+Two sources fill the same intermediate form, :class:`ModelTables`:
+
+- ``parameters = "fixed"``: the scenario's ``[[model.cells]]`` (one draw, one severity stage);
+- ``parameters = "posterior"``: the fitted model's posterior draws (:mod:`leisim.models.posterior`).
+
+:func:`assemble` turns it into :class:`EngineParams` and :class:`EngineShape`, sizes the
+buffers, and builds the alias tables.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +21,18 @@ import numpy as np
 from ..countries import COUNTRIES
 from ..errors import InputError
 from ..simulator.engine import (
-    FAMILIES, ROW_COINSURANCE, ROW_DEDUCTIBLE, ROW_FAMILY, ROW_GROUP, ROW_LIMIT, ROW_LOG1M_THETA, ROW_POLICY,
-    ROW_SEV_A, ROW_SEV_B, ROW_SEV_C, ROW_WIDTH, EngineParams, EngineShape,
+    FAMILIES, ROW_CELL, ROW_COINSURANCE, ROW_DEDUCTIBLE, ROW_LIMIT, ROW_POLICY, ROW_WEIGHT, ROW_WIDTH, TRIAL,
+    EngineParams, EngineShape,
 )
 from .portfolio import Portfolio
 from .schema import Scenario
 
-# Buffers hold the mean plus this many standard deviations (plus 16); a year beyond that is
-# recomputed with a larger buffer (never dropped). Six SDs make that ~1e-9 per Poisson year, so
-# a run rarely pays the recomputation's extra compilation.
+# Buffers hold a high year's mean plus this many standard deviations (plus 16); a year beyond
+# that is recomputed with a larger buffer (never dropped). Six SDs make that ~1e-9 per Poisson
+# year, so a run rarely pays the recomputation's extra compilation.
 BUFFER_SDS = 6.0
+# A "high year" for buffer sizing: the year effect at +3 SD (a 1-in-740 year).
+BUFFER_YEAR_SDS = 3.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,21 +41,59 @@ class Composition:
 
     params: EngineParams
     shape: EngineShape
-    group_country: tuple[str, ...]  # per group
+    group_country: tuple[str, ...]  # per cell
     group_dispute_type: tuple[str, ...]
     countries: tuple[str, ...]  # the output's country axis: the portfolio's countries
-    expected_disputes: float  # per year
+    expected_disputes: float  # per year, averaged over draws and year effects
     premium_cny: float
+    n_draws: int = 1
+    parameters: str = "fixed"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelTables:
+    """A model on a portfolio, before it becomes engine arrays. Amounts in CNY.
+
+    Strata: ``stratum_cell[s]`` and its entries ``stratum_policies[s]`` with fixed weights
+    ``stratum_weights[s]``; the expected disputes of entry ``i`` of stratum ``s`` in draw ``d``
+    are ``stratum_scale[d, s] * stratum_weights[s][i]`` before the year effect.
+    """
+
+    cell_country: tuple[str, ...]
+    cell_dispute_type: tuple[str, ...]
+    cell_family: np.ndarray  # [cell] index into FAMILIES
+    cell_currency: tuple[str, ...]  # [cell]
+    stratum_cell: np.ndarray  # [stratum]
+    stratum_policies: tuple[np.ndarray, ...]
+    stratum_weights: tuple[np.ndarray, ...]
+    stratum_scale: np.ndarray  # [draw, stratum]
+    cell_concentration: np.ndarray  # [draw, cell], 0 = Poisson
+    cell_stage_probability: np.ndarray  # [draw, cell, stage]
+    cell_severity: np.ndarray  # [draw, cell, stage, 3]
+    cell_fee: np.ndarray  # [draw, cell, 3]
+    year_sigma: np.ndarray  # [draw]
+    fx_sigma: dict[str, float]  # currency -> annual log-volatility
+    campaign_cell: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, int))  # [kind]
+    campaign_policies: tuple[np.ndarray, ...] = ()  # per kind: target policies
+    campaign_weights: tuple[np.ndarray, ...] = ()  # per kind: their weights
+    campaign_rate: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((1, 0)))  # [draw, kind]
+    campaign_size: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((1, 0, 2)))  # [draw, kind, 2]
+
+    @property
+    def n_draws(self) -> int:
+        return self.stratum_scale.shape[0]
 
 
 def alias_table(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Walker's alias table (Vose's stable construction) for probabilities proportional to ``weights``.
 
     Returns (threshold, alias): draw column ``i`` uniformly and a uniform ``f``; take ``i`` if
-    ``f < threshold[i]``, else ``alias[i]``.
+    ``f < threshold[i]``, else ``alias[i]``. All-zero weights give the uniform table.
     """
+    weights = np.asarray(weights, dtype=np.float64)
     n = len(weights)
-    scaled = np.asarray(weights, dtype=np.float64) * n / np.sum(weights)
+    total = weights.sum()
+    scaled = weights * n / total if total > 0 else np.ones(n)
     threshold, alias = np.ones(n), np.arange(n)
     small = [i for i in range(n) if scaled[i] < 1.0]
     large = [i for i in range(n) if scaled[i] >= 1.0]
@@ -56,6 +105,11 @@ def alias_table(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for i in small + large:  # leftovers are 1 up to rounding
         threshold[i] = 1.0
     return threshold, alias
+
+
+def _accept(threshold: np.ndarray) -> np.ndarray:
+    """Integer acceptance for the engine: keep the column iff its 32-bit fraction < ceil(t * 2**32)."""
+    return np.minimum(np.ceil(threshold * 2.0**32), 2.0**32).astype(np.uint64)
 
 
 def _multiplier(table: dict, country: str) -> float:
@@ -73,117 +127,236 @@ def _severity_params(sev: dict, multiplier: float) -> tuple[int, tuple[float, fl
     return family, (float(sev["alpha"]), sev["scale_cny"] * multiplier, sev.get("threshold_cny", 0.0) * multiplier)
 
 
-def _buffer(mean: float, variance: float) -> int:
-    size = mean + BUFFER_SDS * math.sqrt(variance) + 16
-    return int(math.ceil(size / 32.0) * 32)
-
-
-def compose(scenario: Scenario, portfolio: Portfolio, *, batch_years: int = 128) -> Composition:
-    """Turn a fixed-parameter scenario and a portfolio into engine arrays.
+def fixed_tables(scenario: Scenario, portfolio: Portfolio) -> tuple[ModelTables, np.ndarray]:
+    """The scenario's ``[[model.cells]]`` on the portfolio: one draw, one stratum, one stage.
 
     The expected count for policy ``p`` in cell ``g`` is
     ``rate_g * frequency shock(country) * sector_relativity_g(sector_p) * exposure[p, country]``.
+    Returns the tables and each entry's cell.
     """
-    if scenario.parameters != "fixed":
-        raise InputError(
-            'parameters = "posterior" needs a fitted model, which this version does not have yet; '
-            'set [model] parameters = "fixed" and give [[model.cells]]',
-            file=scenario.source, field="model.parameters", value=scenario.parameters, choices=["fixed"],
-        )
     shocks = scenario.shocks
     freq_shock, sev_shock, fx_shock = shocks.get("frequency", {}), shocks.get("severity", {}), shocks.get("fx", {})
     column = {country: c for c, country in enumerate(portfolio.countries)}
     sector = np.asarray(portfolio.sector)
-
     uncovered = [c for c in portfolio.countries if c not in {cell["country"] for cell in scenario.cells}
                  and portfolio.exposure[:, column[c]].sum() > 0]
     if uncovered:
         warnings.warn(
             f"{scenario.source}: the portfolio has exposure to {', '.join(uncovered)} but the scenario has no "
             "[[model.cells]] for it: no disputes are simulated there. Add cells for these countries.",
-            stacklevel=2,
+            stacklevel=3,
         )
-
-    groups = []
-    for cell in scenario.cells:
-        country = cell["country"]
+    cells = []
+    for spec in scenario.cells:
+        country = spec["country"]
         if country not in column:
             continue  # the portfolio has no exposure there
-        rel = cell.get("sector_relativity", {})
+        rel = spec.get("sector_relativity", {})
         relativity = np.array([float(rel.get(s, 1.0)) for s in sector])
-        lam = (cell["frequency"]["rate"] * _multiplier(freq_shock, country)
-               * relativity * portfolio.exposure[:, column[country]])
+        lam = spec["frequency"]["rate"] * _multiplier(freq_shock, country) * relativity * portfolio.exposure[:, column[country]]
         policies = np.flatnonzero(lam > 0)
         if policies.size == 0:
             continue
-        lam = lam[policies]
-        if cell["frequency"]["distribution"] == "negative_binomial":
-            k = float(cell["frequency"]["concentration"])
-            event_rate = k * np.log1p(lam / k)  # clusters per year, Poisson
-            log1m_theta = -np.log1p(lam / k)  # log(1 - theta), theta = lam / (k + lam)
-            variance = lam + lam**2 / k
-        else:
-            event_rate, log1m_theta, variance = lam, np.zeros_like(lam), lam
-        currency = cell.get("currency", COUNTRIES[country].currency)
+        currency = spec.get("currency", COUNTRIES[country].currency)
         multiplier = _multiplier(sev_shock, country) * float(fx_shock.get(currency, 1.0))
-        groups.append(dict(country=country, dispute_type=cell["dispute_type"], policies=policies,
-                           lam=lam, event_rate=event_rate, log1m_theta=log1m_theta, variance=variance,
-                           severity=_severity_params(cell["severity"], multiplier)))
-    if not groups:
-        # Nothing can happen: keep one empty group so that the kernel's shapes stay valid.
-        groups.append(dict(country=portfolio.countries[0] if portfolio.countries else "US", dispute_type="patent",
-                           policies=np.zeros(1, int), lam=np.zeros(1), event_rate=np.zeros(1),
-                           log1m_theta=np.zeros(1), variance=np.zeros(1), severity=(0, (0.0, 1.0, 0.0))))
+        k = float(spec["frequency"]["concentration"]) if spec["frequency"]["distribution"] == "negative_binomial" else 0.0
+        cells.append(dict(country=country, dispute_type=spec["dispute_type"], policies=policies, lam=lam[policies],
+                          k=k, currency=currency, severity=_severity_params(spec["severity"], multiplier)))
+    if not cells:
+        # Nothing can happen: keep one empty cell so that the kernel's shapes stay valid.
+        cells.append(dict(country=portfolio.countries[0] if portfolio.countries else "US", dispute_type="patent",
+                          policies=np.zeros(1, int), lam=np.zeros(1), k=0.0, currency="CNY",
+                          severity=(0, (0.0, 1.0, 0.0))))
+    n_cells = len(cells)
+    fx_vol = scenario.raw.get("fx", {}).get("volatility", {})
+    return ModelTables(
+        cell_country=tuple(c["country"] for c in cells),
+        cell_dispute_type=tuple(c["dispute_type"] for c in cells),
+        cell_family=np.array([c["severity"][0] for c in cells]),
+        cell_currency=tuple(c["currency"] for c in cells),
+        # One stratum holding every entry with its full rate (the scale is 1).
+        stratum_cell=np.zeros(1, int),
+        stratum_policies=(np.concatenate([c["policies"] for c in cells]),),
+        stratum_weights=(np.concatenate([c["lam"] for c in cells]),),
+        stratum_scale=np.ones((1, 1)),
+        cell_concentration=np.array([[c["k"] for c in cells]]),
+        cell_stage_probability=np.ones((1, n_cells, 1)),
+        cell_severity=np.array([[[c["severity"][1]] for c in cells]]),
+        cell_fee=np.zeros((1, n_cells, 3)),
+        year_sigma=np.array([float(scenario.raw.get("model", {}).get("year_effect_sd", 0.0))]),
+        fx_sigma={str(k): float(v) for k, v in fx_vol.items()},
+    ), np.concatenate([np.full(len(c["policies"]), i) for i, c in enumerate(cells)])
 
-    rates = np.concatenate([g["event_rate"] for g in groups])
-    threshold, alias = alias_table(rates if rates.sum() > 0 else np.ones_like(rates))
-    entry_policy = np.concatenate([g["policies"] for g in groups])
-    entry_group = np.concatenate([np.full(len(g["policies"]), i) for i, g in enumerate(groups)])
 
-    clustered = any(np.any(g["log1m_theta"] < 0) for g in groups)
-    event_mean = float(rates.sum())
-    dispute_mean = float(sum(g["lam"].sum() for g in groups))
-    event_buffer = _buffer(event_mean, event_mean)
-    dispute_buffer = _buffer(dispute_mean, float(sum(g["variance"].sum() for g in groups))) if clustered else event_buffer
+def _buffer(mean: float, variance: float) -> int:
+    size = mean + BUFFER_SDS * math.sqrt(max(variance, 0.0)) + 16
+    return int(math.ceil(size / 32.0) * 32)
 
-    families = tuple(any(g["severity"][0] == f for g in groups) for f in range(len(FAMILIES)))
-    if portfolio.n_policies >= 2**24 or len(groups) >= 2**24:
+
+def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarray | None = None,
+             batch_years: int = 128) -> tuple[EngineParams, EngineShape, float]:
+    """Engine arrays for ``tables`` on ``portfolio``; also the expected disputes per year.
+
+    ``entry_cells`` gives each entry's cell when a stratum mixes cells (the single stratum of a
+    fixed scenario); by default an entry's cell is its stratum's.
+    """
+    n_draws, n_strata = tables.stratum_scale.shape
+    n_cells = len(tables.cell_country)
+    if portfolio.n_policies >= 2**24 or n_cells >= 2**24:
         raise InputError(f"at most {2**24 - 1:,} policies and cells are supported (float32 indices)",
                          field="policies", value=portfolio.n_policies)
-    group_severity = np.array([g["severity"][1] for g in groups], np.float64)
-    group_family = np.array([g["severity"][0] for g in groups], np.float64)
-    row = np.zeros((len(rates), ROW_WIDTH))
-    row[:, [ROW_SEV_A, ROW_SEV_B, ROW_SEV_C]] = group_severity[entry_group]
-    row[:, ROW_FAMILY] = group_family[entry_group]
-    row[:, ROW_DEDUCTIBLE] = portfolio.deductible_cny[entry_policy]
-    row[:, ROW_COINSURANCE] = portfolio.coinsurance[entry_policy]
-    row[:, ROW_LIMIT] = portfolio.limit_per_dispute_cny[entry_policy]
-    row[:, ROW_POLICY] = entry_policy
-    row[:, ROW_GROUP] = entry_group
-    row[:, ROW_LOG1M_THETA] = np.concatenate([g["log1m_theta"] for g in groups])
+    counts = np.array([max(len(p), 1) for p in tables.stratum_policies])
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    n_entries = int(counts.sum())
+    policies = np.concatenate([p if len(p) else np.zeros(1, int) for p in tables.stratum_policies])
+    weights = np.concatenate([w if len(w) else np.zeros(1) for w in tables.stratum_weights])
+    entry_stratum = np.repeat(np.arange(n_strata), counts)
+    cells = entry_cells if entry_cells is not None else tables.stratum_cell[entry_stratum]
+
+    entry_accept, entry_alias = np.empty(n_entries, np.uint64), np.empty(n_entries, np.int64)
+    for s in range(n_strata):
+        lo, hi = offsets[s], offsets[s] + counts[s]
+        threshold, alias = alias_table(weights[lo:hi])
+        entry_accept[lo:hi], entry_alias[lo:hi] = _accept(threshold), alias + lo
+
+    stratum_weight = np.array([weights[offsets[s]:offsets[s] + counts[s]].sum() for s in range(n_strata)])
+    stratum_rate = tables.stratum_scale * stratum_weight[None, :]  # [draw, stratum] expected disputes
+    # Dominating event rate: expected disputes (the NB thinning keeps k log(1 + lam/k) of them).
+    total_rate = stratum_rate.sum(axis=1)
+    stratum_accept = np.empty((n_draws, n_strata), np.uint64)
+    stratum_alias = np.empty((n_draws, n_strata), np.int64)
+    for d in range(n_draws):
+        threshold, alias = alias_table(stratum_rate[d])
+        stratum_accept[d], stratum_alias[d] = _accept(threshold), alias
+
+    row = np.zeros((n_entries, ROW_WIDTH))
+    row[:, ROW_DEDUCTIBLE] = portfolio.deductible_cny[policies]
+    row[:, ROW_COINSURANCE] = portfolio.coinsurance[policies]
+    row[:, ROW_LIMIT] = portfolio.limit_per_dispute_cny[policies]
+    row[:, ROW_POLICY] = policies
+    row[:, ROW_CELL] = cells
+    row[:, ROW_WEIGHT] = weights
+
+    currencies = sorted(set(tables.cell_currency))
+    fx_sigma = np.array([tables.fx_sigma.get(c, 0.0) for c in currencies])
+    cell_currency = np.array([currencies.index(c) for c in tables.cell_currency])
+
+    # Campaigns: one alias table over each kind's target policies, padded to a common width.
+    n_kinds = len(tables.campaign_policies)
+    width = max([len(p) for p in tables.campaign_policies] + [1])
+    campaign_accept = np.full((max(n_kinds, 1), width), 2**32, np.uint64)
+    campaign_alias = np.zeros((max(n_kinds, 1), width), np.int64)
+    campaign_policy = np.zeros((max(n_kinds, 1), width), np.int64)
+    campaign_count = np.ones(max(n_kinds, 1), np.int64)
+    for k in range(n_kinds):
+        n = len(tables.campaign_policies[k])
+        threshold, alias = alias_table(tables.campaign_weights[k])
+        campaign_accept[k, :n], campaign_alias[k, :n] = _accept(threshold), alias + k * width
+        campaign_policy[k, :n], campaign_count[k] = tables.campaign_policies[k], n
+    campaign_rate = tables.campaign_rate if n_kinds else np.zeros((n_draws, 1))
+    campaign_size = tables.campaign_size if n_kinds else np.ones((n_draws, 1, 2))
+    campaign_cell = tables.campaign_cell if n_kinds else np.zeros(1, int)
+
+    # Buffers: a high year (year effect at +BUFFER_YEAR_SDS) of the busiest draw.
+    high = np.exp(BUFFER_YEAR_SDS * tables.year_sigma)  # [draw]
+    lam_entry = tables.stratum_scale[:, entry_stratum] * weights[None, :]  # [draw, entry]
+    k_entry = tables.cell_concentration[:, cells]
+    nb_entry = k_entry > 0
+    event_mean = float((total_rate * high).max())
+    dispute_var = np.where(nb_entry, lam_entry + lam_entry**2 / np.where(nb_entry, k_entry, 1.0), lam_entry)
+    clustered = bool(nb_entry.any())
+    event_buffer = _buffer(event_mean, event_mean)
+    dispute_buffer = _buffer(event_mean, float((dispute_var.sum(axis=1) * high**2).max())) if clustered else event_buffer
+    if n_kinds:
+        camp_mean = float((campaign_rate.sum(axis=1) * high).max())
+        mean_hits = 1.0 + campaign_size[..., 0]  # [draw, kind]
+        var_hits = campaign_size[..., 0] + campaign_size[..., 0] ** 2 / campaign_size[..., 1]
+        hit_mean = (campaign_rate * mean_hits).sum(axis=1) * high
+        hit_var = (campaign_rate * (var_hits + mean_hits**2)).sum(axis=1) * high  # compound Poisson
+        campaign_buffer = _buffer(camp_mean, camp_mean)
+        campaign_dispute_buffer = _buffer(float(hit_mean.max()), float(hit_var.max()))
+    else:
+        campaign_buffer = campaign_dispute_buffer = 0
+
+    # Expected disputes per year, averaged over draws; E[exp(eps)] = exp(sigma^2 / 2).
+    lift = np.exp(0.5 * tables.year_sigma**2)
+    expected = float(np.mean(stratum_rate.sum(axis=1) * lift))
+    if n_kinds:
+        expected += float(np.mean((campaign_rate * (1.0 + campaign_size[..., 0])).sum(axis=1) * lift))
+
+    n_stages = tables.cell_stage_probability.shape[2]
+    families = tuple(bool(np.any(tables.cell_family == f)) for f in range(len(FAMILIES)))
     params = EngineParams(
-        event_rate=jnp.asarray(event_mean, jnp.float64),
-        # keep the column iff its 32-bit fraction < ceil(threshold * 2**32); 2**32 always keeps it
-        entry_accept=jnp.asarray(np.minimum(np.ceil(threshold * 2.0**32), 2.0**32).astype(np.uint64), jnp.uint64),
-        entry_alias=jnp.asarray(alias, jnp.int32),
+        total_rate=jnp.asarray(total_rate, jnp.float64),
+        stratum_accept=jnp.asarray(stratum_accept, jnp.uint64),
+        stratum_alias=jnp.asarray(stratum_alias, jnp.int32),
+        stratum_scale=jnp.asarray(tables.stratum_scale, jnp.float32),
+        cell_concentration=jnp.asarray(tables.cell_concentration, jnp.float32),
+        cell_stage_cdf=jnp.asarray(np.cumsum(tables.cell_stage_probability, axis=2), jnp.float32),
+        cell_severity=jnp.asarray(tables.cell_severity, jnp.float32),
+        cell_fee=jnp.asarray(tables.cell_fee, jnp.float32),
+        year_sigma=jnp.asarray(tables.year_sigma, jnp.float32),
+        campaign_rate=jnp.asarray(campaign_rate, jnp.float64),
+        campaign_size=jnp.asarray(campaign_size, jnp.float32),
+        stratum_offset=jnp.asarray(offsets, jnp.int32),
+        stratum_count=jnp.asarray(counts, jnp.int32),
+        entry_accept=jnp.asarray(entry_accept, jnp.uint64),
+        entry_alias=jnp.asarray(entry_alias, jnp.int32),
         entry_row=jnp.asarray(row, jnp.float32),
+        cell_family=jnp.asarray(tables.cell_family, jnp.int32),
+        cell_currency=jnp.asarray(cell_currency, jnp.int32),
+        fx_sigma=jnp.asarray(fx_sigma, jnp.float32),
+        campaign_cell=jnp.asarray(campaign_cell, jnp.int32),
+        campaign_accept=jnp.asarray(campaign_accept, jnp.uint64),
+        campaign_alias=jnp.asarray(campaign_alias, jnp.int32),
+        campaign_policy=jnp.asarray(campaign_policy, jnp.int32),
+        campaign_count=jnp.asarray(campaign_count, jnp.int32),
+        policy_terms=jnp.asarray(np.stack([portfolio.deductible_cny, portfolio.coinsurance,
+                                           portfolio.limit_per_dispute_cny], axis=1), jnp.float32),
         aggregate_limit_cny=jnp.asarray(portfolio.aggregate_limit_cny, jnp.float64),
     )
     shape = EngineShape(
         n_policies=portfolio.n_policies,
-        n_groups=len(groups),
+        n_cells=n_cells,
         event_buffer=event_buffer,
         dispute_buffer=dispute_buffer,
-        clustered=bool(clustered),
+        campaign_buffer=campaign_buffer,
+        campaign_dispute_buffer=campaign_dispute_buffer,
+        n_stages=n_stages,
+        stratified=n_strata > 1,
+        clustered=clustered,
         families=families,
+        fee_shifting=bool(np.any(tables.cell_fee[..., 0] > 0) or np.any(tables.cell_fee[..., 2] > 0))
+        and n_stages > TRIAL,
+        fx=bool(np.any(fx_sigma > 0)),
+        year_effect=bool(np.any(tables.year_sigma > 0)),
         batch_years=batch_years,
     )
+    return params, shape, expected
+
+
+def compose(scenario: Scenario, portfolio: Portfolio, *, batch_years: int = 128, posterior=None) -> Composition:
+    """Turn a scenario and a portfolio into engine arrays.
+
+    Args:
+        posterior: the fitted posterior (an xarray Dataset) for ``parameters = "posterior"``;
+            by default the one shipped with leisim.
+    """
+    if scenario.parameters == "fixed":
+        tables, entry_cells = fixed_tables(scenario, portfolio)
+    else:
+        from ..models.posterior import posterior_tables
+
+        tables, entry_cells = posterior_tables(scenario, portfolio, posterior), None
+    params, shape, expected = assemble(tables, portfolio, entry_cells=entry_cells, batch_years=batch_years)
     return Composition(
         params=params,
         shape=shape,
-        group_country=tuple(g["country"] for g in groups),
-        group_dispute_type=tuple(g["dispute_type"] for g in groups),
+        group_country=tables.cell_country,
+        group_dispute_type=tables.cell_dispute_type,
         countries=portfolio.countries,
-        expected_disputes=dispute_mean,
+        expected_disputes=expected,
         premium_cny=float(portfolio.premium_cny.sum()),
+        n_draws=tables.n_draws,
+        parameters=scenario.parameters,
     )

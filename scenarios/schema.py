@@ -146,6 +146,7 @@ TOP_KEYS = {
     "shocks": "table",
     "reinsurance": "array of tables",
     "capital": "table",
+    "fx": "table: volatility = { USD = 0.04, ... } (annual log-volatility against CNY)",
 }
 
 
@@ -248,7 +249,19 @@ def validate(raw: dict, file: str) -> dict:
     if "seed" in raw:
         ck.integer(raw["seed"], "seed", low=0, high=2**63 - 1)
 
-    model = ck.table(raw.get("model", {}), "model", {"parameters": "posterior | fixed", "cells": "array of tables"})
+    model = ck.table(raw.get("model", {}), "model", {
+        "parameters": "posterior | fixed",
+        "cells": "array of tables",
+        "posterior": "path to a posterior .nc written by `leisim fit` (default: the shipped one)",
+        "year_effect_sd": "sd of the log year effect for fixed cells (the common shock), >= 0",
+        "point_estimate": "true: every year at the posterior mean parameters (no parameter uncertainty)",
+    })
+    if "posterior" in model:
+        ck.string(model["posterior"], "model.posterior")
+    if "year_effect_sd" in model:
+        ck.number(model["year_effect_sd"], "model.year_effect_sd", low=0.0, high=5.0)
+    if "point_estimate" in model and not isinstance(model["point_estimate"], bool):
+        ck.fail("model.point_estimate", "must be true or false", model["point_estimate"])
     parameters = ck.string(model.get("parameters", "posterior"), "model.parameters", ("posterior", "fixed"))
     cells = model.get("cells", [])
     if not isinstance(cells, list):
@@ -280,6 +293,13 @@ def validate(raw: dict, file: str) -> dict:
         ck.fail("reinsurance", "must be an array of tables ([[reinsurance]])", reinsurance)
     for i, contract in enumerate(reinsurance):
         _check_reinsurance(ck, contract, f"reinsurance[{i}]")
+
+    fx_table = ck.table(raw.get("fx", {}), "fx", {"volatility": "by currency: annual log-volatility, 0-1"})
+    if "volatility" in fx_table:
+        vols = ck.multipliers(fx_table["volatility"], "fx.volatility", CURRENCIES, "annual log-volatility")
+        for currency, value in vols.items():
+            if value > 1.0:
+                ck.fail(f"fx.volatility.{currency}", "must be <= 1 (an annual log-volatility, e.g. 0.04 for 4%)", value)
 
     capital = ck.table(raw.get("capital", {}), "capital", {"available_cny": "capital available, CNY"})
     if "available_cny" in capital:

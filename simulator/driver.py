@@ -35,7 +35,8 @@ class YearTable:
     ground_up: np.ndarray  # [year]
     gross_by_group: np.ndarray  # [year, group]
     max_dispute: np.ndarray  # [year]
-    disputes: np.ndarray  # [year] int32
+    disputes: np.ndarray  # [year] int32, campaigns' disputes included
+    campaign_disputes: np.ndarray  # [year] int32
     recomputed_years: np.ndarray  # year indices that overflowed the first buffers
 
 
@@ -79,14 +80,21 @@ def _require_x64() -> None:
         )
 
 
-def _grow(shape: EngineShape, events: int, disputes: int) -> EngineShape:
+def _grow(shape: EngineShape, events: int, disputes: int, campaigns: int, campaign_disputes: int) -> EngineShape:
+    """Buffers that hold the largest counts seen (with room), never smaller than before."""
+
     def size(n: int) -> int:
         return 1 << max(6, math.ceil(math.log2(max(n, 1) * 1.25)))
 
-    return shape._replace(
-        event_buffer=max(shape.event_buffer, size(events)),
-        dispute_buffer=max(shape.dispute_buffer, size(disputes)) if shape.clustered else max(shape.event_buffer, size(events)),
+    event_buffer = max(shape.event_buffer, size(events))
+    grown = shape._replace(
+        event_buffer=event_buffer,
+        dispute_buffer=max(shape.dispute_buffer, size(disputes)) if shape.clustered else event_buffer,
     )
+    if shape.campaign_buffer > 0:
+        grown = grown._replace(campaign_buffer=max(shape.campaign_buffer, size(campaigns)),
+                               campaign_dispute_buffer=max(shape.campaign_dispute_buffer, size(campaign_disputes)))
+    return grown
 
 
 def run_years(
@@ -120,10 +128,11 @@ def run_years(
     chunk_size = -(-min(chunk_size, years) // n_devices) * n_devices
     kernel, year_sharding, replicated = sharded_kernel(shape, devices)
     key, params = jax.device_put((key, params), replicated)
-    n_groups = shape.n_groups
+    n_groups = shape.n_cells
     gross, ground_up = np.empty(years), np.empty(years)
     by_group, max_dispute = np.empty((years, n_groups)), np.empty(years)
     disputes, events = np.empty(years, np.int64), np.empty(years, np.int64)
+    campaigns, campaign_disputes = np.empty(years, np.int64), np.empty(years, np.int64)
     overflow = np.zeros(years, bool)
 
     def put(rows, out: YearResult, n: int) -> None:
@@ -133,6 +142,8 @@ def run_years(
         max_dispute[rows] = np.asarray(out.max_dispute)[:n]
         disputes[rows] = np.asarray(out.disputes)[:n]
         events[rows] = np.asarray(out.events)[:n]
+        campaigns[rows] = np.asarray(out.campaigns)[:n]
+        campaign_disputes[rows] = np.asarray(out.campaign_disputes)[:n]
         overflow[rows] = np.asarray(out.overflow)[:n]
 
     def store(start: int, out: YearResult) -> None:
@@ -155,7 +166,8 @@ def run_years(
     todo, big = recomputed, shape
     block_size = -(-RECOMPUTE_BLOCK // n_devices) * n_devices
     while todo.size:
-        big = _grow(big, int(events[todo].max()), int(disputes[todo].max()))
+        big = _grow(big, int(events[todo].max()), int((disputes - campaign_disputes)[todo].max()),
+                    int(campaigns[todo].max()), int(campaign_disputes[todo].max()))
         big_kernel, _, _ = sharded_kernel(big._replace(batch_years=RECOMPUTE_BLOCK), devices)
         for block in range(0, todo.size, block_size):
             rows = todo[block:block + block_size]
@@ -171,5 +183,6 @@ def run_years(
         gross_by_group=by_group,
         max_dispute=max_dispute,
         disputes=disputes.astype(np.int32),
+        campaign_disputes=campaign_disputes.astype(np.int32),
         recomputed_years=recomputed + first_year,
     )

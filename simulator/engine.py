@@ -1,33 +1,43 @@
 """The claim-driven Monte Carlo kernel: pure JAX, key first, no I/O.
 
+Parameters come as a table of *draws* (a leading axis ``draw``): a fixed-parameter scenario has
+one draw; a posterior-driven one has one per posterior sample. Simulated year ``y`` uses draw
+``y mod n_draws``, so parameter and process uncertainty are carried together and a year's
+result still depends on nothing but ``(key, y)``.
+
 One simulated year, in order:
 
-1. Events. The year's event count is Poisson with the portfolio's total event rate (Poisson
-   splitting: independent Poisson counts per (policy, cell) sum to a Poisson count).
-2. Each event gets its (policy, cell) entry. Entry ``e`` is drawn with probability
-   ``rate_e / total`` in O(1) by Walker's alias method (Walker 1977; Vose 1991) over one table
-   of all entries, using 32-bit-exact uniforms. A cell is a (country, dispute type) of the model;
-   its severity follows from the entry.
-3. Cluster sizes (negative-binomial cells only). A negative binomial NB(mean lam, concentration
-   k) is a compound Poisson: Poisson(k log(1 + lam/k)) clusters, each of Logarithmic(theta)
-   disputes with theta = lam / (k + lam) (Johnson, Kemp & Kotz, *Univariate Discrete
-   Distributions*, 5.3). Cluster sizes come from Kemp's (1981) method LK. Each policy-year count
-   is then exactly NB(lam, k), independently across policies, without a dense policy array.
-4. Each dispute gets its cost. The cost is the cell's severity quantile at a uniform taken from
-   the dispute's own random word. The quantile is in survival form, so the upper tail is resolved
-   to 2**-32 rather than float32's 2**-24.
-5. Policy terms. The insurer pays ``min((1 - coinsurance) * max(cost - deductible, 0),
-   limit_per_dispute)`` per dispute. Each policy's payments in the year are then capped at its
-   ``aggregate_limit``: the portfolio total is the exact sum of the capped policy totals. A capped
-   policy's disputes are scaled pro rata to attribute it, so totals by country add up to the
-   portfolio total to float64 rounding. The per-year policy scratch is O(policies); it is the
-   only dense-over-policies step, and is cheap next to the random draws at the portfolio sizes
-   benchmarked.
+0. Year shocks. The year effect ``eps ~ N(0, sigma_year[d])`` multiplies every dispute rate
+   and campaign rate by ``exp(eps)`` (the common shock: trade tension makes years bad for all).
+   Each currency's FX rate to CNY moves by a lognormal factor with mean 1 and the currency's
+   annual volatility.
+1. Events. One Poisson count with the year's total event rate (Poisson splitting).
+2. Entries. Each event picks a stratum (a (cell, sector) pair; per draw) and then an entry (a
+   policy in the stratum; fixed weights, its exposure) with Walker's alias method (Walker 1977;
+   Vose 1991) in 32-bit integer arithmetic. With one draw everything is one stratum.
+3. Clusters (negative-binomial cells). NB(mean lam, concentration k) is compound Poisson:
+   Poisson(k log(1 + lam/k)) clusters of Logarithmic(theta = lam/(k + lam)) disputes (Johnson,
+   Kemp & Kotz, *Univariate Discrete Distributions*, 5.3). Events are drawn at the dominating
+   rate ``lam`` and thinned with probability ``k log(1 + lam/k) / lam`` (<= 1), which is exact
+   and lets ``lam`` change with the draw and the year effect without per-draw entry tables.
+   Cluster sizes come from Kemp's (1981) method LK. Each policy-year count is exactly NB.
+4. Campaigns (mass-defendant events: US Schedule A complaints, ITC 337 investigations). A
+   Poisson number per year; each names ``1 + NB(m, k)`` insured sellers, each picked by its
+   share of the campaign's target exposure, so one campaign brings many disputes in one year.
+5. Cost of each dispute: the stage it ends at (litigation lifecycle; one stage for the plain
+   frequency-severity cells of fixed scenarios), then the stage's severity quantile in survival
+   form at a 32-bit uniform (the upper tail resolved to 2**-32), in CNY at baseline FX, times the
+   year's FX factor for the forum's currency. Fee shifting where the loser pays: a dispute
+   decided at trial or appeal is won with the forum's probability (the insured recovers a share
+   of its own costs) or lost (it bears adverse costs, a multiple of its own).
+6. Policy terms: ``min((1 - coinsurance) * max(cost - deductible, 0), limit_per_dispute)`` per
+   dispute; then each policy's annual total is capped at its aggregate limit (a per-policy
+   scratch row in float64). Capped policies are attributed to cells pro rata, so cell totals add
+   up to the portfolio total to float64 rounding.
 
-Randomness. Year ``y`` uses ``fold_in(key, y)`` only. Per-slot draws are 1-D ``random.bits``.
-These are prefix-stable: the first n values do not depend on the buffer length. So a year
-recomputed with a larger buffer after an overflow draws the same disputes, and a year's result
-does not depend on chunk size.
+Randomness. Year ``y`` uses ``fold_in(key, y)`` only; per-slot draws are 1-D ``random.bits``,
+which are prefix-stable: a year recomputed with larger buffers after an overflow draws the same
+disputes, and a year's result depends neither on chunk size nor on device count.
 """
 
 from __future__ import annotations
@@ -38,46 +48,78 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import ndtri
 
-# Severity families. The code is the index in FAMILIES.
+# Severity families. The code is the index in FAMILIES. Lifecycle stages are lognormal.
 FAMILIES = ("lognormal", "gamma", "pareto")
 LOGNORMAL, GAMMA, PARETO = range(3)
 
+# Litigation lifecycle: the stage at which a dispute ends. Stages from TRIAL on are decided on
+# the merits, which is where fee shifting applies.
+STAGES = ("early", "discovery", "trial", "appeal")
+TRIAL = 2
+
+# Columns of ``EngineParams.entry_row``: what a dispute needs from its (policy, cell) entry,
+# fetched with one row gather (measured on a 2-core CPU: 1.8x faster than separate gathers).
+ROW_DEDUCTIBLE, ROW_COINSURANCE, ROW_LIMIT, ROW_POLICY, ROW_CELL, ROW_WEIGHT = range(6)
+ROW_WIDTH = 6
+
 
 class EngineShape(NamedTuple):
-    """Static sizes: changing one recompiles, so the driver keeps them fixed per run."""
+    """Static sizes and switches: changing one recompiles, so the driver keeps them per run."""
 
     n_policies: int
-    n_groups: int
+    n_cells: int
     event_buffer: int  # event slots per year
     dispute_buffer: int  # dispute slots per year (== event_buffer unless clustered)
+    campaign_buffer: int  # campaign slots per year (0: no campaigns)
+    campaign_dispute_buffer: int  # slots for the disputes that campaigns bring
+    n_stages: int  # 1 (plain severity) or len(STAGES) (lifecycle)
+    stratified: bool  # more than one stratum: the first alias level is drawn
     clustered: bool  # any negative-binomial cell
     families: tuple[bool, bool, bool]  # which severity families occur (lognormal, gamma, pareto)
+    fee_shifting: bool  # any cell where the loser pays
+    fx: bool  # any currency with FX volatility
+    year_effect: bool  # any draw with sigma_year > 0
     batch_years: int  # years vectorised together inside a chunk (cache-sized)
-
-
-# Columns of ``EngineParams.entry_row``: everything a dispute needs, fetched with one row gather
-# (measured on a 2-core CPU: one packed gather instead of five separate ones is 1.8x faster overall).
-ROW_SEV_A, ROW_SEV_B, ROW_SEV_C, ROW_FAMILY = 0, 1, 2, 3
-ROW_DEDUCTIBLE, ROW_COINSURANCE, ROW_LIMIT = 4, 5, 6
-ROW_POLICY, ROW_GROUP, ROW_LOG1M_THETA = 7, 8, 9
-ROW_WIDTH = 10
 
 
 class EngineParams(NamedTuple):
     """Scenario numbers as arrays, so that a new scenario reuses the compiled kernel.
 
-    An entry is one (policy, group) pair with a positive rate; a group is one model cell.
-    ``entry_row[e]`` packs, as float32: the group's severity parameters (lognormal (mu, sigma, 0);
-    gamma (shape, scale, 0); Pareto II (alpha, scale, threshold); amounts in CNY) and family
-    code, the policy's deductible, coinsurance and per-dispute limit (CNY), the policy and group
-    indices (exact in float32 below 2**24) and log(1 - theta) of the entry's cluster size
-    (0: every event is one dispute).
+    Per draw (leading axis ``draw``): the rates and everything fitted. Fixed: the portfolio's
+    entries. An entry is one (policy, cell) pair; a stratum is a set of entries whose weights are
+    fixed relative to each other (a (cell, sector) pair under a posterior; all entries when there
+    is a single draw). Entry ``e`` in stratum ``s`` has expected disputes (before the year
+    effect) ``stratum_scale[d, s] * weight_e``. Amounts in CNY.
     """
 
-    event_rate: jax.Array  # f64[]           expected events (clusters) per year, all entries
-    entry_accept: jax.Array  # u64[entry]     alias acceptance: keep the column iff frac32 < accept
-    entry_alias: jax.Array  # i32[entry]      the column's alias entry
-    entry_row: jax.Array  # f32[entry, ROW_WIDTH]
+    # per draw
+    total_rate: jax.Array  # f64[draw]              events per year at the dominating rate
+    stratum_accept: jax.Array  # u64[draw, stratum]  alias acceptance (keep iff frac32 < accept)
+    stratum_alias: jax.Array  # i32[draw, stratum]
+    stratum_scale: jax.Array  # f32[draw, stratum]   expected disputes per unit weight
+    cell_concentration: jax.Array  # f32[draw, cell] NB k; 0 for Poisson cells
+    cell_stage_cdf: jax.Array  # f32[draw, cell, stage] cumulative stage probabilities
+    cell_severity: jax.Array  # f32[draw, cell, stage, 3] lognormal (mu, sigma, 0) with mu in log CNY;
+    #                           gamma (shape, scale, 0); Pareto II (alpha, scale, threshold)
+    cell_fee: jax.Array  # f32[draw, cell, 3]       (P(insured wins | decided), recovered share, adverse ratio)
+    year_sigma: jax.Array  # f32[draw]             sd of the log year effect
+    campaign_rate: jax.Array  # f64[draw, kind]     campaigns per year
+    campaign_size: jax.Array  # f32[draw, kind, 2]  (mean extra sellers hit, NB concentration)
+    # fixed
+    stratum_offset: jax.Array  # i32[stratum]       first entry of the stratum
+    stratum_count: jax.Array  # i32[stratum]        entries in it (>= 1)
+    entry_accept: jax.Array  # u64[entry]           alias acceptance within the stratum
+    entry_alias: jax.Array  # i32[entry]            alias entry (global index)
+    entry_row: jax.Array  # f32[entry, ROW_WIDTH]   terms, policy, cell and weight of the entry
+    cell_family: jax.Array  # i32[cell]
+    cell_currency: jax.Array  # i32[cell]           index into fx_sigma
+    fx_sigma: jax.Array  # f32[currency]            annual log-volatility against CNY
+    campaign_cell: jax.Array  # i32[kind]
+    campaign_accept: jax.Array  # u64[kind, target] alias over the campaign's target policies
+    campaign_alias: jax.Array  # i32[kind, target]
+    campaign_policy: jax.Array  # i32[kind, target]
+    campaign_count: jax.Array  # i32[kind]          targets in use (>= 1)
+    policy_terms: jax.Array  # f32[policy, 3]       (deductible, coinsurance, limit per dispute)
     aggregate_limit_cny: jax.Array  # f64[policy]
 
 
@@ -86,14 +128,16 @@ class YearResult(NamedTuple):
 
     gross: jax.Array  # f64: insurer's payments after all policy terms, CNY
     ground_up: jax.Array  # f64: legal costs before policy terms, CNY
-    gross_by_group: jax.Array  # f64[group]
+    gross_by_group: jax.Array  # f64[cell]
     max_dispute: jax.Array  # f64: largest single-dispute payment (OEP), CNY
-    disputes: jax.Array  # i32: number of disputes
-    events: jax.Array  # i32: number of events (clusters)
+    disputes: jax.Array  # i32: number of disputes, campaigns' included
+    events: jax.Array  # i32: events at the dominating rate (before thinning)
+    campaigns: jax.Array  # i32
+    campaign_disputes: jax.Array  # i32
     overflow: jax.Array  # bool: a buffer was too small; the driver recomputes the year
 
 
-def _uniform_from_bits(bits: jax.Array, n_bits: int) -> jax.Array:
+def _uniform_from_bits(bits: jax.Array, n_bits: int = 32) -> jax.Array:
     """Map ``n_bits``-bit integers to float32 uniforms strictly inside (0, 1).
 
     Small values keep full float32 relative precision, so survival-form quantiles resolve
@@ -103,10 +147,46 @@ def _uniform_from_bits(bits: jax.Array, n_bits: int) -> jax.Array:
     return jnp.minimum(u, jnp.float32(1.0 - 2.0**-24))
 
 
-def _severity(key: jax.Array, u: jax.Array, row: jax.Array, shape: EngineShape) -> jax.Array:
-    """Cost per dispute in CNY (float32). ``u`` is a survival-form uniform; ``row`` its entry rows."""
-    a, b, c = row[:, ROW_SEV_A], row[:, ROW_SEV_B], row[:, ROW_SEV_C]
-    family = row[:, ROW_FAMILY].astype(jnp.int32)
+def _alias_pick(low32: jax.Array, count: jax.Array, accept: jax.Array, alias: jax.Array,
+                offset: jax.Array | int = 0) -> jax.Array:
+    """Walker's alias draw from 32 random bits (held in a uint64), in integer arithmetic.
+
+    ``low32 * count`` splits into the column (high part) and a 32-bit fraction (low part), so
+    each outcome's probability is exact to ``count * 2**-32``. ``accept``/``alias`` are indexed
+    by ``offset + column``; ``alias`` holds global indices.
+    """
+    scaled = low32 * count.astype(jnp.uint64)
+    column = offset + (scaled >> jnp.uint64(32)).astype(jnp.int32)
+    fraction = scaled & jnp.uint64(0xFFFFFFFF)
+    return jnp.where(fraction < accept[column], column, alias[column])
+
+
+def _per_draw(table: jax.Array, draw: jax.Array, index: jax.Array) -> jax.Array | tuple[jax.Array, ...]:
+    """``table[draw, index]`` by scalar gathers from the flattened table, one per trailing column.
+
+    Under ``vmap`` over years, ``table[draw]`` would be a per-year copy and the gather a batched
+    one; and on XLA's CPU backend a gather of short rows is several times slower than one 1-D
+    gather per column (measured: 2x on the whole kernel). A 2-D table gives one array; a 3-D
+    table gives a tuple of columns.
+    """
+    flat_index = draw * table.shape[1] + index
+    if table.ndim == 2:
+        return table.reshape(-1)[flat_index]
+    return tuple(table[:, :, j].reshape(-1)[flat_index] for j in range(table.shape[2]))
+
+
+def _low32(word: jax.Array) -> jax.Array:
+    return word & jnp.uint64(0xFFFFFFFF)
+
+
+def _high_uniform(word: jax.Array) -> jax.Array:
+    return _uniform_from_bits((word >> jnp.uint64(32)).astype(jnp.uint32))
+
+
+def _quantile(key: jax.Array, u: jax.Array, family: jax.Array | None, theta: tuple[jax.Array, ...],
+              shape: EngineShape) -> jax.Array:
+    """Severity quantile in survival form at ``u`` (float32). ``theta``: the 3 parameter columns."""
+    a, b, c = theta
     has_lognormal, has_gamma, has_pareto = shape.families
     single = sum(shape.families) == 1
 
@@ -126,88 +206,166 @@ def _severity(key: jax.Array, u: jax.Array, row: jax.Array, shape: EngineShape) 
     return cost
 
 
-def _pick_entry(low32: jax.Array, params: EngineParams) -> jax.Array:
-    """Alias-method draw of an entry from 32 random bits (held in a uint64).
+def _dispute_costs(key: jax.Array, n_slots: int, cell: jax.Array, u_cost: jax.Array, draw: jax.Array,
+                   fx_factor: jax.Array, params: EngineParams, shape: EngineShape) -> jax.Array:
+    """Ground-up cost in CNY (float32) of each dispute slot, given its cell and cost uniform."""
+    k_gamma, k_stage = jax.random.split(key)
+    family = params.cell_family[cell] if sum(shape.families) > 1 else None
+    if shape.n_stages > 1 or shape.fee_shifting:
+        extra = jax.random.bits(k_stage, (n_slots,), dtype=jnp.uint32)
+        u_stage = _uniform_from_bits(extra & jnp.uint32(0xFFFF), 16)
+        u_win = _uniform_from_bits(extra >> jnp.uint32(16), 16)
+    if shape.n_stages > 1:
+        cdf = _per_draw(params.cell_stage_cdf, draw, cell)  # a column per stage
+        stage = sum((u_stage >= threshold).astype(jnp.int32) for threshold in cdf[:-1])
+        n_stages = params.cell_stage_cdf.shape[2]
+        severity = params.cell_severity.reshape(params.cell_severity.shape[0], -1, 3)
+        theta = _per_draw(severity, draw, cell * n_stages + stage)
+    else:
+        theta = _per_draw(params.cell_severity[:, :, 0], draw, cell)
+    cost = _quantile(k_gamma, u_cost, family, theta, shape)
+    if shape.fx:
+        cost = cost * fx_factor[params.cell_currency[cell]]
+    if shape.fee_shifting:
+        p_win, recovered, adverse = _per_draw(params.cell_fee, draw, cell)
+        decided = stage >= TRIAL
+        shifted = jnp.where(u_win < p_win, 1.0 - recovered, 1.0 + adverse)
+        cost = cost * jnp.where(decided, shifted, 1.0)
+    return cost
 
-    ``low32 * n_entries`` splits into the column (high part) and a 32-bit fraction (low part),
-    so each entry's probability is exact to ``n_entries * 2**-32``, in integer arithmetic
-    (measured 4x faster than the same draw in float64 on a 2-core CPU).
-    """
-    n_entries = params.entry_alias.shape[0]
-    scaled = low32 * jnp.uint64(n_entries)
-    column = (scaled >> jnp.uint64(32)).astype(jnp.int32)
-    fraction = scaled & jnp.uint64(0xFFFFFFFF)
-    return jnp.where(fraction < params.entry_accept[column], column, params.entry_alias[column])
 
-
-def simulate_year(key: jax.Array, params: EngineParams, shape: EngineShape) -> YearResult:
+def simulate_year(key: jax.Array, year: jax.Array, params: EngineParams, shape: EngineShape) -> YearResult:
     """Simulate one year of the portfolio. ``key`` must be this year's own key."""
-    k_count, k_event, k_size, k_cost, k_gamma = jax.random.split(key, 5)
-    n_groups = shape.n_groups
+    (k_shock, k_count, k_stratum, k_event, k_size, k_cost,
+     k_sev, k_camp, k_camp_sev) = jax.random.split(key, 9)
+    n_draws = params.total_rate.shape[0]
+    draw = (year % n_draws).astype(jnp.int32)
 
-    # 1. Events.
-    n_events = jax.random.poisson(k_count, params.event_rate, dtype=jnp.int32)
+    # 0. Year shocks.
+    k_year, k_fx = jax.random.split(k_shock)
+    level = jnp.exp(params.year_sigma[draw] * jax.random.normal(k_year, dtype=jnp.float32)) if shape.year_effect \
+        else jnp.float32(1.0)
+    if shape.fx:
+        sigma = params.fx_sigma
+        fx_factor = jnp.exp(sigma * jax.random.normal(k_fx, sigma.shape, jnp.float32) - 0.5 * sigma * sigma)
+    else:
+        fx_factor = None
+
+    # 1. Events at the dominating rate.
+    rate = params.total_rate[draw] * level.astype(jnp.float64)
+    n_events = jax.random.poisson(k_count, rate, dtype=jnp.int32)
     event_slot = jnp.arange(shape.event_buffer, dtype=jnp.int32)
     event_valid = event_slot < n_events
 
-    # 2. Each event's entry, from the low bits of the slot's word.
+    # 2. Stratum, then entry, from the slot's words.
     word = jax.random.bits(k_event, (shape.event_buffer,), dtype=jnp.uint64)
-    entry = _pick_entry(word & jnp.uint64(0xFFFFFFFF), params)
-    u_high = _uniform_from_bits((word >> jnp.uint64(32)).astype(jnp.uint32), 32)
-
+    if shape.stratified:
+        stratum_word = jax.random.bits(k_stratum, (shape.event_buffer,), dtype=jnp.uint64)
+        n_strata = params.stratum_offset.shape[0]
+        stratum = _alias_pick(_low32(stratum_word), jnp.int32(n_strata), params.stratum_accept.reshape(-1),
+                              params.stratum_alias.reshape(-1), draw * n_strata) - draw * n_strata
+        entry = _alias_pick(_low32(word), params.stratum_count[stratum], params.entry_accept, params.entry_alias,
+                            params.stratum_offset[stratum])
+    else:  # one stratum: a single alias table over every entry
+        stratum = jnp.zeros(shape.event_buffer, jnp.int32)
+        entry = _alias_pick(_low32(word), jnp.int32(params.entry_accept.shape[0]), params.entry_accept,
+                            params.entry_alias)
     row = params.entry_row[entry]
+    u_high = _high_uniform(word)
+
     if shape.clustered:
-        # 3. Kemp's LK: L = 1 + floor(log V / log(1 - (1 - theta)^U)); theta = 0 gives L = 1.
-        u = u_high
-        v = _uniform_from_bits(jax.random.bits(k_size, (shape.event_buffer,), dtype=jnp.uint32), 32)
-        log1m_theta = row[:, ROW_LOG1M_THETA]
-        r = -jnp.expm1(u * log1m_theta)
+        # 3. Thinning and Kemp's LK: L = 1 + floor(log V / log(1 - (1 - theta)^U)).
+        lam = _per_draw(params.stratum_scale, draw, stratum) * level * row[:, ROW_WEIGHT]
+        cell = row[:, ROW_CELL].astype(jnp.int32)
+        k = _per_draw(params.cell_concentration, draw, cell)
+        nb = k > 0
+        safe_k = jnp.where(nb, k, 1.0)
+        log1p_ratio = jnp.log1p(lam / safe_k)
+        keep_probability = jnp.where(nb, safe_k * log1p_ratio / jnp.maximum(lam, 1e-30), 1.0)
+        size_word = jax.random.bits(k_size, (shape.event_buffer,), dtype=jnp.uint64)
+        kept = _uniform_from_bits((size_word & jnp.uint64(0xFFFFFFFF)).astype(jnp.uint32)) < keep_probability
+        v = _high_uniform(size_word)
+        r = -jnp.expm1(-u_high * log1p_ratio)  # 1 - (1 - theta)^U with log(1 - theta) = -log1p(lam/k)
         size = 1.0 + jnp.floor(jnp.log(v) / jnp.log(r))
-        size = jnp.where(log1m_theta < 0, jnp.clip(size, 1.0, 2.0**30), 1.0).astype(jnp.int32)
-        size = jnp.where(event_valid, size, 0)
+        size = jnp.where(nb, jnp.clip(size, 1.0, 2.0**30), 1.0).astype(jnp.int32)
+        size = jnp.where(event_valid & kept, size, 0)
         cum_size = jnp.cumsum(size)
         n_disputes = cum_size[-1]
         slot = jnp.arange(shape.dispute_buffer, dtype=jnp.int32)
-        owner = jnp.searchsorted(cum_size, slot, side="right")
-        owner = jnp.minimum(owner, shape.event_buffer - 1)
+        owner = jnp.minimum(jnp.searchsorted(cum_size, slot, side="right"), shape.event_buffer - 1)
         row = row[owner]
         valid = slot < n_disputes
-        cost_bits = jax.random.bits(k_cost, (shape.dispute_buffer,), dtype=jnp.uint32)
-        u_cost = _uniform_from_bits(cost_bits, 32)
+        u_cost = _uniform_from_bits(jax.random.bits(k_cost, (shape.dispute_buffer,), dtype=jnp.uint32))
         overflow = (n_events > shape.event_buffer) | (n_disputes > shape.dispute_buffer)
     else:
-        valid, n_disputes = event_valid, n_events
-        u_cost = u_high
+        valid, n_disputes, u_cost = event_valid, n_events, u_high
         overflow = n_events > shape.event_buffer
 
     policy = row[:, ROW_POLICY].astype(jnp.int32)
-    group = row[:, ROW_GROUP].astype(jnp.int32)
-
-    # 4. Costs.
-    cost = _severity(k_gamma, u_cost, row, shape)
-    cost = jnp.where(valid, cost, 0.0)
-
-    # 5. Policy terms per dispute, then the annual aggregate limit per policy.
+    cell = row[:, ROW_CELL].astype(jnp.int32)
     deductible, coinsurance, limit = row[:, ROW_DEDUCTIBLE], row[:, ROW_COINSURANCE], row[:, ROW_LIMIT]
+    cost = _dispute_costs(k_sev, valid.shape[0], cell, u_cost, draw, fx_factor, params, shape)
+
+    # 4. Campaigns and the disputes they bring.
+    n_campaigns = jnp.int32(0)
+    n_campaign_disputes = jnp.int32(0)
+    if shape.campaign_buffer > 0:
+        k_n, k_kind, k_extra, k_gamma, k_pick, k_ccost = jax.random.split(k_camp, 6)
+        kind_rates = params.campaign_rate[draw] * level.astype(jnp.float64)
+        n_campaigns = jax.random.poisson(k_n, kind_rates.sum(), dtype=jnp.int32)
+        camp_slot = jnp.arange(shape.campaign_buffer, dtype=jnp.int32)
+        u_kind = jax.random.uniform(k_kind, (shape.campaign_buffer,), jnp.float64)
+        cum_kind = jnp.cumsum(kind_rates) / jnp.maximum(kind_rates.sum(), 1e-300)
+        kind = jnp.minimum(jnp.sum(u_kind[:, None] >= cum_kind[None, :-1], axis=1), kind_rates.shape[0] - 1)
+        mean_extra, concentration = _per_draw(params.campaign_size, draw, kind)
+        mixing = jax.random.gamma(k_gamma, concentration, dtype=jnp.float32) / concentration
+        extra = jax.random.poisson(k_extra, mean_extra * mixing, dtype=jnp.int32)
+        hits = jnp.where(camp_slot < n_campaigns, 1 + extra, 0)
+        cum_hits = jnp.cumsum(hits)
+        n_campaign_disputes = cum_hits[-1]
+        hit_slot = jnp.arange(shape.campaign_dispute_buffer, dtype=jnp.int32)
+        hit_valid = hit_slot < n_campaign_disputes
+        hit_kind = kind[jnp.minimum(jnp.searchsorted(cum_hits, hit_slot, side="right"), shape.campaign_buffer - 1)]
+        hit_word = jax.random.bits(k_pick, (shape.campaign_dispute_buffer,), dtype=jnp.uint64)
+        n_targets = params.campaign_accept.shape[1]
+        target = _alias_pick(_low32(hit_word), params.campaign_count[hit_kind],
+                             params.campaign_accept.reshape(-1), params.campaign_alias.reshape(-1),
+                             hit_kind * n_targets)
+        hit_policy = params.campaign_policy.reshape(-1)[target]
+        hit_cell = params.campaign_cell[hit_kind]
+        hit_cost = _dispute_costs(k_camp_sev, shape.campaign_dispute_buffer, hit_cell, _high_uniform(hit_word),
+                                  draw, fx_factor, params, shape)
+        terms = params.policy_terms[hit_policy]
+        overflow = overflow | (n_campaigns > shape.campaign_buffer) | (n_campaign_disputes > shape.campaign_dispute_buffer)
+        policy = jnp.concatenate([policy, hit_policy])
+        cell = jnp.concatenate([cell, hit_cell])
+        cost = jnp.concatenate([cost, hit_cost])
+        valid = jnp.concatenate([valid, hit_valid])
+        deductible = jnp.concatenate([deductible, terms[:, 0]])
+        coinsurance = jnp.concatenate([coinsurance, terms[:, 1]])
+        limit = jnp.concatenate([limit, terms[:, 2]])
+
+    # 5-6. Policy terms per dispute, then the annual aggregate limit per policy.
+    cost = jnp.where(valid, cost, 0.0)
     paid = jnp.minimum((1.0 - coinsurance) * jnp.maximum(cost - deductible, 0.0), limit).astype(jnp.float64)
     policy_or_sink = jnp.where(valid, policy, shape.n_policies)  # empty slots go to a sink row
     per_policy = jnp.zeros(shape.n_policies + 1, jnp.float64).at[policy_or_sink].add(paid)
     aggregate = params.aggregate_limit_cny[policy]
     year_total = per_policy[policy]
     scale = jnp.where(year_total > aggregate, aggregate / jnp.where(year_total > 0, year_total, 1.0), 1.0)
-    paid_capped = paid * scale
-
-    by_group = jax.ops.segment_sum(paid_capped, group, num_segments=n_groups)
+    by_cell = jax.ops.segment_sum(paid * scale, cell, num_segments=shape.n_cells)
     # The portfolio total is the exact sum of min(policy total, aggregate limit), so that it can
-    # never exceed a limit by rounding; the pro-rata split above only attributes it to groups.
+    # never exceed a limit by rounding; the pro-rata split above only attributes it to cells.
     gross = jnp.minimum(per_policy[: shape.n_policies], params.aggregate_limit_cny).sum()
     return YearResult(
         gross=gross,
         ground_up=cost.astype(jnp.float64).sum(),
-        gross_by_group=by_group,
+        gross_by_group=by_cell,
         max_dispute=jnp.max(jnp.minimum(paid, aggregate)),
-        disputes=n_disputes.astype(jnp.int32),
+        disputes=(n_disputes + n_campaign_disputes).astype(jnp.int32),
         events=n_events.astype(jnp.int32),
+        campaigns=n_campaigns.astype(jnp.int32),
+        campaign_disputes=n_campaign_disputes.astype(jnp.int32),
         overflow=overflow,
     )
 
@@ -216,6 +374,6 @@ def simulate_years(key: jax.Array, years: jax.Array, params: EngineParams, shape
     """Simulate the given year indices; year ``y`` draws only from ``fold_in(key, y)``."""
 
     def one_year(year):
-        return simulate_year(jax.random.fold_in(key, year), params, shape)
+        return simulate_year(jax.random.fold_in(key, year), year, params, shape)
 
     return jax.lax.map(one_year, years, batch_size=min(shape.batch_years, years.shape[0]))
