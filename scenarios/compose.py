@@ -67,12 +67,13 @@ class ModelTables:
     stratum_policies: tuple[np.ndarray, ...]
     stratum_weights: tuple[np.ndarray, ...]
     stratum_scale: np.ndarray  # [draw, stratum]
-    cell_concentration: np.ndarray  # [draw, cell], 0 = Poisson
+    cell_concentration: np.ndarray  # [draw, cell] NB2 k, 0 = not NB2
     cell_stage_probability: np.ndarray  # [draw, cell, stage]
     cell_severity: np.ndarray  # [draw, cell, stage, 3]
     cell_fee: np.ndarray  # [draw, cell, 3]
     year_sigma: np.ndarray  # [draw]
     fx_sigma: dict[str, float]  # currency -> annual log-volatility
+    cell_dispersion: np.ndarray | None = None  # [draw, cell] NB1 delta, 0 = not NB1 (None: all 0)
     campaign_cell: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, int))  # [kind]
     campaign_policies: tuple[np.ndarray, ...] = ()  # per kind: target policies
     campaign_weights: tuple[np.ndarray, ...] = ()  # per kind: their weights
@@ -260,11 +261,13 @@ def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarr
     # Buffers: a high year (year effect at +BUFFER_YEAR_SDS) of the busiest draw.
     high = np.exp(BUFFER_YEAR_SDS * tables.year_sigma)  # [draw]
     lam_entry = tables.stratum_scale[:, entry_stratum] * weights[None, :]  # [draw, entry]
+    dispersion = tables.cell_dispersion if tables.cell_dispersion is not None else np.zeros_like(tables.cell_concentration)
     k_entry = tables.cell_concentration[:, cells]
     nb_entry = k_entry > 0
     event_mean = float((total_rate * high).max())
-    dispute_var = np.where(nb_entry, lam_entry + lam_entry**2 / np.where(nb_entry, k_entry, 1.0), lam_entry)
-    clustered = bool(nb_entry.any())
+    dispute_var = np.where(nb_entry, lam_entry + lam_entry**2 / np.where(nb_entry, k_entry, 1.0),
+                           lam_entry * (1.0 + dispersion[:, cells]))
+    clustered = bool(nb_entry.any() or np.any(dispersion > 0))
     event_buffer = _buffer(event_mean, event_mean)
     dispute_buffer = _buffer(event_mean, float((dispute_var.sum(axis=1) * high**2).max())) if clustered else event_buffer
     if n_kinds:
@@ -292,6 +295,7 @@ def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarr
         stratum_alias=jnp.asarray(stratum_alias, jnp.int32),
         stratum_scale=jnp.asarray(tables.stratum_scale, jnp.float32),
         cell_concentration=jnp.asarray(tables.cell_concentration, jnp.float32),
+        cell_dispersion=jnp.asarray(dispersion, jnp.float32),
         cell_stage_cdf=jnp.asarray(np.cumsum(tables.cell_stage_probability, axis=2), jnp.float32),
         cell_severity=jnp.asarray(tables.cell_severity, jnp.float32),
         cell_fee=jnp.asarray(tables.cell_fee, jnp.float32),

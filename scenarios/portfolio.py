@@ -52,7 +52,8 @@ class Portfolio:
         return tuple(sorted(set(self.sector)))
 
 
-def _read_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
+def read_rows(path: Path, required: tuple[str, ...], *, allow_empty: bool = False) -> list[dict[str, str]]:
+    """Rows of a CSV file as dicts (plus ``_line``); InputError for a missing file, column or row."""
     if not path.is_file():
         raise InputError(
             "file not found; a portfolio directory holds policies.csv and exposures.csv",
@@ -89,12 +90,12 @@ def _read_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
         raise InputError(f"not UTF-8 text ({err.reason}); save the file as UTF-8 CSV", file=str(path)) from None
     except csv.Error as err:
         raise InputError(f"not a valid CSV file ({err})", file=str(path)) from None
-    if not rows:
+    if not rows and not allow_empty:
         raise InputError("the file has a header but no rows", file=str(path))
     return rows
 
 
-def _number(row: dict[str, str], column: str, path: Path, *, low: float, high: float = math.inf) -> float:
+def read_number(row: dict[str, str], column: str, path: Path, *, low: float, high: float = math.inf) -> float:
     text = row.get(column, "")
     where = f"row {row['_line']}, column {column}"
     try:
@@ -122,7 +123,7 @@ def load_portfolio(directory: str | Path) -> Portfolio:
             file=str(directory),
         )
     policies_path, exposures_path = directory / "policies.csv", directory / "exposures.csv"
-    policy_rows = _read_rows(policies_path, POLICY_COLUMNS)
+    policy_rows = read_rows(policies_path, POLICY_COLUMNS)
 
     index: dict[str, int] = {}
     sectors, numbers = [], {name: [] for name in POLICY_COLUMNS[2:] + ("subsidy_share",)}
@@ -142,14 +143,14 @@ def load_portfolio(directory: str | Path) -> Portfolio:
             raise InputError("empty sector", file=str(policies_path), field=f"row {row['_line']}, column sector")
         sectors.append(row["sector"])
         for column in ("premium_cny", "deductible_cny", "limit_per_dispute_cny", "aggregate_limit_cny"):
-            numbers[column].append(_number(row, column, policies_path, low=0.0))
-        numbers["coinsurance"].append(_number(row, "coinsurance", policies_path, low=0.0, high=1.0))
+            numbers[column].append(read_number(row, column, policies_path, low=0.0))
+        numbers["coinsurance"].append(read_number(row, "coinsurance", policies_path, low=0.0, high=1.0))
         subsidy = row.get("subsidy_share", "")
         numbers["subsidy_share"].append(
-            _number(row, "subsidy_share", policies_path, low=0.0, high=1.0) if subsidy else 0.0
+            read_number(row, "subsidy_share", policies_path, low=0.0, high=1.0) if subsidy else 0.0
         )
 
-    exposure_rows = _read_rows(exposures_path, EXPOSURE_COLUMNS)
+    exposure_rows = read_rows(exposures_path, EXPOSURE_COLUMNS)
     cells: dict[tuple[int, str], float] = {}
     for row in exposure_rows:
         where = f"row {row['_line']}"
@@ -179,7 +180,7 @@ def load_portfolio(directory: str | Path) -> Portfolio:
                 field=where,
                 value=f"{policy_id},{country}",
             )
-        cells[key] = _number(row, "exposure", exposures_path, low=0.0)
+        cells[key] = read_number(row, "exposure", exposures_path, low=0.0)
 
     countries = tuple(sorted({country for _, country in cells}))
     column = {country: c for c, country in enumerate(countries)}

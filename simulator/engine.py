@@ -16,10 +16,12 @@ One simulated year, in order:
    policy in the stratum; fixed weights, its exposure) with Walker's alias method (Walker 1977;
    Vose 1991) in 32-bit integer arithmetic. With one draw everything is one stratum.
 3. Clusters (negative-binomial cells). NB(mean lam, concentration k) is compound Poisson:
-   Poisson(k log(1 + lam/k)) clusters of Logarithmic(theta = lam/(k + lam)) disputes (Johnson,
+   Poisson(k log(1 + r)) clusters of Logarithmic(theta = r/(1 + r)) disputes, r = lam/k (Johnson,
    Kemp & Kotz, *Univariate Discrete Distributions*, 5.3). Events are drawn at the dominating
-   rate ``lam`` and thinned with probability ``k log(1 + lam/k) / lam`` (<= 1), which is exact
-   and lets ``lam`` change with the draw and the year effect without per-draw entry tables.
+   rate ``lam`` and thinned with probability ``log(1 + r) / r`` (<= 1), which is exact and lets
+   ``lam`` change with the draw and the year effect without per-draw entry tables. Cells give
+   either k (NB2: Var = lam + lam^2/k, fixed scenarios) or the dispersion index delta (NB1:
+   k = lam/delta, Var = lam (1 + delta), the fitted model), where r = delta for every policy.
    Cluster sizes come from Kemp's (1981) method LK. Each policy-year count is exactly NB.
 4. Campaigns (mass-defendant events: US Schedule A complaints, ITC 337 investigations). A
    Poisson number per year; each names ``1 + NB(m, k)`` insured sellers, each picked by its
@@ -97,7 +99,8 @@ class EngineParams(NamedTuple):
     stratum_accept: jax.Array  # u64[draw, stratum]  alias acceptance (keep iff frac32 < accept)
     stratum_alias: jax.Array  # i32[draw, stratum]
     stratum_scale: jax.Array  # f32[draw, stratum]   expected disputes per unit weight
-    cell_concentration: jax.Array  # f32[draw, cell] NB k; 0 for Poisson cells
+    cell_concentration: jax.Array  # f32[draw, cell] NB2 k; 0 otherwise
+    cell_dispersion: jax.Array  # f32[draw, cell]    NB1 delta; 0 otherwise (0 and 0: Poisson)
     cell_stage_cdf: jax.Array  # f32[draw, cell, stage] cumulative stage probabilities
     cell_severity: jax.Array  # f32[draw, cell, stage, 3] lognormal (mu, sigma, 0) with mu in log CNY;
     #                           gamma (shape, scale, 0); Pareto II (alpha, scale, threshold)
@@ -278,14 +281,15 @@ def simulate_year(key: jax.Array, year: jax.Array, params: EngineParams, shape: 
         lam = _per_draw(params.stratum_scale, draw, stratum) * level * row[:, ROW_WEIGHT]
         cell = row[:, ROW_CELL].astype(jnp.int32)
         k = _per_draw(params.cell_concentration, draw, cell)
-        nb = k > 0
-        safe_k = jnp.where(nb, k, 1.0)
-        log1p_ratio = jnp.log1p(lam / safe_k)
-        keep_probability = jnp.where(nb, safe_k * log1p_ratio / jnp.maximum(lam, 1e-30), 1.0)
+        delta = _per_draw(params.cell_dispersion, draw, cell)
+        nb = (k > 0) | (delta > 0)
+        ratio = jnp.where(k > 0, lam / jnp.where(k > 0, k, 1.0), delta)  # mean / concentration
+        log1p_ratio = jnp.log1p(ratio)
+        keep_probability = jnp.where(nb, log1p_ratio / jnp.maximum(ratio, 1e-30), 1.0)
         size_word = jax.random.bits(k_size, (shape.event_buffer,), dtype=jnp.uint64)
         kept = _uniform_from_bits((size_word & jnp.uint64(0xFFFFFFFF)).astype(jnp.uint32)) < keep_probability
         v = _high_uniform(size_word)
-        r = -jnp.expm1(-u_high * log1p_ratio)  # 1 - (1 - theta)^U with log(1 - theta) = -log1p(lam/k)
+        r = -jnp.expm1(-u_high * log1p_ratio)  # 1 - (1 - theta)^U with log(1 - theta) = -log1p(ratio)
         size = 1.0 + jnp.floor(jnp.log(v) / jnp.log(r))
         size = jnp.where(nb, jnp.clip(size, 1.0, 2.0**30), 1.0).astype(jnp.int32)
         size = jnp.where(event_valid & kept, size, 0)
