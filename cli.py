@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from .errors import InputError
+from .models.settings import FIT_DEFAULTS
 
 
 class _Group(click.Group):
@@ -96,6 +97,14 @@ def _print_summary(summary: dict) -> None:
     d = summary["disputes"]
     click.echo(f"{'disputes per year':22}{d['mean_per_year']:>17.2f}  (expected {d['expected_per_year']:.2f}, "
                f"max {d['max_per_year']})")
+    pu = summary.get("parameter_uncertainty")
+    if pu:
+        click.echo(f"{'parameter uncertainty':22}{pu['parameter_share_of_variance']:>16.1%}  of the variance of annual "
+                   f"gross payouts ({pu['draws']} posterior draws)")
+        if "var_0.995_widening" in pu and pu["var_0.995_widening"] is not None:
+            click.echo(f"{'':22}99.5% VaR {_fmt(pu['var_0.995_posterior'])} with it, "
+                       f"{_fmt(pu['var_0.995_point_estimate'])} at the posterior mean: "
+                       f"{pu['var_0.995_widening']:+.1%} (± {pu['var_0.995_widening_se']:.1%})")
     if not summary["reinsurance"]["applied"] and summary["reinsurance"]["contracts_in_scenario"]:
         click.echo(f"Note: the scenario lists {summary['reinsurance']['contracts_in_scenario']} reinsurance "
                    "contract(s); they are not applied yet, so net equals gross.")
@@ -119,7 +128,10 @@ def main() -> None:
 @click.option("--chunk-size", type=click.IntRange(min=1), default=10_000, show_default=True,
               help="Years per kernel call: changes memory use and speed, never the results.")
 @click.option("--plots/--no-plots", default=True, show_default=True, help="Write PNG figures.")
-def simulate(scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plots):
+@click.option("--compare-point-estimate/--no-compare-point-estimate", default=True, show_default=True,
+              help="Posterior runs: also run the same years at the posterior mean parameters and report how "
+                   "much parameter uncertainty widens the 99.5% VaR.")
+def simulate(scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plots, compare_point_estimate):
     """Simulate annual payouts and write summary.json, results.nc and figures."""
     from .data.generate import default_portfolio_dir
     from .scenarios.compose import compose
@@ -146,6 +158,21 @@ def simulate(scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plot
                            show_pos=True, show_eta=True) as bar:
         table = run_years(jax.random.key(seed), composition.params, composition.shape,
                           years=years, chunk_size=chunk_size, progress=bar.update)
+    point = None
+    if composition.n_draws > 1 and compare_point_estimate:
+        from .scenarios.schema import Scenario
+        from .simulator import metrics
+
+        raw = scenario.raw | {"model": scenario.raw.get("model", {}) | {"point_estimate": True}}
+        point_scenario = Scenario(name=scenario.name, raw=raw, source=scenario.source)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the same warnings were shown above
+            point_composition = compose(point_scenario, portfolio)
+        with click.progressbar(length=years, label="Same years at the posterior mean", file=sys.stderr,
+                               show_pos=True, show_eta=True) as bar:
+            point_table = run_years(jax.random.key(seed), point_composition.params, point_composition.shape,
+                                    years=years, chunk_size=chunk_size, progress=bar.update)
+        point = metrics.risk_measures(point_table.gross)
 
     gross_by_country = results.by_country(table, composition.group_country, composition.countries)
     attrs = results.provenance(scenario_name=scenario.name, scenario_sha256=scenario.sha256, seed=seed,
@@ -155,6 +182,7 @@ def simulate(scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plot
         premium_cny=composition.premium_cny, capital_available_cny=scenario.capital_available_cny,
         expected_disputes=composition.expected_disputes,
         n_reinsurance_contracts=len(scenario.reinsurance), provenance_attrs=attrs,
+        n_draws=composition.n_draws, point_estimate=point,
     )
     dataset = results.to_dataset(table, countries=composition.countries,
                                  gross_by_country=gross_by_country, provenance_attrs=attrs)
@@ -206,9 +234,90 @@ def scenarios_validate(references):
         click.echo(f"ok  {reference}  ({scenario.name}, sha256 {scenario.sha256[:12]})")
 
 
+@main.command()
+@click.option("--history", "history_dir", type=click.Path(path_type=Path), default=None,
+              help="Folder with exposures.csv, disputes.csv, campaigns.csv [default: the shipped synthetic history].")
+@click.option("--out", "out_path", type=click.Path(path_type=Path), default=Path("results/posterior.nc"),
+              show_default=True, help="Where to write the posterior (NetCDF, ArviZ groups).")
+@click.option("--chains", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=10), default=FIT_DEFAULTS.warmup, show_default=True)
+@click.option("--samples", type=click.IntRange(min=10), default=FIT_DEFAULTS.samples, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--target-accept", type=click.FloatRange(0.5, 0.999), default=FIT_DEFAULTS.target_accept,
+              show_default=True, help="NUTS target acceptance: higher removes divergences, costs time.")
+@click.option("--checks/--no-checks", default=False, show_default=True,
+              help="Prior and posterior predictive checks, plotted beside --out.")
+def fit(history_dir, out_path, chains, warmup, samples, seed, target_accept, checks):
+    """Fit the frequency and severity models to a dispute history with NUTS."""
+    _setup_jax()
+    from .models import fit as fitting
+    from .models.history import default_history_dir, load_history
+    from .models.posterior import write_tree
+
+    history = load_history(history_dir or default_history_dir())
+    settings = fitting.FitSettings(chains=chains, warmup=warmup, samples=samples, seed=seed,
+                                   target_accept=target_accept)
+    click.echo(f"Fitting {history.source}: {history.cell_disputes.sum()} disputes in {len(history.years)} years, "
+               f"{history.n_disputes} with payments; {chains} chains x ({warmup} warmup + {samples} samples)",
+               err=True)
+    result = fitting.fit(history, settings, progress=True)
+    tree = fitting.to_datatree(result, history, provenance={"command": " ".join(["leisim"] + sys.argv[1:]),
+                                                            "leisim_version": _version()})
+    write_tree(tree, out_path)
+    _print_fit(result)
+    if checks:
+        from .models.checks import predictive_checks
+
+        paths = predictive_checks(history, result, out_path.parent, seed=seed)
+        click.echo("Predictive checks: " + ", ".join(str(p) for p in paths))
+    click.echo(f"\nWrote {out_path}")
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _print_fit(result) -> None:
+    rows = {row["name"]: row for row in result.summary}
+    click.echo(f"\n{'parameter':34}{'mean':>10}{'5%':>10}{'95%':>10}{'R-hat':>8}{'ESS bulk':>10}{'ESS tail':>10}")
+    shown = [name for name in rows if name.startswith(("mu_type", "sigma_year", "dispersion", "campaign_log_rate",
+                                                         "kappa[0", "sigma[", "win_logit_mean", "tau_"))]
+    for name in shown:
+        r = rows[name]
+        click.echo(f"{name:34}{r['mean']:10.3f}{r['q05']:10.3f}{r['q95']:10.3f}{r['r_hat']:8.3f}"
+                   f"{r['ess_bulk']:10.0f}{r['ess_tail']:10.0f}")
+    finite = [r for r in result.summary if r["r_hat"] == r["r_hat"]]
+    worst = max(finite, key=lambda r: r["r_hat"])
+    low_bulk = min(finite, key=lambda r: r["ess_bulk"] if r["ess_bulk"] == r["ess_bulk"] else 1e18)
+    click.echo(f"\nDiagnostics over {len(result.summary)} scalars: max R-hat {worst['r_hat']:.3f} ({worst['name']}), "
+               f"min bulk ESS {low_bulk['ess_bulk']:.0f} ({low_bulk['name']}), divergences {result.divergences}")
+    for message in result.warnings:
+        click.echo(f"Warning: {message}", err=True)
+
+
 @main.group()
 def data() -> None:
     """The embedded synthetic data."""
+
+
+@data.command("history")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--portfolio", "portfolio_dir", type=click.Path(path_type=Path), default=None,
+              help="The book the history is drawn on [default: the embedded pilot portfolio].")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("history"), show_default=True)
+def data_history(seed, portfolio_dir, out_dir):
+    """Write a synthetic dispute history drawn from the documented true parameters (seed 0: the shipped one)."""
+    from .data.generate import default_portfolio_dir
+    from .models.history import HISTORY_YEARS, generate_history, write_history
+    from .scenarios.portfolio import load_portfolio
+
+    portfolio = load_portfolio(portfolio_dir or default_portfolio_dir())
+    rows = generate_history(portfolio, seed=seed)
+    write_history(out_dir, rows)
+    click.echo(f"Wrote {out_dir}/exposures.csv, disputes.csv, campaigns.csv: {HISTORY_YEARS[0]}-{HISTORY_YEARS[-1]}, "
+               f"{len(rows['disputes'])} paid disputes, {len(rows['campaigns'])} campaigns (seed {seed})")
 
 
 @data.command("generate")

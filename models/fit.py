@@ -20,25 +20,9 @@ from ..simulator.engine import STAGES
 from . import diagnostics
 from .frequency import FrequencyData, frequency_model
 from .history import History
+from .settings import FitSettings
 from .severity import SeverityData, severity_model
-from .truth import CAMPAIGN_KINDS, DISPUTE_TYPES
-
-
-@dataclasses.dataclass(frozen=True)
-class FitSettings:
-    chains: int = 2
-    warmup: int = 500
-    samples: int = 500
-    seed: int = 0
-    target_accept: float = 0.9
-    max_tree_depth: int = 8
-
-    def __post_init__(self):
-        for name in ("chains", "warmup", "samples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.5 <= self.target_accept < 1.0:
-            raise ValueError(f"target_accept must be in [0.5, 1), got {self.target_accept}")
+from .truth import CAMPAIGN_KINDS, DISPUTE_TYPES, REFERENCE_SECTOR
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +53,7 @@ def run_nuts(model, data, *, key: jax.Array, settings: FitSettings, progress: bo
 # derived quantities the simulator uses.
 REPORTED = ("mu_type", "tau_region", "tau_country", "log_rate", "sector_effect", "sigma_year", "dispersion",
             "campaign_log_rate", "campaign_mean_extra", "campaign_concentration", "stage_logit", "tau_stage",
-            "kappa", "tau_cost", "sigma", "log_median", "duration_log_median", "duration_sigma",
+            "kappa", "tau_cost", "cost_level", "sigma", "log_median", "duration_log_median", "duration_sigma",
             "win_logit_mean", "tau_win", "win_probability", "campaign_log_median", "campaign_sigma")
 
 
@@ -106,7 +90,7 @@ DIMS = {
     "campaign_log_rate": ("campaign_kind",), "campaign_mean_extra": ("campaign_kind",),
     "campaign_concentration": ("campaign_kind",), "stage_logit": ("dispute_type", "later_stage"),
     "z_stage": ("country", "later_stage"), "stage_log_probability": ("country", "dispute_type", "stage"),
-    "kappa": ("dispute_type", "stage"), "z_cost": ("country",), "log_median": ("country", "dispute_type", "stage"),
+    "kappa": ("dispute_type", "stage"), "cost_level": ("country",), "log_median": ("country", "dispute_type", "stage"),
     "sigma": ("stage",), "duration_log_median": ("stage",), "z_win": ("country",), "win_probability": ("country",),
     "campaign_log_median": ("campaign_kind",), "campaign_sigma": ("campaign_kind",),
 }
@@ -123,17 +107,21 @@ def to_datatree(result: FitResult, history: History, *, provenance: dict) -> xr.
     variables = {}
     for name, value in result.posterior.items():
         dims = ("chain", "draw") + DIMS.get(name, tuple(f"{name}_dim_{i}" for i in range(value.ndim - 2)))
-        variables[name] = (dims, value)
+        variables[name] = (dims, value.astype(np.float32) if value.dtype == np.float64 else value)
     n_chains, n_draws = next(iter(result.posterior.values())).shape[:2]
     chain_draw = {"chain": np.arange(n_chains), "draw": np.arange(n_draws)}
     posterior = xr.Dataset(variables, coords={k: v for k, v in coords.items()} | chain_draw)
     posterior = posterior.drop_vars([c for c in posterior.coords if c not in posterior.dims])
     sample_stats = xr.Dataset({k: (("chain", "draw"), v) for k, v in result.sample_stats.items()}, coords=chain_draw)
+    sector_names = np.asarray(list(frequency_data.free_sectors) + [REFERENCE_SECTOR])
     observed = xr.Dataset({
-        "disputes": ("cell", history.cell_disputes), "exposure": ("cell", history.cell_exposure),
-        "cell_year": ("cell", np.asarray(history.years)[history.cell_year]),
-        "cell_country": ("cell", np.asarray(history.countries)[history.cell_country]),
-        "cell_dispute_type": ("cell", np.asarray(DISPUTE_TYPES)[history.cell_type]),
+        # the frequency model's data: policies grouped by (country, type, sector, year), exact under NB1
+        "disputes": ("group", frequency_data.count), "exposure": ("group", np.exp(frequency_data.log_exposure)),
+        "group_year": ("group", np.asarray(history.years)[frequency_data.year]),
+        "group_country": ("group", np.asarray(history.countries)[frequency_data.country]),
+        "group_dispute_type": ("group", np.asarray(DISPUTE_TYPES)[frequency_data.dispute_type]),
+        "group_sector": ("group", sector_names[np.where(frequency_data.sector < 0, len(sector_names) - 1,
+                                                        frequency_data.sector)]),
         "cost_cny": ("dispute", history.dispute_cost), "stage": ("dispute", np.asarray(STAGES)[history.dispute_stage]),
         "censored": ("dispute", history.dispute_censored), "deductible_cny": ("dispute", history.dispute_deductible),
         "campaigns": (("history_year", "campaign_kind"), history.campaign_count),

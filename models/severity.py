@@ -5,7 +5,7 @@ For a dispute in country ``c`` of type ``t``:
 - the stage it ends at, ``s`` in (early, discovery, trial, appeal), with logits against
   ``early``: ``nu[t] + tau_stage * z_stage[c]`` (type means, country offsets pooled);
 - its own legal cost, lognormal in CNY at baseline FX with ``log median = kappa[t, s] + psi[c]``
-  (``psi[c] = tau_cost * z_cost[c]``: the country's cost level, pooled) and log-sd
+  (``psi``: the countries' cost levels, pooled, zero-sum over countries) and log-sd
   ``sigma[s]``;
 - its duration, lognormal with log median ``delta[s]`` and log-sd ``sigma_duration``;
 - where the loser pays, P(the insured wins | decided at trial or appeal) with logit
@@ -143,8 +143,10 @@ def severity_model(data: SeverityData) -> None:
 
     kappa = numpyro.sample("kappa", dist.Normal(jnp.asarray(PRIOR_LOG_MEDIAN_US - 1.0), 1.5).expand([n_types, N_STAGES]).to_event(2))
     tau_cost = numpyro.sample("tau_cost", dist.HalfNormal(1.5))
-    z_cost = numpyro.sample("z_cost", dist.Normal(0.0, 1.0).expand([n_c]).to_event(1))
-    log_median = numpyro.deterministic("log_median", kappa[None, :, :] + tau_cost * z_cost[:, None, None])
+    # Country cost levels sum to zero, so kappa is the average forum's level: without it kappa and
+    # the country levels slide against each other and NUTS mixes slowly (measured: R-hat 1.02).
+    cost_level = numpyro.sample("cost_level", dist.ZeroSumNormal(tau_cost, event_shape=(n_c,)))
+    log_median = numpyro.deterministic("log_median", kappa[None, :, :] + cost_level[:, None, None])
     sigma = numpyro.sample("sigma", dist.LogNormal(math.log(0.8), 0.5).expand([N_STAGES]).to_event(1))
 
     # Individual disputes.

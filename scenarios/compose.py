@@ -27,12 +27,14 @@ from ..simulator.engine import (
 from .portfolio import Portfolio
 from .schema import Scenario
 
-# Buffers hold a high year's mean plus this many standard deviations (plus 16); a year beyond
-# that is recomputed with a larger buffer (never dropped). Six SDs make that ~1e-9 per Poisson
-# year, so a run rarely pays the recomputation's extra compilation.
-BUFFER_SDS = 6.0
-# A "high year" for buffer sizing: the year effect at +3 SD (a 1-in-740 year).
-BUFFER_YEAR_SDS = 3.0
+# Buffers hold a year's conditional mean plus BUFFER_SDS conditional standard deviations (plus
+# 16), at the 1 - BUFFER_TAIL quantile over draws and year effects. A year beyond that is
+# recomputed with a larger buffer (never dropped): with one draw and no year effect, 4.5 SDs make
+# that ~1e-6 per Poisson year; under a posterior, ~1e-5: most runs pay the recomputation's
+# extra compilation (~8 s on 2 cores) at most once, and larger buffers would cost more.
+BUFFER_SDS = 4.5
+BUFFER_TAIL = 1e-5
+BUFFER_SAMPLES = 400_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,11 +191,6 @@ def fixed_tables(scenario: Scenario, portfolio: Portfolio) -> tuple[ModelTables,
     ), np.concatenate([np.full(len(c["policies"]), i) for i, c in enumerate(cells)])
 
 
-def _buffer(mean: float, variance: float) -> int:
-    size = mean + BUFFER_SDS * math.sqrt(max(variance, 0.0)) + 16
-    return int(math.ceil(size / 32.0) * 32)
-
-
 def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarray | None = None,
              batch_years: int = 128) -> tuple[EngineParams, EngineShape, float]:
     """Engine arrays for ``tables`` on ``portfolio``; also the expected disputes per year.
@@ -258,26 +255,39 @@ def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarr
     campaign_size = tables.campaign_size if n_kinds else np.ones((n_draws, 1, 2))
     campaign_cell = tables.campaign_cell if n_kinds else np.zeros(1, int)
 
-    # Buffers: a high year (year effect at +BUFFER_YEAR_SDS) of the busiest draw.
-    high = np.exp(BUFFER_YEAR_SDS * tables.year_sigma)  # [draw]
+    # Buffers: the count a year reaches with probability ~1e-4, over draws and year effects. For a
+    # sample of (draw, year effect) pairs, the conditional mean plus BUFFER_SDS conditional sds;
+    # the buffer is that quantity's 1 - BUFFER_TAIL quantile. Rarer years overflow and are
+    # recomputed exactly with larger buffers (never dropped).
+    rng = np.random.default_rng(0)
+    draw = rng.integers(0, n_draws, BUFFER_SAMPLES)
+    level = np.exp(tables.year_sigma[draw] * rng.standard_normal(BUFFER_SAMPLES))
     lam_entry = tables.stratum_scale[:, entry_stratum] * weights[None, :]  # [draw, entry]
     dispersion = tables.cell_dispersion if tables.cell_dispersion is not None else np.zeros_like(tables.cell_concentration)
     k_entry = tables.cell_concentration[:, cells]
     nb_entry = k_entry > 0
-    event_mean = float((total_rate * high).max())
-    dispute_var = np.where(nb_entry, lam_entry + lam_entry**2 / np.where(nb_entry, k_entry, 1.0),
-                           lam_entry * (1.0 + dispersion[:, cells]))
     clustered = bool(nb_entry.any() or np.any(dispersion > 0))
-    event_buffer = _buffer(event_mean, event_mean)
-    dispute_buffer = _buffer(event_mean, float((dispute_var.sum(axis=1) * high**2).max())) if clustered else event_buffer
+    # Variance of the year's dispute count given the draw: sum over entries (NB2 terms scale with
+    # the square of the year level, the rest linearly).
+    var_linear = np.where(nb_entry, lam_entry, lam_entry * (1.0 + dispersion[:, cells])).sum(axis=1)
+    var_square = np.where(nb_entry, lam_entry**2 / np.where(nb_entry, k_entry, 1.0), 0.0).sum(axis=1)
+
+    def quantile_buffer(mean: np.ndarray, variance: np.ndarray) -> int:
+        high = np.quantile(mean + BUFFER_SDS * np.sqrt(np.maximum(variance, 0.0)), 1.0 - BUFFER_TAIL)
+        return int(math.ceil((high + 16) / 32.0) * 32)
+
+    event_mean = total_rate[draw] * level
+    event_buffer = quantile_buffer(event_mean, event_mean)
+    dispute_buffer = (quantile_buffer(event_mean, var_linear[draw] * level + var_square[draw] * level**2)
+                      if clustered else event_buffer)
     if n_kinds:
-        camp_mean = float((campaign_rate.sum(axis=1) * high).max())
+        camp_mean = campaign_rate.sum(axis=1)[draw] * level
         mean_hits = 1.0 + campaign_size[..., 0]  # [draw, kind]
-        var_hits = campaign_size[..., 0] + campaign_size[..., 0] ** 2 / campaign_size[..., 1]
-        hit_mean = (campaign_rate * mean_hits).sum(axis=1) * high
-        hit_var = (campaign_rate * (var_hits + mean_hits**2)).sum(axis=1) * high  # compound Poisson
-        campaign_buffer = _buffer(camp_mean, camp_mean)
-        campaign_dispute_buffer = _buffer(float(hit_mean.max()), float(hit_var.max()))
+        second_moment = campaign_size[..., 0] + campaign_size[..., 0] ** 2 / campaign_size[..., 1] + mean_hits**2
+        hit_mean = (campaign_rate * mean_hits).sum(axis=1)[draw] * level
+        hit_var = (campaign_rate * second_moment).sum(axis=1)[draw] * level  # compound Poisson
+        campaign_buffer = quantile_buffer(camp_mean, camp_mean)
+        campaign_dispute_buffer = quantile_buffer(hit_mean, hit_var)
     else:
         campaign_buffer = campaign_dispute_buffer = 0
 

@@ -113,3 +113,29 @@ def tail_contributions(total: np.ndarray, parts: np.ndarray, level: float) -> np
     tail = total >= threshold
     return parts[tail].mean(axis=0)
 
+
+
+def parameter_variance_share(losses: np.ndarray, draw: np.ndarray) -> dict:
+    """How much of the variance of annual losses comes from parameter uncertainty.
+
+    Years are grouped by the posterior draw that drove them. With ``V`` the total variance,
+    ``Var_d(E[X | d])`` is estimated by the one-way random-effects ANOVA estimator
+    ``(MSB - MSW) / n0`` (unbiased for unequal group sizes; Searle, Casella & McCulloch,
+    *Variance Components*, 3.6), so the within-draw (process) noise in each draw's sample mean is
+    not counted as parameter uncertainty. Returns the between-draw (parameter) and within-draw
+    (process) variances and the parameter share of their sum (clipped to [0, 1]).
+    """
+    losses = np.asarray(losses, dtype=np.float64)
+    groups, index, sizes = np.unique(draw, return_inverse=True, return_counts=True)
+    n, k = losses.size, groups.size
+    if k < 2 or n <= k:
+        return {"draws": int(k), "parameter_variance": 0.0, "process_variance": float(losses.var(ddof=1)) if n > 1 else 0.0,
+                "parameter_share": 0.0}
+    means = np.bincount(index, weights=losses) / sizes
+    grand = losses.mean()
+    msb = float(np.sum(sizes * (means - grand) ** 2) / (k - 1))
+    msw = float(np.sum((losses - means[index]) ** 2) / (n - k))
+    n0 = (n - np.sum(sizes**2) / n) / (k - 1)
+    between = max((msb - msw) / n0, 0.0)
+    return {"draws": int(k), "parameter_variance": between, "process_variance": msw,
+            "parameter_share": between / (between + msw) if between + msw > 0 else 0.0}

@@ -61,8 +61,17 @@ def summarize(
     expected_disputes: float,
     n_reinsurance_contracts: int,
     provenance_attrs: dict,
+    n_draws: int = 1,
+    first_year: int = 0,
+    point_estimate: dict | None = None,
 ) -> dict:
-    """The summary.json document (DESIGN.md keys, plus extensions)."""
+    """The summary.json document (DESIGN.md keys, plus extensions).
+
+    Args:
+        n_draws: parameter draws cycled through (year ``y`` uses draw ``y mod n_draws``).
+        point_estimate: risk measures of the same run at the posterior mean parameters (same seed,
+            same years: common random numbers), for the parameter-uncertainty report.
+    """
     gross = table.gross
     ceded = np.zeros_like(gross)  # reinsurance is not applied yet: nothing is ceded
     net = gross - ceded
@@ -125,6 +134,31 @@ def summarize(
         "max_per_year": int(table.disputes.max()),
         "years_recomputed_for_buffer_overflow": int(table.recomputed_years.size),
     }
+    if n_draws > 1:
+        draw = (np.arange(gross.size) + first_year) % n_draws
+        split = metrics.parameter_variance_share(gross, draw)
+        entry = {
+            "draws": n_draws,
+            "variance_total": float(gross.var(ddof=1)),
+            "variance_from_parameters": split["parameter_variance"],
+            "variance_from_process": split["process_variance"],
+            "parameter_share_of_variance": split["parameter_share"],
+            "method": "one-way random-effects ANOVA over the posterior draw of each year: "
+                      "Var_d(E[X|d]) = (MSB - MSW) / n0, process = MSW",
+        }
+        if point_estimate is not None:
+            posterior_var, point_var = out["gross"]["var"]["0.995"], point_estimate["var"]["0.995"]
+            entry["point_estimate"] = {
+                "description": "same seed and years at the posterior mean parameters (no parameter uncertainty)",
+                "gross": point_estimate,
+            }
+            entry["var_0.995_posterior"] = posterior_var
+            entry["var_0.995_point_estimate"] = point_var
+            entry["var_0.995_widening"] = posterior_var / point_var - 1.0 if point_var > 0 else None
+            entry["var_0.995_widening_se"] = (math.hypot(out["gross"]["se"]["var"]["0.995"] / point_var,
+                                                         posterior_var * point_estimate["se"]["var"]["0.995"] / point_var**2)
+                                              if point_var > 0 else None)
+        out["parameter_uncertainty"] = entry
     out["estimators"] = {
         "var": "lower empirical quantile; SE by the order-statistic (binomial) method",
         "tvar": "empirical expected shortfall; SE by the influence-function (delta) method",

@@ -52,6 +52,10 @@ def test_simulate_writes_the_contract_files(baseline_run):
     for figure in ("loss_distribution.png", "exceedance.png", "country_contributions.png"):
         assert (out / figure).stat().st_size > 10_000
     assert "VaR 0.995" in result.output and "solvency ratio" in result.output
+    # The baseline is posterior-driven: the variance split and the point-estimate comparison.
+    split = summary["parameter_uncertainty"]
+    assert split["draws"] == 1000 and 0.0 <= split["parameter_share_of_variance"] <= 1.0
+    assert split["var_0.995_point_estimate"] > 0 and "parameter uncertainty" in result.output
 
 
 def test_same_seed_reproduces_the_summary(baseline_run, tmp_path):
@@ -114,7 +118,7 @@ def test_scenarios_list_show_validate(tmp_path):
     listing = run("scenarios", "list")
     assert listing.exit_code == 0 and "baseline" in listing.output
     shown = run("scenarios", "show", "baseline")
-    assert shown.exit_code == 0 and '"parameters": "fixed"' in shown.output
+    assert shown.exit_code == 0 and '"parameters": "posterior"' in shown.output
     assert run("scenarios", "validate", "baseline").exit_code == 0
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "bad"\nyears = -5\n')
@@ -127,3 +131,18 @@ def test_data_generate_reproduces_the_embedded_portfolio(tmp_path):
     assert result.exit_code == 0
     for name in ("policies.csv", "exposures.csv"):
         assert (tmp_path / "p" / name).read_bytes() == (default_portfolio_dir() / name).read_bytes()
+
+
+def test_data_history_reproduces_the_shipped_history(tmp_path):
+    from leisim.models.history import default_history_dir
+
+    result = run("data", "history", "--seed", "0", "--out", str(tmp_path / "h"))
+    assert result.exit_code == 0, result.output
+    for name in ("exposures.csv", "disputes.csv", "campaigns.csv"):
+        assert (tmp_path / "h" / name).read_bytes() == (default_history_dir() / name).read_bytes()
+
+
+def test_fit_with_a_missing_history_exits_2(tmp_path):
+    result = run("fit", "--history", str(tmp_path / "none"), "--out", str(tmp_path / "p.nc"))
+    assert result.exit_code == 2 and "history directory not found" in result.output
+    assert not (tmp_path / "p.nc").exists()

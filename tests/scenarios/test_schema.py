@@ -45,10 +45,11 @@ def test_extends_merges_tables_and_replaces_arrays(tmp_path):
 
 
 def test_extends_a_library_scenario(tmp_path):
-    child = write(tmp_path, "c.toml", 'name = "c"\nextends = "baseline"\n[shocks]\nfrequency = { US = 2.0 }\n')
+    child = write(tmp_path, "c.toml", 'name = "c"\nextends = "calibrated_fixed"\n[shocks]\nfrequency = { US = 2.0 }\n')
     scenario = load_scenario(child)
     assert scenario.parameters == "fixed" and len(scenario.cells) > 5
-    assert scenario.sha256 != load_scenario("baseline").sha256
+    assert scenario.sha256 != load_scenario("calibrated_fixed").sha256
+    assert load_scenario("baseline").parameters == "posterior"
 
 
 @pytest.mark.parametrize(
