@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 
 import jax
@@ -35,14 +36,20 @@ class FitResult:
     settings: FitSettings
 
 
-def run_nuts(model, data, *, key: jax.Array, settings: FitSettings, progress: bool = False,
-             label: str = "") -> tuple[dict, dict]:
-    """NUTS on ``model(data)``; returns samples and extra fields grouped by chain."""
+@functools.lru_cache(maxsize=16)
+def _sampler(model, settings: FitSettings, progress: bool) -> MCMC:
+    """One MCMC object per (model, settings): with the data as a traced argument, a second data set
+    of the same shapes reuses its compiled sampler (the recovery tests fit 20 histories)."""
     parallel = jax.local_device_count() >= settings.chains > 1
     kernel = NUTS(model, target_accept_prob=settings.target_accept, max_tree_depth=settings.max_tree_depth)
-    mcmc = MCMC(kernel, num_warmup=settings.warmup, num_samples=settings.samples, num_chains=settings.chains,
+    return MCMC(kernel, num_warmup=settings.warmup, num_samples=settings.samples, num_chains=settings.chains,
                 chain_method="parallel" if parallel else "sequential", progress_bar=progress,
                 jit_model_args=True)
+
+
+def run_nuts(model, data, *, key: jax.Array, settings: FitSettings, progress: bool = False) -> tuple[dict, dict]:
+    """NUTS on ``model(data)``; returns samples and extra fields grouped by chain."""
+    mcmc = _sampler(model, settings, progress)
     mcmc.run(key, data, extra_fields=("diverging", "num_steps", "accept_prob", "potential_energy"))
     samples = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
     extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}

@@ -72,3 +72,16 @@ def test_tail_contributions_add_up_to_tvar():
     level = 0.99
     contributions = metrics.tail_contributions(total, parts, level)
     assert contributions.sum() == pytest.approx(metrics.tvar(np.sort(total), level), rel=1e-3)
+
+
+def test_parameter_variance_share_recovers_a_known_split():
+    # X = mu_d + eps with mu_d ~ N(0, 2^2), eps ~ N(0, 1): the parameter share is 4 / 5. With 500
+    # groups the between-variance estimate has sd ~ 4 sqrt(2 / 499) = 0.25, a share sd ~ 0.01;
+    # the tolerance is 4 of those. Unequal group sizes exercise n0.
+    rng = np.random.default_rng(11)
+    draw = rng.integers(0, 500, 20_000)
+    losses = rng.normal(0, 2.0, 500)[draw] + rng.normal(0, 1.0, draw.size)
+    split = metrics.parameter_variance_share(losses, draw)
+    assert split["draws"] == 500
+    assert abs(split["parameter_share"] - 0.8) < 0.04
+    assert abs(split["process_variance"] - 1.0) < 0.04
