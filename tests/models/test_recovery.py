@@ -28,7 +28,7 @@ from leisim.models.truth import DISPUTE_TYPES, TRUTH
 from leisim.scenarios.portfolio import load_portfolio
 
 N_HISTORIES = 20
-SETTINGS = FitSettings(chains=1, warmup=120, samples=120, max_tree_depth=7)
+SETTINGS = FitSettings(chains=1, warmup=100, samples=100, max_tree_depth=7)
 COUNTRIES = ("US", "DE", "JP", "GB")  # a smaller world than the pilot's, so that 40 fits fit in CI
 YEARS = tuple(range(2020, 2026))
 
