@@ -99,13 +99,6 @@ def _censor_point(deductible: np.ndarray, coinsurance: np.ndarray, limit: np.nda
 # Synthetic generation
 
 
-def true_log_rate(country: str, dispute_type: str) -> float:
-    table = TRUTH["rate"][dispute_type]
-    if country in table:
-        return float(np.log(table[country]))
-    raise KeyError(f"no true rate for {country}/{dispute_type}")
-
-
 def true_stage_probability(country: str, dispute_type: str) -> np.ndarray:
     base = np.log(np.asarray(TRUTH["stage_probability"][dispute_type]))
     logits = base - base[0]

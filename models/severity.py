@@ -177,7 +177,7 @@ def severity_model(data: SeverityData) -> None:
     win_mu = numpyro.sample("win_logit_mean", dist.Normal(math.log(0.62 / 0.38), 0.7))
     tau_win = numpyro.sample("tau_win", dist.HalfNormal(0.5))
     z_win = numpyro.sample("z_win", dist.Normal(0.0, 1.0).expand([n_c]).to_event(1))
-    p_win = numpyro.deterministic("win_probability", jax_sigmoid(win_mu + tau_win * z_win))
+    p_win = numpyro.deterministic("win_probability", jax.nn.sigmoid(win_mu + tau_win * z_win))
     numpyro.factor("outcomes", jnp.sum(jnp.where(
         data.decided, data.won * jnp.log(p_win[c]) + (1 - data.won) * jnp.log1p(-p_win[c]), 0.0)))
 
@@ -193,10 +193,6 @@ def severity_model(data: SeverityData) -> None:
                          _log_density(data.campaign_log_cost, mu_k, s_k))
         numpyro.factor("campaign_disputes", jnp.sum(
             data.campaign_weight * (term - _log_survival(data.campaign_log_deductible, mu_k, s_k))))
-
-
-def jax_sigmoid(x):
-    return 1.0 / (1.0 + jnp.exp(-x))
 
 
 # A pytree, so that NUTS can take the data as a traced argument (one compilation per shape).
