@@ -89,11 +89,31 @@ def _print_summary(summary: dict) -> None:
     lr = summary["loss_ratio"]["gross"]
     click.echo(f"{'premium':22}{_fmt(summary['premium']):>17}")
     click.echo(f"{'loss ratio (gross)':22}{'-' if lr is None else f'{lr:.1%}':>17}")
+    ri = summary["reinsurance"]
+    if ri["applied"]:
+        click.echo("\nReinsurance (inuring order)")
+        for c in ri["contracts"]:
+            click.echo(f"  {c['name']:30} recovered {_fmt(c['expected_recovered'])} ± {_fmt(c['expected_recovered_se'], digits=3)}"
+                       f"   premium {_fmt(c['premium'])}   P(loss) {c['probability_of_loss']:.1%}"
+                       + (f"   P(exhausted) {c['probability_exhausted']:.2%}" if c["probability_exhausted"] is not None else ""))
+        click.echo(f"  {'margin paid to reinsurers':30} {_fmt(ri['margin'])}")
     cap = summary["capital"]
     ratio = cap["solvency_ratio"]
-    click.echo(f"{'required capital':22}{_fmt(cap['required']):>17} ± {_fmt(cap['se']['required'], digits=3):<6}")
+    click.echo(f"\n{'required capital':22}{_fmt(cap['required']):>17} ± {_fmt(cap['se']['required'], digits=3):<6}"
+               "(99.5% VaR of net cost - mean)")
     click.echo(f"{'available capital':22}{_fmt(cap['available']):>17}")
-    click.echo(f"{'solvency ratio':22}{'-' if ratio is None else f'{ratio:.0%}':>17}")
+    click.echo(f"{'solvency ratio':22}{'-' if ratio is None else f'{ratio:.0%}':>17}"
+               + ("" if ratio is None else f" ± {cap['se']['solvency_ratio']:.0%}  (C-ROSS: >= 100%: "
+                  f"{'met' if cap['meets']['comprehensive_100pct'] else 'NOT met'})"))
+    if cap["exhaustion_probability"] is not None:
+        click.echo(f"{'P(capital exhausted)':22}{cap['exhaustion_probability']:>17.3%}")
+    top = sorted(cap["allocation"]["by_country"].items(), key=lambda kv: -kv[1]["capital"])[:5]
+    click.echo(f"{'capital by country':22}" + ", ".join(f"{k} {_fmt(v['capital'])}" for k, v in top))
+    res = summary["reserves"]
+    if res.get("expected_outstanding") is not None:
+        click.echo(f"{'reserve (best est.)':22}{_fmt(res['expected_outstanding']):>17}   adequacy "
+                   f"{res['adequacy']['probability']:.1%}; 99.5% run-off {_fmt(res['reserve_for_adequacy']['0.995'])}; "
+                   f"one-year reserve risk {_fmt(res['one_year_reserve_risk']['capital'])}")
     d = summary["disputes"]
     click.echo(f"{'disputes per year':22}{d['mean_per_year']:>17.2f}  (expected {d['expected_per_year']:.2f}, "
                f"max {d['max_per_year']})")
@@ -105,9 +125,6 @@ def _print_summary(summary: dict) -> None:
             click.echo(f"{'':22}99.5% VaR {_fmt(pu['var_0.995_posterior'])} with it, "
                        f"{_fmt(pu['var_0.995_point_estimate'])} at the posterior mean: "
                        f"{pu['var_0.995_widening']:+.1%} (± {pu['var_0.995_widening_se']:.1%})")
-    if not summary["reinsurance"]["applied"] and summary["reinsurance"]["contracts_in_scenario"]:
-        click.echo(f"Note: the scenario lists {summary['reinsurance']['contracts_in_scenario']} reinsurance "
-                   "contract(s); they are not applied yet, so net equals gross.")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -131,12 +148,70 @@ def main() -> None:
 @click.option("--compare-point-estimate/--no-compare-point-estimate", default=True, show_default=True,
               help="Posterior runs: also run the same years at the posterior mean parameters and report how "
                    "much parameter uncertainty widens the 99.5% VaR.")
-def simulate(scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plots, compare_point_estimate):
+@click.option("--compare-reinsurance", "compare", multiple=True, metavar="PROGRAM.toml",
+              help="Also run this reinsurance program (a .toml with [[reinsurance]] tables, or `none`) on the same "
+                   "simulated years and print it beside the scenario's own program. Repeat for several.")
+def simulate(scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plots, compare_point_estimate, compare):
     """Simulate annual payouts and write summary.json, results.nc and figures."""
+    _run_simulation(scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plots, compare_point_estimate,
+                    compare, include_own=True)
+
+
+@main.group()
+def reinsurance() -> None:
+    """Reinsurance programs: compare them on common random numbers."""
+
+
+@reinsurance.command("compare")
+@click.argument("programs", nargs=-1, required=True, metavar="PROGRAM.toml...")
+@click.option("--scenario", "scenario_ref", default="baseline", show_default=True,
+              help="The scenario whose gross losses every program is applied to.")
+@click.option("--portfolio", "portfolio_dir", type=click.Path(path_type=Path), default=None,
+              help="Folder with policies.csv and exposures.csv [default: the embedded pilot portfolio].")
+@click.option("--years", type=click.IntRange(min=1), default=None, help="Simulated years [default: the scenario's].")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Random seed [default: the scenario's].")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Output folder [default: results/<scenario>-reinsurance/].")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Years per kernel call: changes memory use and speed, never the results.")
+@click.option("--plots/--no-plots", default=True, show_default=True, help="Write PNG figures.")
+def reinsurance_compare(programs, scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plots):
+    """Compare reinsurance programs side by side on the same simulated years.
+
+    Each PROGRAM.toml holds [[reinsurance]] tables (and optionally name and [capital]); `none` is
+    the program without reinsurance. The first program is reported in summary.json as ceded/net.
+    """
+    if out_dir is None:
+        from .scenarios.schema import load_scenario
+
+        out_dir = Path("results") / f"{load_scenario(scenario_ref).name}-reinsurance"
+    _run_simulation(scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plots, False, programs,
+                    include_own=False)
+
+
+def _run_simulation(scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plots, compare_point_estimate,
+                    compare, *, include_own: bool) -> None:
     from .data.generate import default_portfolio_dir
     from .scenarios.compose import compose
     from .scenarios.portfolio import load_portfolio
-    from .scenarios.schema import load_scenario
+    from .scenarios.schema import load_program, load_scenario
+    from .simulator.reinsurance import contracts_from_scenario
+
+    scenario = load_scenario(scenario_ref)
+    portfolio = load_portfolio(portfolio_dir or default_portfolio_dir())
+    extra = [load_program(p) for p in compare]
+    premium = float(portfolio.premium_cny.sum())
+    names, programs, capital_specs = [], [], []
+    if include_own:
+        names.append(f"{scenario.name} (scenario)" if extra else scenario.name)
+        programs.append(contracts_from_scenario(scenario.reinsurance, premium))
+        capital_specs.append(scenario.capital)
+    for program in extra:
+        names.append(program.name)
+        programs.append(contracts_from_scenario(program.reinsurance, premium))
+        capital_specs.append(program.capital if program.capital is not None else scenario.capital)
+    if not any(programs):
+        programs = []  # nothing to cede: the kernel skips reinsurance
 
     _setup_jax()
     import jax
@@ -144,11 +219,9 @@ def simulate(scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plot
     from .simulator import results
     from .simulator.driver import run_years
 
-    scenario = load_scenario(scenario_ref)
-    portfolio = load_portfolio(portfolio_dir or default_portfolio_dir())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        composition = compose(scenario, portfolio)
+        composition = compose(scenario, portfolio, programs=programs)
     _show_warnings(caught)
     years = years or scenario.years
     seed = scenario.seed if seed is None else seed
@@ -167,34 +240,49 @@ def simulate(scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plot
         point_scenario = Scenario(name=scenario.name, raw=raw, source=scenario.source)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the same warnings were shown above
-            point_composition = compose(point_scenario, portfolio)
+            point_composition = compose(point_scenario, portfolio, programs=[], dev_years=0)
         with click.progressbar(length=years, label="Same years at the posterior mean", file=sys.stderr,
                                show_pos=True, show_eta=True) as bar:
             point_table = run_years(jax.random.key(seed), point_composition.params, point_composition.shape,
                                     years=years, chunk_size=chunk_size, progress=bar.update)
         point = metrics.risk_measures(point_table.gross)
 
-    gross_by_country = results.by_country(table, composition.group_country, composition.countries)
     attrs = results.provenance(scenario_name=scenario.name, scenario_sha256=scenario.sha256, seed=seed,
                                years=years, command=" ".join(["leisim"] + sys.argv[1:]))
-    summary = results.summarize(
-        table, countries=composition.countries, gross_by_country=gross_by_country,
-        premium_cny=composition.premium_cny, capital_available_cny=scenario.capital_available_cny,
-        expected_disputes=composition.expected_disputes,
-        n_reinsurance_contracts=len(scenario.reinsurance), provenance_attrs=attrs,
-        n_draws=composition.n_draws, point_estimate=point,
-    )
-    dataset = results.to_dataset(table, countries=composition.countries,
-                                 gross_by_country=gross_by_country, provenance_attrs=attrs)
+    capital_spec = capital_specs[0] if capital_specs else scenario.capital
+    summary = results.summarize(table, composition, provenance_attrs=attrs, capital_spec=capital_spec,
+                                reserves_spec=scenario.reserves, point_estimate=point)
+    if len(names) > 1 or not include_own:
+        summary["reinsurance_comparison"] = {
+            "programs": results.compare_programs(table, composition, names, capital_specs),
+            "common_random_numbers": "every program is applied to the same simulated disputes and years",
+        }
+    dataset = results.to_dataset(table, composition, provenance_attrs=attrs)
     with atomic_directory(out_dir) as staging:
         (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         dataset.to_netcdf(staging / "results.nc")
         if plots:
             from . import plots as figures
 
-            figures.write_all(table.gross, summary, staging)
+            figures.write_all(dataset, summary, staging)
     _print_summary(summary)
+    if "reinsurance_comparison" in summary:
+        _print_comparison(summary["reinsurance_comparison"]["programs"])
     click.echo(f"\nWrote {out_dir}/summary.json, results.nc" + (" and figures" if plots else ""))
+
+
+def _print_comparison(rows: list[dict]) -> None:
+    width = max(16, *(len(r["program"]) + 2 for r in rows))
+    click.echo("\nReinsurance programs on the same simulated years (CNY million; ratio in %)")
+    click.echo(f"{'':26}" + "".join(f"{r['program']:>{width}}" for r in rows))
+    lines = (
+        ("ceded (mean)", "ceded_mean", 1e6), ("reinsurance margin paid", "margin", 1e6),
+        ("net mean", "net_mean", 1e6), ("net VaR 99.5%", "net_var_0.995", 1e6),
+        ("net TVaR 99%", "net_tvar_0.99", 1e6), ("required capital", "required_capital", 1e6),
+        ("solvency ratio", "solvency_ratio", 0.01), ("P(capital exhausted)", "exhaustion_probability", 0.01),
+    )
+    for label, key, scale in lines:
+        click.echo(f"{label:26}" + "".join(f"{_fmt(r[key], scale):>{width}}" for r in rows))
 
 
 @main.group()

@@ -50,3 +50,19 @@ COUNTRIES: dict[str, Country] = {
 CURRENCIES: frozenset[str] = frozenset(c.currency for c in COUNTRIES.values())
 
 DISPUTE_TYPES: tuple[str, ...] = ("patent", "trademark", "trade_secret", "design", "copyright")
+
+
+# Median duration of a dispute from filing to closing, in years, for the plain one-stage cells of
+# fixed scenarios (the payment pattern for reserves). CALIBRATION.md "Severity and duration":
+# US non-merits cases ~1 yr and merits cases 915 days (RPX 2021), time to trial ~2.4 yr (PwC 2015),
+# so ~1.3 yr over the US outcome mix [J]; Germany ~15 months (Munich); UPC ~14 months (417 days to
+# merits); Japan 12-16 months. Other countries: judgment (1.5 yr). Log-sd DURATION_SIGMA [J].
+DURATION_MEDIAN_YEARS: dict[str, float] = {
+    "US": 1.3, "DE": 1.25, "FR": 1.5, "NL": 1.2, "GB": 1.5, "JP": 1.2, "KR": 1.2, "IN": 2.5, "BR": 2.5,
+}
+DEFAULT_DURATION_YEARS = 1.5
+DURATION_SIGMA = 0.6
+
+
+def duration_median_years(country: str) -> float:
+    return DURATION_MEDIAN_YEARS.get(country, DEFAULT_DURATION_YEARS)

@@ -83,9 +83,114 @@ def country_contributions(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write_all(gross: np.ndarray, summary: dict, directory: Path) -> list[Path]:
-    paths = [directory / "loss_distribution.png", directory / "exceedance.png", directory / "country_contributions.png"]
-    loss_distribution(gross, summary, paths[0])
-    exceedance(summary, paths[1])
-    country_contributions(summary, paths[2])
+def gross_vs_net(summary: dict, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
+    for label, key, colour in (("gross", "aep", OKABE_ITO[0]), ("net of reinsurance", "aep_net", OKABE_ITO[2])):
+        curve = summary["exceedance"][key]
+        if not curve["return_period"]:
+            continue
+        loss, se = np.array(curve["loss"]), np.array(curve["se"])
+        ax.plot(curve["return_period"], loss, marker="o", color=colour, label=label)
+        ax.fill_between(curve["return_period"], loss - 2 * se, loss + 2 * se, color=colour, alpha=0.2)
+    ax.set_xscale("log")
+    ax.yaxis.set_major_formatter(MILLIONS)
+    ax.legend(frameon=False)
+    gross, net = summary["gross"]["var"]["0.995"], summary["net"]["var"]["0.995"]
+    cut = 1.0 - net / gross if gross > 0 else 0.0
+    _style(ax, "return period (years)", "annual loss (CNY million)",
+           f"Reinsurance cuts the 1-in-200 year by {cut:.0%} (bands: ±2 SE)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def layer_usage(dataset, summary: dict, path: Path) -> None:
+    """Each contract's annual recovery as a share of its aggregate cover, by return period."""
+    contracts = summary["reinsurance"]["contracts"]
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
+    years = dataset.sizes["year"]
+    exceed = np.arange(years, 0, -1) / years  # probability of exceeding the i-th smallest
+    for i, (c, colour) in enumerate(zip(contracts, OKABE_ITO * 4)):
+        due = np.sort(dataset["ceded_due_by_contract"].values[:, i])
+        cover = c["aggregate_cover"]
+        if cover is None:  # a quota share: relative to its mean
+            usage, label = due / max(due.mean(), 1e-300), f"{c['name']} (x its mean)"
+        else:
+            usage, label = due / cover, f"{c['name']} (share of aggregate cover)"
+        keep = exceed <= 0.5
+        ax.plot(1.0 / exceed[keep], usage[keep], color=colour, label=label)
+    ax.set_xscale("log")
+    ax.legend(frameon=False, fontsize=8)
+    exhausted = [c for c in contracts if c["probability_exhausted"]]
+    finding = (f"{exhausted[0]['name']} is exhausted once in {1 / exhausted[0]['probability_exhausted']:,.0f} years"
+               if exhausted else "no layer is exhausted in the simulated years")
+    _style(ax, "return period (years)", "annual ceded / aggregate cover", f"Layer usage: {finding}")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def capital_allocation(summary: dict, path: Path) -> None:
+    alloc = summary["capital"]["allocation"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5), dpi=120, gridspec_kw={"width_ratios": [3, 2]})
+    for ax, key, title in ((axes[0], "by_country", "by country"), (axes[1], "by_dispute_type", "by dispute type")):
+        rows = sorted(alloc[key].items(), key=lambda kv: kv[1]["capital"])
+        names = [k for k, _ in rows]
+        value = np.array([v["capital"] for _, v in rows])
+        se = np.array([v["se"] for _, v in rows])
+        ax.barh(np.arange(len(names)), value, xerr=2 * se, color=OKABE_ITO[0], ecolor="0.3", capsize=2)
+        ax.set_yticks(np.arange(len(names)), names, fontsize=8)
+        ax.xaxis.set_major_formatter(MILLIONS)
+        _style(ax, "capital (CNY million)", "", title)
+    rows = alloc["by_country"]
+    top = max(rows, key=lambda k: rows[k]["capital"]) if rows else "-"
+    fig.suptitle(f"Required capital {summary['capital']['required'] / 1e6:,.1f}M CNY: {top} takes "
+                 f"{rows[top]['share']:.0%} (Euler TVaR allocation, bars ±2 SE)", fontsize=11, x=0.01, ha="left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def payment_pattern(summary: dict, path: Path) -> None:
+    res = summary["reserves"]
+    pattern = res["payment_pattern"]
+    dev = np.array(res["development_year"])
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
+    ax.bar(dev, pattern["expected_payments"], color=OKABE_ITO[0], label="expected payments")
+    ax.plot(dev, pattern["payments_q0.995"], color=OKABE_ITO[3], marker="o", ls="--", label="99.5% quantile")
+    ax.yaxis.set_major_formatter(MILLIONS)
+    ax2 = ax.twinx()
+    ax2.plot(dev, np.array(pattern["cumulative_share"]) * 100, color=OKABE_ITO[2], marker="s", label="cumulative paid (%)")
+    ax2.set_ylim(0, 105)
+    ax2.set_ylabel("cumulative share paid (%)")
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], frameon=False, loc="center right")
+    paid_first = pattern["cumulative_share"][0] if pattern["cumulative_share"] else 0.0
+    _style(ax, "development year (0 = underwriting year)", "payments (CNY million)",
+           f"Only {paid_first:.0%} is paid in the underwriting year: reserve "
+           f"{res['expected_outstanding'] / 1e6:,.1f}M CNY at its end")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_all(dataset, summary: dict, directory: Path) -> list[Path]:
+    """Write every figure the run supports; returns their paths."""
+    paths = []
+
+    def add(name: str, draw, *args) -> None:
+        path = directory / name
+        draw(*args, path)
+        paths.append(path)
+
+    add("loss_distribution.png", loss_distribution, dataset["gross"].values, summary)
+    add("exceedance.png", exceedance, summary)
+    add("country_contributions.png", country_contributions, summary)
+    add("capital_allocation.png", capital_allocation, summary)
+    if summary["reinsurance"]["applied"]:
+        add("gross_vs_net.png", gross_vs_net, summary)
+        add("layer_usage.png", layer_usage, dataset, summary)
+    if summary["reserves"].get("expected_outstanding") is not None:
+        add("payment_pattern.png", payment_pattern, summary)
     return paths

@@ -130,10 +130,24 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--reserves", action=argparse.BooleanOptionalAction, default=False,
+                        help="also track the payment pattern (as `leisim simulate` does) [default: off, the "
+                             "issue-2 workload]")
+    parser.add_argument("--reinsurance", action=argparse.BooleanOptionalAction, default=False,
+                        help="also apply a quota share, a per-dispute XL and a stop loss (as the baseline does)")
     args = parser.parse_args()
 
     portfolio, scenario = workload()
-    comp = compose(scenario, portfolio)
+    programs = None
+    if args.reinsurance:
+        from leisim.simulator.reinsurance import contracts_from_scenario
+
+        programs = [contracts_from_scenario([
+            {"type": "quota_share", "cession": 0.3},
+            {"type": "per_dispute_xl", "retention_cny": 1.0e6, "limit_cny": 4.0e6, "reinstatements": 1},
+            {"type": "stop_loss", "attachment_cny": 5.0e8, "limit_cny": 2.0e8},
+        ], float(portfolio.premium_cny.sum()))]
+    comp = compose(scenario, portfolio, programs=programs or [], dev_years=10 if args.reserves else 0)
     key = jax.random.key(0)
     floor = rng_floor()
     report = {
@@ -142,6 +156,7 @@ def main() -> None:
         "device": str(jax.devices()[0]), "devices": jax.local_device_count(), "jax": jax.__version__,
         "workload": {"policies": N_POLICIES, "countries": len(COUNTRIES),
                      "expected_disputes_per_year": comp.expected_disputes, "shape": comp.shape._asdict()},
+        "reserves": args.reserves, "reinsurance": args.reinsurance,
         "floor": floor, "runs": [],
     }
     print(f"floor: uniform {floor['uniform_per_s']:.3g}/s, normal {floor['normal_per_s']:.3g}/s; "

@@ -24,14 +24,15 @@ from ..errors import InputError
 from ..scenarios.portfolio import Portfolio
 from ..simulator.engine import STAGES
 from .truth import (
-    CAMPAIGN_KINDS, CAMPAIGN_TARGETS, DISPUTE_TYPES, FX_VOLATILITY, REFERENCE_SECTOR, fee_shifting,
+    CAMPAIGN_DURATION, CAMPAIGN_KINDS, CAMPAIGN_TARGETS, DISPUTE_TYPES, FX_VOLATILITY, REFERENCE_SECTOR, fee_shifting,
 )
 
 MAX_DRAWS = 1000  # posterior draws carried into a simulation (evenly thinned beyond that)
 REQUIRED = ("log_rate", "mu_type", "tau_region", "tau_country", "z_region", "sector_effect", "sigma_year",
             "dispersion", "stage_log_probability", "stage_logit", "tau_stage", "log_median", "kappa", "tau_cost",
             "sigma", "win_probability", "win_logit_mean", "tau_win", "campaign_log_rate", "campaign_mean_extra",
-            "campaign_concentration", "campaign_log_median", "campaign_sigma")
+            "campaign_concentration", "campaign_log_median", "campaign_sigma", "duration_log_median",
+            "duration_sigma")
 UNSEEN_SEED = 20221  # fixed: draws for countries the history never saw are part of the posterior's meaning
 
 
@@ -152,7 +153,10 @@ def posterior_tables(scenario, portfolio: Portfolio, posterior: xr.Dataset | Non
 
     cell_country, cell_type, cell_currency = [], [], []
     stratum_cell, stratum_policies, stratum_weights, stratum_scale = [], [], [], []
-    stage_p, severity, fee, dispersion = [], [], [], []
+    stage_p, severity, fee, dispersion, duration = [], [], [], [], []
+    duration_stage = np.stack([_values(posterior, "duration_log_median"),
+                               np.repeat(_values(posterior, "duration_sigma").reshape(n_draws, 1), len(STAGES), 1)],
+                              axis=-1)  # [draw, stage, 2]
     sigma = _values(posterior, "sigma")  # [draw, stage]
     delta = _values(posterior, "dispersion")  # [draw, type]
     for country in active:
@@ -172,6 +176,7 @@ def posterior_tables(scenario, portfolio: Portfolio, posterior: xr.Dataset | Non
             fee.append(np.stack([p_win if loser_pays else np.zeros(n_draws), np.full(n_draws, recovered),
                                  np.full(n_draws, adverse)], axis=-1))
             dispersion.append(delta[:, t])
+            duration.append(duration_stage)
             for sector in sorted(set(sectors[column > 0])):
                 members = np.flatnonzero((column > 0) & (sectors == sector))
                 beta = sector_effect[:, free_sectors.index(sector), t] if sector in free_sectors else np.zeros(n_draws)
@@ -206,6 +211,8 @@ def posterior_tables(scenario, portfolio: Portfolio, posterior: xr.Dataset | Non
                                   np.zeros((n_draws, n_stages))], axis=-1))
         fee.append(np.zeros((n_draws, 3)))
         dispersion.append(np.zeros(n_draws))
+        median_years, log_sd = CAMPAIGN_DURATION[kind]
+        duration.append(np.broadcast_to([np.log(median_years), log_sd], (n_draws, n_stages, 2)))
         campaign_cell.append(cell)
         campaign_policies.append(members)
         campaign_weights.append(weights[members])
@@ -228,6 +235,7 @@ def posterior_tables(scenario, portfolio: Portfolio, posterior: xr.Dataset | Non
         year_sigma=_values(posterior, "sigma_year").reshape(n_draws),
         fx_sigma=fx_sigma,
         cell_dispersion=np.stack(dispersion, axis=1),
+        cell_duration=np.stack(duration, axis=1),
         campaign_cell=np.asarray(campaign_cell, int),
         campaign_policies=tuple(campaign_policies), campaign_weights=tuple(campaign_weights),
         campaign_rate=np.stack(campaign_rate, axis=1) if campaign_rate else np.zeros((n_draws, 0)),

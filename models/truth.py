@@ -24,6 +24,10 @@ CAMPAIGN_KINDS = ("schedule_a", "itc_337")
 # investigations name manufacturers' imports (22 China-involved in 2022 [S]).
 CAMPAIGN_TARGETS = {"schedule_a": ("US", "trademark", ("e_commerce",)), "itc_337": ("US", "patent", None)}
 
+# Campaign dispute durations (years, median and log-sd): a Schedule A defence ~3 months [S]; an ITC
+# 337 investigation completes in 14-16 months [S]. Campaign durations are not in the history: fixed.
+CAMPAIGN_DURATION = {"schedule_a": (0.25, 0.5), "itc_337": (1.25, 0.2)}
+
 # CNY per unit of currency, the baseline FX for costs [J: 2025 levels, rounded].
 BASE_FX_CNY = {
     "USD": 7.1, "EUR": 7.7, "GBP": 9.0, "JPY": 0.048, "KRW": 0.0053, "INR": 0.085, "BRL": 1.3,

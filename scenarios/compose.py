@@ -24,6 +24,8 @@ from ..simulator.engine import (
     FAMILIES, ROW_CELL, ROW_COINSURANCE, ROW_DEDUCTIBLE, ROW_LIMIT, ROW_POLICY, ROW_WEIGHT, ROW_WIDTH, TRIAL,
     EngineParams, EngineShape,
 )
+from ..countries import DURATION_SIGMA, duration_median_years
+from ..simulator.reinsurance import Contract, contracts_from_scenario, program_arrays
 from .portfolio import Portfolio
 from .schema import Scenario
 
@@ -35,6 +37,9 @@ from .schema import Scenario
 BUFFER_SDS = 4.5
 BUFFER_TAIL = 1e-5
 BUFFER_SAMPLES = 400_000
+# Development years tracked by the payment pattern; the last one takes the tail. The longest
+# median stage duration is 3.5 years (appeals), so 10 leaves well under 1% of costs to the tail.
+DEV_YEARS = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +55,8 @@ class Composition:
     premium_cny: float
     n_draws: int = 1
     parameters: str = "fixed"
+    programs: tuple[tuple[Contract, ...], ...] = ()  # reinsurance programs run on common random numbers
+    dev_years: int = 0  # development years of the payment pattern (0: not tracked)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +88,7 @@ class ModelTables:
     campaign_weights: tuple[np.ndarray, ...] = ()  # per kind: their weights
     campaign_rate: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((1, 0)))  # [draw, kind]
     campaign_size: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((1, 0, 2)))  # [draw, kind, 2]
+    cell_duration: np.ndarray | None = None  # [draw, cell, stage, 2] (log median years, log sd); None: by country
 
     @property
     def n_draws(self) -> int:
@@ -163,13 +171,16 @@ def fixed_tables(scenario: Scenario, portfolio: Portfolio) -> tuple[ModelTables,
         currency = spec.get("currency", COUNTRIES[country].currency)
         multiplier = _multiplier(sev_shock, country) * float(fx_shock.get(currency, 1.0))
         k = float(spec["frequency"]["concentration"]) if spec["frequency"]["distribution"] == "negative_binomial" else 0.0
+        duration = spec.get("duration", {})
         cells.append(dict(country=country, dispute_type=spec["dispute_type"], policies=policies, lam=lam[policies],
-                          k=k, currency=currency, severity=_severity_params(spec["severity"], multiplier)))
+                          k=k, currency=currency, severity=_severity_params(spec["severity"], multiplier),
+                          duration=(math.log(float(duration.get("median_years", duration_median_years(country)))),
+                                    float(duration.get("sigma", DURATION_SIGMA)))))
     if not cells:
         # Nothing can happen: keep one empty cell so that the kernel's shapes stay valid.
         cells.append(dict(country=portfolio.countries[0] if portfolio.countries else "US", dispute_type="patent",
                           policies=np.zeros(1, int), lam=np.zeros(1), k=0.0, currency="CNY",
-                          severity=(0, (0.0, 1.0, 0.0))))
+                          severity=(0, (0.0, 1.0, 0.0)), duration=(0.0, DURATION_SIGMA)))
     n_cells = len(cells)
     fx_vol = scenario.raw.get("fx", {}).get("volatility", {})
     return ModelTables(
@@ -188,15 +199,19 @@ def fixed_tables(scenario: Scenario, portfolio: Portfolio) -> tuple[ModelTables,
         cell_fee=np.zeros((1, n_cells, 3)),
         year_sigma=np.array([float(scenario.raw.get("model", {}).get("year_effect_sd", 0.0))]),
         fx_sigma={str(k): float(v) for k, v in fx_vol.items()},
+        cell_duration=np.array([[[c["duration"]] for c in cells]]),
     ), np.concatenate([np.full(len(c["policies"]), i) for i, c in enumerate(cells)])
 
 
 def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarray | None = None,
-             batch_years: int = 128) -> tuple[EngineParams, EngineShape, float]:
+             batch_years: int = 128, programs: list[list[Contract]] = (), dev_years: int = 0,
+             ) -> tuple[EngineParams, EngineShape, float]:
     """Engine arrays for ``tables`` on ``portfolio``; also the expected disputes per year.
 
     ``entry_cells`` gives each entry's cell when a stratum mixes cells (the single stratum of a
-    fixed scenario); by default an entry's cell is its stratum's.
+    fixed scenario); by default an entry's cell is its stratum's. ``programs``: reinsurance
+    programs run side by side (none: no reinsurance arrays). ``dev_years``: development years of
+    the payment pattern (0: not tracked).
     """
     n_draws, n_strata = tables.stratum_scale.shape
     n_cells = len(tables.cell_country)
@@ -298,6 +313,15 @@ def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarr
         expected += float(np.mean((campaign_rate * (1.0 + campaign_size[..., 0])).sum(axis=1) * lift))
 
     n_stages = tables.cell_stage_probability.shape[2]
+    duration = tables.cell_duration
+    if duration is None:
+        duration = np.broadcast_to(np.array([[math.log(duration_median_years(c)), DURATION_SIGMA]
+                                             for c in tables.cell_country])[None, :, None, :],
+                                   (n_draws, n_cells, n_stages, 2))
+    if programs:
+        program_params, program_kinds, reinsurers = program_arrays(list(programs))
+    else:
+        program_params, program_kinds, reinsurers = None, (), ()
     families = tuple(bool(np.any(tables.cell_family == f)) for f in range(len(FAMILIES)))
     params = EngineParams(
         total_rate=jnp.asarray(total_rate, jnp.float64),
@@ -328,6 +352,8 @@ def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarr
         policy_terms=jnp.asarray(np.stack([portfolio.deductible_cny, portfolio.coinsurance,
                                            portfolio.limit_per_dispute_cny], axis=1), jnp.float32),
         aggregate_limit_cny=jnp.asarray(portfolio.aggregate_limit_cny, jnp.float64),
+        programs=program_params,
+        cell_duration=jnp.asarray(duration, jnp.float32),
     )
     shape = EngineShape(
         n_policies=portfolio.n_policies,
@@ -345,24 +371,36 @@ def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarr
         fx=bool(np.any(fx_sigma > 0)),
         year_effect=bool(np.any(tables.year_sigma > 0)),
         batch_years=batch_years,
+        n_reinsurers=max(len(reinsurers), 1) if programs else 0,
+        program_kinds=program_kinds,
+        dev_years=dev_years,
     )
     return params, shape, expected
 
 
-def compose(scenario: Scenario, portfolio: Portfolio, *, batch_years: int = 128, posterior=None) -> Composition:
+def compose(scenario: Scenario, portfolio: Portfolio, *, batch_years: int = 128, posterior=None,
+            programs: list[list[Contract]] | None = None, dev_years: int = DEV_YEARS) -> Composition:
     """Turn a scenario and a portfolio into engine arrays.
 
     Args:
         posterior: the fitted posterior (an xarray Dataset) for ``parameters = "posterior"``;
             by default the one shipped with leisim.
+        programs: reinsurance programs to run side by side on common random numbers [default:
+            the scenario's own ``[[reinsurance]]``, if any]. The first is the one reported as
+            ``ceded``/``net``.
+        dev_years: development years of the payment pattern (0: reserves not tracked).
     """
+    premium = float(portfolio.premium_cny.sum())
+    if programs is None:
+        programs = [contracts_from_scenario(scenario.reinsurance, premium)] if scenario.reinsurance else []
     if scenario.parameters == "fixed":
         tables, entry_cells = fixed_tables(scenario, portfolio)
     else:
         from ..models.posterior import posterior_tables
 
         tables, entry_cells = posterior_tables(scenario, portfolio, posterior), None
-    params, shape, expected = assemble(tables, portfolio, entry_cells=entry_cells, batch_years=batch_years)
+    params, shape, expected = assemble(tables, portfolio, entry_cells=entry_cells, batch_years=batch_years,
+                                       programs=programs, dev_years=dev_years)
     return Composition(
         params=params,
         shape=shape,
@@ -370,7 +408,9 @@ def compose(scenario: Scenario, portfolio: Portfolio, *, batch_years: int = 128,
         group_dispute_type=tables.cell_dispute_type,
         countries=portfolio.countries,
         expected_disputes=expected,
-        premium_cny=float(portfolio.premium_cny.sum()),
+        premium_cny=premium,
         n_draws=tables.n_draws,
         parameters=scenario.parameters,
+        programs=tuple(tuple(p) for p in programs),
+        dev_years=dev_years,
     )

@@ -109,6 +109,8 @@ CELL_KEYS = {
     "severity": "table",
     "currency": "the currency costs are paid in (default: the country's)",
     "sector_relativity": "frequency multiplier by policy sector",
+    "duration": "table: { median_years = 1.3, sigma = 0.6 } dispute duration for the payment pattern "
+                "(default: by country, CALIBRATION.md)",
     "note": "free text: where the numbers come from",
 }
 REINSURANCE_KEYS = {
@@ -116,25 +118,40 @@ REINSURANCE_KEYS = {
     "per_dispute_xl": {
         "retention_cny": ">= 0",
         "limit_cny": "> 0",
-        "reinstatements": "integer >= 0",
-        "reinstatement_premium": "share of the layer premium per full reinstatement",
+        "reinstatements": 'integer >= 0, or "unlimited" (the default)',
+        "reinstatement_premium": "share of the layer premium per full reinstatement, pro rata to the amount "
+                                 "reinstated (0: free)",
         "premium_cny": "layer premium",
         "rate_on_line": "layer premium as a share of limit",
+        "loading": "without premium_cny or rate_on_line: premium = expected loss x (1 + loading)",
     },
     "stop_loss": {
         "attachment_cny": ">= 0",
         "limit_cny": "> 0",
-        "attachment_loss_ratio": "attachment as a share of premium",
-        "limit_loss_ratio": "limit as a share of premium",
+        "attachment_loss_ratio": "attachment as a share of the portfolio's premium",
+        "limit_loss_ratio": "limit as a share of the portfolio's premium",
         "premium_cny": "contract premium",
+        "rate_on_line": "premium as a share of limit",
+        "loading": "without premium_cny or rate_on_line: premium = expected loss x (1 + loading)",
     },
 }
 REINSURANCE_COMMON = {
     "type": "|".join(REINSURANCE_KEYS),
     "name": "label",
+    "reinsurer": "reinsurer's name: contracts with the same reinsurer default together",
     "default_probability": "reinsurer's probability of default in a year, 0-1",
-    "recovery_rate": "share recovered on default, 0-1",
+    "recovery_rate": "share of what is due still paid on default, 0-1 (default 0)",
+    "counterparty_factor": "C-ROSS counterparty default risk factor on recoverables, 0-1 "
+                           "(CALIBRATION.md: onshore 0.5%-4.7%, offshore 8.7%-86.7%)",
     "note": "free text",
+}
+CAPITAL_KEYS = {
+    "available_cny": "capital available (comprehensive / actual capital), CNY",
+    "core_cny": "core capital, CNY (default: available_cny)",
+    "counterparty_charge": "true: add the C-ROSS counterparty charge on reinsurance recoverables",
+}
+RESERVES_KEYS = {
+    "held_cny": "reserve held for an underwriting year's run-off, CNY (default: the best estimate)",
 }
 TOP_KEYS = {
     "name": "string",
@@ -146,6 +163,7 @@ TOP_KEYS = {
     "shocks": "table",
     "reinsurance": "array of tables",
     "capital": "table",
+    "reserves": "table",
     "fx": "table: volatility = { USD = 0.04, ... } (annual log-volatility against CNY)",
 }
 
@@ -164,6 +182,13 @@ def _check_cell(ck: _Checker, cell: Any, path: str) -> dict:
             ck.number(value, f"{path}.sector_relativity.{sector}", low=0.0)
     if "note" in cell:
         ck.string(cell["note"], f"{path}.note")
+    if "duration" in cell:
+        duration = ck.table(cell["duration"], f"{path}.duration",
+                            {"median_years": "median duration, years, > 0", "sigma": "log-sd, >= 0"})
+        if "median_years" in duration:
+            ck.number(duration["median_years"], f"{path}.duration.median_years", low=0.0, high=100.0, low_open=True)
+        if "sigma" in duration:
+            ck.number(duration["sigma"], f"{path}.duration.sigma", low=0.0, high=5.0)
 
     fpath, freq = f"{path}.frequency", cell["frequency"]
     ck.table(freq, fpath, FREQUENCY_KEYS, required=("distribution", "rate"))
@@ -214,11 +239,14 @@ def _check_reinsurance(ck: _Checker, contract: Any, path: str) -> dict:
     ck.table(contract, path, REINSURANCE_COMMON | REINSURANCE_KEYS[kind])
     for key, value in contract.items():
         where = f"{path}.{key}"
-        if key in ("type", "name", "note"):
+        if key in ("type", "name", "note", "reinsurer"):
             ck.string(value, where)
         elif key == "reinstatements":
-            ck.integer(value, where, low=0)
-        elif key in ("cession", "ceding_commission", "default_probability", "recovery_rate"):
+            if value != "unlimited":
+                if isinstance(value, str):
+                    ck.fail(where, 'must be an integer >= 0 or "unlimited"', value)
+                ck.integer(value, where, low=0)
+        elif key in ("cession", "ceding_commission", "default_probability", "recovery_rate", "counterparty_factor"):
             ck.number(value, where, low=0.0, high=1.0)
         elif key == "limit_cny" or key == "limit_loss_ratio":
             ck.number(value, where, low=0.0, low_open=True)
@@ -234,6 +262,10 @@ def _check_reinsurance(ck: _Checker, contract: Any, path: str) -> dict:
         for a, b in (("attachment_cny", "attachment_loss_ratio"), ("limit_cny", "limit_loss_ratio")):
             if (a in contract) == (b in contract):
                 ck.fail(path, f"a stop loss needs exactly one of {a} or {b}")
+    if "premium_cny" in contract and "rate_on_line" in contract:
+        ck.fail(path, "give the premium once: premium_cny or rate_on_line, not both")
+    if "loading" in contract and ("premium_cny" in contract or "rate_on_line" in contract):
+        ck.fail(f"{path}.loading", "only for a premium priced at the expected loss (no premium_cny or rate_on_line)")
     return contract
 
 
@@ -301,9 +333,15 @@ def validate(raw: dict, file: str) -> dict:
             if value > 1.0:
                 ck.fail(f"fx.volatility.{currency}", "must be <= 1 (an annual log-volatility, e.g. 0.04 for 4%)", value)
 
-    capital = ck.table(raw.get("capital", {}), "capital", {"available_cny": "capital available, CNY"})
-    if "available_cny" in capital:
-        ck.number(capital["available_cny"], "capital.available_cny", low=0.0)
+    capital = ck.table(raw.get("capital", {}), "capital", CAPITAL_KEYS)
+    for key in ("available_cny", "core_cny"):
+        if key in capital:
+            ck.number(capital[key], f"capital.{key}", low=0.0)
+    if "counterparty_charge" in capital and not isinstance(capital["counterparty_charge"], bool):
+        ck.fail("capital.counterparty_charge", "must be true or false", capital["counterparty_charge"])
+    reserves = ck.table(raw.get("reserves", {}), "reserves", RESERVES_KEYS)
+    if "held_cny" in reserves:
+        ck.number(reserves["held_cny"], "reserves.held_cny", low=0.0)
     return raw
 
 
@@ -415,6 +453,14 @@ class Scenario:
         return self.raw.get("reinsurance", [])
 
     @property
+    def capital(self) -> dict:
+        return self.raw.get("capital", {})
+
+    @property
+    def reserves(self) -> dict:
+        return self.raw.get("reserves", {})
+
+    @property
     def capital_available_cny(self) -> float | None:
         value = self.raw.get("capital", {}).get("available_cny")
         return None if value is None else float(value)
@@ -432,3 +478,44 @@ def load_scenario(reference: str | Path) -> Scenario:
     raw = _load_chain(path, None, ())
     validate(raw, str(path))
     return Scenario(name=raw["name"], raw=raw, source=str(path))
+
+
+PROGRAM_KEYS = {
+    "name": "string",
+    "description": "string",
+    "reinsurance": "array of tables",
+    "capital": "table",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """A reinsurance program to compare: its contracts (validated tables) and optional capital."""
+
+    name: str
+    reinsurance: list[dict]
+    capital: dict | None
+    source: str
+
+
+def load_program(reference: str | Path) -> Program:
+    """Load a reinsurance program file: ``name``, ``description``, ``[[reinsurance]]``, ``[capital]``.
+
+    ``"none"`` is the program without reinsurance. A program file holds no model or shocks: those
+    belong to the scenario, so that every program is compared on the same gross losses.
+    """
+    if str(reference) == "none":
+        return Program(name="none", reinsurance=[], capital=None, source="none")
+    path = Path(reference)
+    if not path.is_file():
+        raise InputError("reinsurance program file not found (give a .toml path, or none for no reinsurance)",
+                         file=str(path))
+    raw = _read_toml(path, None)
+    ck = _Checker(str(path))
+    for key in raw:
+        if key not in PROGRAM_KEYS:
+            ck.fail(key, "a reinsurance program file holds only name, description, [[reinsurance]] and [capital]; "
+                         "models and shocks belong to the --scenario", key, choices=sorted(PROGRAM_KEYS))
+    validate({"name": raw.get("name", path.stem)} | {k: v for k, v in raw.items() if k != "name"}, str(path))
+    return Program(name=str(raw.get("name", path.stem)), reinsurance=raw.get("reinsurance", []),
+                   capital=raw.get("capital"), source=str(path))

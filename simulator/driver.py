@@ -38,6 +38,12 @@ class YearTable:
     disputes: np.ndarray  # [year] int32, campaigns' disputes included
     campaign_disputes: np.ndarray  # [year] int32
     recomputed_years: np.ndarray  # year indices that overflowed the first buffers
+    ceded_due: np.ndarray  # [year, program, contract] ceded before reinsurer default ([year, 0, 0]: none)
+    recovered: np.ndarray  # [year, program, contract] paid by reinsurers
+    net: np.ndarray  # [year, program] gross minus recoveries ([year, 0]: no reinsurance)
+    net_by_group: np.ndarray  # [year, group] the first program's net
+    payments: np.ndarray  # [year, development year] gross payments ([year, 0]: not tracked)
+    open_disputes: np.ndarray  # [year, development year] disputes open at each year-end
 
 
 def host_device_flags(flags: str | None = None, cores: int | None = None) -> str:
@@ -134,6 +140,13 @@ def run_years(
     disputes, events = np.empty(years, np.int64), np.empty(years, np.int64)
     campaigns, campaign_disputes = np.empty(years, np.int64), np.empty(years, np.int64)
     overflow = np.zeros(years, bool)
+    if shape.n_reinsurers > 0:
+        n_programs, n_contracts = params.programs.kind.shape
+    else:
+        n_programs, n_contracts = 0, 0
+    ceded_due, recovered = np.zeros((years, n_programs, n_contracts)), np.zeros((years, n_programs, n_contracts))
+    net, net_by_group = np.zeros((years, n_programs)), np.empty((years, n_groups))
+    payments, open_disputes = np.zeros((years, shape.dev_years)), np.zeros((years, shape.dev_years), np.int64)
 
     def put(rows, out: YearResult, n: int) -> None:
         gross[rows] = np.asarray(out.gross)[:n]
@@ -145,6 +158,14 @@ def run_years(
         campaigns[rows] = np.asarray(out.campaigns)[:n]
         campaign_disputes[rows] = np.asarray(out.campaign_disputes)[:n]
         overflow[rows] = np.asarray(out.overflow)[:n]
+        net_by_group[rows] = np.asarray(out.net_by_group)[:n]
+        if n_programs:
+            ceded_due[rows] = np.asarray(out.ceded_due)[:n]
+            recovered[rows] = np.asarray(out.recovered)[:n]
+            net[rows] = np.asarray(out.net)[:n]
+        if shape.dev_years:
+            payments[rows] = np.asarray(out.payments)[:n]
+            open_disputes[rows] = np.asarray(out.open_disputes)[:n]
 
     def store(start: int, out: YearResult) -> None:
         n = min(start + chunk_size, years) - start
@@ -185,4 +206,10 @@ def run_years(
         disputes=disputes.astype(np.int32),
         campaign_disputes=campaign_disputes.astype(np.int32),
         recomputed_years=recomputed + first_year,
+        ceded_due=ceded_due,
+        recovered=recovered,
+        net=net,
+        net_by_group=net_by_group,
+        payments=payments,
+        open_disputes=open_disputes.astype(np.int32),
     )

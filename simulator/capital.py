@@ -1,0 +1,130 @@
+"""Capital adequacy on the host (NumPy, float64): required capital, solvency ratios, allocation.
+
+Required capital is the one-year view of Solvency II and C-ROSS (CALIBRATION.md "Solvency"):
+the 99.5% VaR of the insurer's net annual cost minus its mean (the expected cost is carried by
+premiums and reserves; capital carries the unexpected part). The net annual cost is the loss
+net of reinsurance recoveries plus the reinstatement premiums it triggers (fixed reinsurance
+premiums and commissions shift the mean and the VaR alike, so they cancel).
+
+Allocation (Euler principle, Tasche 1999): the TVaR of the total is homogeneous of degree one in
+the parts' weights, so its derivative contributions ``E[X_g | X in its worst (1 - a) tail]`` add
+up exactly to the total's TVaR. On the empirical distribution the tail is the worst ``n (1 - a)``
+years, the straddling year counted by its fraction, the same weights as :func:`metrics.tvar`; the
+contributions then add up to the empirical TVaR to rounding. Each part's share of
+``TVaR_a - mean`` scales the required capital, so the allocations add up to it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import metrics
+
+CAPITAL_LEVEL = 0.995  # Solvency II / C-ROSS one-year VaR
+ALLOCATION_LEVEL = 0.99  # TVaR level of the Euler allocation (close to the 99.5% VaR in the tail)
+# C-ROSS thresholds (CALIBRATION.md "Solvency"): comprehensive >= 100%, core >= 50%.
+COMPREHENSIVE_THRESHOLD = 1.0
+CORE_THRESHOLD = 0.5
+
+
+def tail_weights(total: np.ndarray, level: float) -> np.ndarray:
+    """Per-year weights ``w`` with ``sum(w * total) == TVaR_level(total)`` on the empirical distribution."""
+    n = total.size
+    order = np.argsort(total, kind="stable")
+    rank = max(1, math.ceil(n * level - 1e-9))
+    weights = np.zeros(n)
+    weights[order[rank:]] = 1.0 / (n * (1.0 - level))
+    weights[order[rank - 1]] = (rank / n - level) / (1.0 - level)
+    return weights
+
+
+def euler_allocation(total: np.ndarray, parts: np.ndarray, level: float = ALLOCATION_LEVEL) -> dict:
+    """TVaR Euler contributions of ``parts`` [year, part] (summing to ``total`` year by year).
+
+    Returns the contributions to ``TVaR - mean`` and their Monte Carlo standard errors, from the
+    influence function of each contribution, ``psi_i = 1{tail} (x_gi - c_g) / (1 - a) - (x_gi - mu_g)``
+    (SE = sd(psi) / sqrt(n); the VaR threshold's own noise is second order for a smooth
+    conditional mean).
+    """
+    total = np.asarray(total, dtype=np.float64)
+    parts = np.asarray(parts, dtype=np.float64)
+    weights = tail_weights(total, level)
+    tail_mean = weights @ parts  # E[X_g | tail]
+    mean = parts.mean(axis=0)
+    in_tail = (weights > 0).astype(np.float64)[:, None]
+    psi = in_tail * (parts - tail_mean) / (1.0 - level) - (parts - mean)
+    return {
+        "contribution": tail_mean - mean,
+        "tvar_contribution": tail_mean,
+        "se": psi.std(axis=0) / math.sqrt(total.size),
+        "tvar": float(weights @ total),
+        "mean": float(total.mean()),
+    }
+
+
+def counterparty_charge(contracts, expected_recoverable: np.ndarray) -> float:
+    """C-ROSS counterparty default charge: sum of factor x expected annual recoverables (no diversification)."""
+    return float(sum(c.counterparty_factor * r for c, r in zip(contracts, expected_recoverable)))
+
+
+def assess(net_cost: np.ndarray, *, available: float | None, core: float | None = None,
+           charge: float = 0.0) -> dict:
+    """Required capital, solvency ratios and the probability of exhausting the available capital."""
+    net_cost = np.asarray(net_cost, dtype=np.float64)
+    n = net_cost.size
+    ordered = np.sort(net_cost)
+    value_at_risk = metrics.var(ordered, CAPITAL_LEVEL)
+    mean = float(net_cost.mean())
+    insurance = value_at_risk - mean
+    required = insurance + charge
+    # Both estimates move together, so adding their variances overstates the SE a little.
+    required_se = math.hypot(metrics.var_se(ordered, CAPITAL_LEVEL), float(net_cost.std(ddof=1)) / math.sqrt(n))
+    core = available if core is None else core
+    out = {
+        "required": required,
+        "available": available,
+        "solvency_ratio": available / required if available is not None and required > 0 else None,
+        "core": core,
+        "core_ratio": core / required if core is not None and required > 0 else None,
+        "insurance_risk": insurance,
+        "counterparty_charge": charge,
+        "var_0.995": value_at_risk,
+        "mean": mean,
+    }
+    ratio = out["solvency_ratio"]
+    out["meets"] = {
+        "comprehensive_100pct": None if ratio is None else bool(ratio >= COMPREHENSIVE_THRESHOLD),
+        "core_50pct": None if out["core_ratio"] is None else bool(out["core_ratio"] >= CORE_THRESHOLD),
+    }
+    if available is not None:
+        exhausted = float(np.mean(net_cost - mean > available))
+        out["exhaustion_probability"] = exhausted
+        exhaustion_se = math.sqrt(max(exhausted * (1.0 - exhausted), 1.0 / n) / n)
+    else:
+        out["exhaustion_probability"], exhaustion_se = None, None
+    out["se"] = {
+        "required": required_se,
+        "solvency_ratio": ratio * required_se / required if ratio is not None else None,
+        "core_ratio": out["core_ratio"] * required_se / required if out["core_ratio"] is not None else None,
+        "exhaustion_probability": exhaustion_se,
+    }
+    return out
+
+
+def allocate(net_cost: np.ndarray, parts: np.ndarray, labels: list[str], required: float,
+             level: float = ALLOCATION_LEVEL) -> dict:
+    """Allocate ``required`` to the labelled parts in proportion to their Euler TVaR contributions."""
+    euler = euler_allocation(net_cost, parts, level)
+    total_contribution = float(euler["contribution"].sum())
+    scale = required / total_contribution if total_contribution > 0 else 0.0
+    return {
+        label: {
+            "capital": float(euler["contribution"][g] * scale),
+            "se": float(abs(euler["se"][g] * scale)),
+            "share": float(euler["contribution"][g] / total_contribution) if total_contribution > 0 else 0.0,
+            f"tvar_{level:g}_contribution": float(euler["tvar_contribution"][g]),
+        }
+        for g, label in enumerate(labels)
+    }

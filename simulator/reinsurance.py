@@ -1,0 +1,240 @@
+"""Reinsurance programs: cessions inside the kernel (pure JAX), premiums on the host (NumPy).
+
+A *program* is a list of contracts applied in inuring order: each contract sees what the
+contracts before it left retained.
+
+- Quota share: cedes ``cession`` of every retained dispute amount.
+- Per-dispute excess of loss: cedes ``min(max(x - retention, 0), limit)`` of each retained dispute
+  amount ``x``; the layer's annual aggregate cover is ``(1 + reinstatements) * limit`` (unlimited
+  reinstatements: no aggregate cap). When the cap binds, each dispute's recovery is cut pro rata.
+- Aggregate stop loss: cedes ``min(max(S - attachment, 0), limit)`` of the annual retained total
+  ``S``, allocated to disputes pro rata to their retained amounts.
+
+Every contract is computed on amounts *due* (inuring recoveries are deemed recoverable, the usual
+wording). Then reinsurer default: each reinsurer draws one uniform per simulated year; it
+defaults with the contract's probability and then pays only its recovery rate of what is due.
+Contracts that name the same ``reinsurer`` share the uniform, so they fail together.
+
+Pro-rata allocations keep per-dispute amounts consistent with annual totals, which is what lets
+net losses be attributed to countries and dispute types (capital allocation) exactly.
+
+Programs are arrays of shape ``[program, contract]`` so that several programs (a comparison on
+common random numbers) run in one kernel pass; unused contract slots have kind ``NONE``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+NONE, QUOTA_SHARE, PER_DISPUTE_XL, STOP_LOSS = range(4)
+KINDS = {"quota_share": QUOTA_SHARE, "per_dispute_xl": PER_DISPUTE_XL, "stop_loss": STOP_LOSS}
+
+# The default uniforms' stream: fold_in(year key, DEFAULT_STREAM), apart from the year's other
+# draws, so that adding or changing reinsurance never changes the gross losses.
+DEFAULT_STREAM = 0x7E1_05E
+
+
+class Programs(NamedTuple):
+    """Reinsurance programs as arrays ``[program, contract]`` (amounts in CNY)."""
+
+    kind: jax.Array  # i32: NONE | QUOTA_SHARE | PER_DISPUTE_XL | STOP_LOSS
+    lower: jax.Array  # f64: QS cession; XL retention; SL attachment
+    width: jax.Array  # f64: XL limit per dispute; SL limit per year; QS unused
+    cover: jax.Array  # f64: annual aggregate cover (XL: (1 + reinstatements) x limit; inf if unlimited)
+    reinsurer: jax.Array  # i32: index of the reinsurer's default uniform
+    default_probability: jax.Array  # f64
+    recovery_rate: jax.Array  # f64
+
+
+class Cession(NamedTuple):
+    """One year's reinsurance outcome, per program (leading axis ``program``)."""
+
+    due: jax.Array  # f64[program, contract]: ceded amounts before default
+    recovered: jax.Array  # f64[program, contract]: what the reinsurers actually pay
+    net: jax.Array  # f64[program]: gross minus recoveries
+    recovered_by_slot: jax.Array  # f64[slot]: the first program's recoveries attributed to each dispute
+
+
+def _safe_ratio(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
+    return jnp.where(denominator > 0, numerator / jnp.where(denominator > 0, denominator, 1.0), 0.0)
+
+
+def cede(u_default: jax.Array, amounts: jax.Array, total: jax.Array, programs: Programs,
+         kinds: tuple[tuple[int, ...], ...]) -> Cession:
+    """Apply each program to one year's disputes.
+
+    Args:
+        u_default: f64[reinsurer] this year's default uniforms.
+        amounts: f64[slot] the insurer's payment for each dispute slot (0 for empty slots).
+        total: the year's gross total (the exact sum the amounts are a split of).
+        programs: the programs' numbers, ``[program, contract]``.
+        kinds: the programs' contract kinds (static: only the arithmetic each contract needs is
+            traced; measured 1.6x faster on the kernel than selecting among all three).
+    """
+    dues, recovereds, nets, by_slot = [], [], [], []
+    n_contracts = programs.kind.shape[1]
+    for p, program in enumerate(kinds):
+        retained, retained_total = amounts, total
+        recovered_by_slot = jnp.zeros_like(amounts)
+        due, recovered = [], []
+        for c in range(n_contracts):  # inuring order
+            kind = program[c] if c < len(program) else NONE
+            lower, width, cover = programs.lower[p, c], programs.width[p, c], programs.cover[p, c]
+            if kind == NONE:
+                due.append(jnp.zeros((), amounts.dtype))
+                recovered.append(jnp.zeros((), amounts.dtype))
+                continue
+            if kind == QUOTA_SHARE:
+                per_slot, ceded = retained * lower, lower * retained_total
+            elif kind == PER_DISPUTE_XL:
+                layer = jnp.clip(retained - lower, 0.0, width)
+                layer_total = layer.sum()
+                ceded = jnp.minimum(layer_total, cover)
+                per_slot = layer * _safe_ratio(ceded, layer_total)
+            else:  # STOP_LOSS
+                ceded = jnp.clip(retained_total - lower, 0.0, width)
+                per_slot = retained * _safe_ratio(ceded, retained_total)
+            ceded = jnp.minimum(ceded, retained_total)  # never more than is retained (rounding)
+            retained = jnp.maximum(retained - per_slot, 0.0)
+            retained_total = retained_total - ceded
+            paid_share = jnp.where(u_default[programs.reinsurer[p, c]] < programs.default_probability[p, c],
+                                   programs.recovery_rate[p, c], 1.0)
+            if p == 0:  # the first program's recoveries are attributed to cells
+                recovered_by_slot = recovered_by_slot + per_slot * paid_share
+            due.append(ceded)
+            recovered.append(ceded * paid_share)
+        due, recovered = jnp.stack(due), jnp.stack(recovered)
+        # Net = what stays retained + what defaulting reinsurers failed to pay; never above gross.
+        nets.append(jnp.minimum(retained_total + (due - recovered).sum(), total))
+        dues.append(due)
+        recovereds.append(recovered)
+        by_slot.append(recovered_by_slot)
+    return Cession(due=jnp.stack(dues), recovered=jnp.stack(recovereds), net=jnp.stack(nets),
+                   recovered_by_slot=by_slot[0])
+
+
+def default_uniforms(year_key: jax.Array, n_reinsurers: int) -> jax.Array:
+    return jax.random.uniform(jax.random.fold_in(year_key, DEFAULT_STREAM), (max(n_reinsurers, 1),), jnp.float64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Host side: contracts from the scenario, and their premiums.
+
+
+class Contract(NamedTuple):
+    """A validated contract with amounts resolved to CNY (host side)."""
+
+    name: str
+    kind: str  # quota_share | per_dispute_xl | stop_loss
+    lower: float  # cession | retention | attachment
+    limit: float  # per dispute (XL) or per year (SL); inf for a quota share
+    reinstatements: float  # XL: number (inf: unlimited); others: 0
+    reinstatement_premium: float  # XL: share of the layer premium per full reinstatement
+    premium: float | None  # fixed premium (CNY); None: priced at the simulated expected loss x (1 + loading)
+    loading: float
+    ceding_commission: float  # QS: share of the ceded premium returned to the cedant
+    reinsurer: str
+    default_probability: float
+    recovery_rate: float
+    counterparty_factor: float  # C-ROSS counterparty default risk factor on recoverables
+
+    @property
+    def cover(self) -> float:
+        """Annual aggregate cover."""
+        if self.kind == "per_dispute_xl":
+            return (1.0 + self.reinstatements) * self.limit
+        return self.limit
+
+
+def contracts_from_scenario(reinsurance: list[dict], premium_cny: float) -> list[Contract]:
+    """Resolve a validated ``[[reinsurance]]`` list: loss ratios to CNY (on ``premium_cny``), names, defaults."""
+    out = []
+    for i, spec in enumerate(reinsurance):
+        kind = spec["type"]
+        name = spec.get("name", f"{i + 1}: {kind}")
+        reinsurer = spec.get("reinsurer", f"#{i}")
+        common = dict(name=name, kind=kind, loading=float(spec.get("loading", 0.0)), reinsurer=reinsurer,
+                      default_probability=float(spec.get("default_probability", 0.0)),
+                      recovery_rate=float(spec.get("recovery_rate", 0.0)),
+                      counterparty_factor=float(spec.get("counterparty_factor", 0.0)))
+        if kind == "quota_share":
+            out.append(Contract(lower=float(spec["cession"]), limit=np.inf, reinstatements=0.0, reinstatement_premium=0.0,
+                                premium=float(spec["cession"]) * premium_cny,
+                                ceding_commission=float(spec.get("ceding_commission", 0.0)), **common))
+        elif kind == "per_dispute_xl":
+            limit = float(spec["limit_cny"])
+            reinstatements = spec.get("reinstatements", "unlimited")
+            premium = (float(spec["premium_cny"]) if "premium_cny" in spec
+                       else float(spec["rate_on_line"]) * limit if "rate_on_line" in spec else None)
+            out.append(Contract(lower=float(spec["retention_cny"]), limit=limit,
+                                reinstatements=np.inf if reinstatements == "unlimited" else float(reinstatements),
+                                reinstatement_premium=float(spec.get("reinstatement_premium", 0.0)),
+                                premium=premium, ceding_commission=0.0, **common))
+        else:
+            attachment = (float(spec["attachment_cny"]) if "attachment_cny" in spec
+                          else float(spec["attachment_loss_ratio"]) * premium_cny)
+            limit = float(spec["limit_cny"]) if "limit_cny" in spec else float(spec["limit_loss_ratio"]) * premium_cny
+            premium = (float(spec["premium_cny"]) if "premium_cny" in spec
+                       else float(spec["rate_on_line"]) * limit if "rate_on_line" in spec else None)
+            out.append(Contract(lower=attachment, limit=limit, reinstatements=0.0, reinstatement_premium=0.0,
+                                premium=premium, ceding_commission=0.0, **common))
+    return out
+
+
+def program_arrays(programs: list[list[Contract]]) -> tuple[Programs, tuple[tuple[int, ...], ...], tuple[str, ...]]:
+    """Stack programs into kernel arrays (padded with NONE); also their kinds and the reinsurers' names."""
+    n_contracts = max([len(p) for p in programs] + [1])
+    reinsurers: list[str] = []
+    shape = (len(programs), n_contracts)
+    kind, reinsurer = np.zeros(shape, np.int32), np.zeros(shape, np.int32)
+    lower, width, cover = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    p_default, recovery = np.zeros(shape), np.ones(shape)
+    for p, program in enumerate(programs):
+        for c, contract in enumerate(program):
+            if contract.reinsurer not in reinsurers:
+                reinsurers.append(contract.reinsurer)
+            kind[p, c] = KINDS[contract.kind]
+            lower[p, c], width[p, c], cover[p, c] = contract.lower, min(contract.limit, 1e300), min(contract.cover, 1e300)
+            reinsurer[p, c] = reinsurers.index(contract.reinsurer)
+            p_default[p, c], recovery[p, c] = contract.default_probability, contract.recovery_rate
+    arrays = Programs(kind=jnp.asarray(kind), lower=jnp.asarray(lower, jnp.float64), width=jnp.asarray(width, jnp.float64),
+                      cover=jnp.asarray(cover, jnp.float64), reinsurer=jnp.asarray(reinsurer),
+                      default_probability=jnp.asarray(p_default, jnp.float64),
+                      recovery_rate=jnp.asarray(recovery, jnp.float64))
+    kinds = tuple(tuple(KINDS[c.kind] for c in program) for program in programs)
+    return arrays, kinds, tuple(reinsurers)
+
+
+def reinstated(contract: Contract, due: np.ndarray) -> np.ndarray:
+    """Amount reinstated each year: ``min(layer loss, reinstatements x limit)`` (XL only, else 0)."""
+    if contract.kind != "per_dispute_xl" or contract.reinstatements == 0:
+        return np.zeros_like(due)
+    return np.minimum(due, contract.reinstatements * contract.limit)
+
+
+def price(contract: Contract, due: np.ndarray) -> dict:
+    """The contract's premium and its annual reinstatement premiums (arrays over years).
+
+    A fixed premium is taken as given. Otherwise the premium is the expected ceded loss times
+    ``1 + loading``, net of the expected reinstatement premiums it will earn: for a layer with
+    paid reinstatements at rate ``c``, ``P (1 + c E[min(L, k l)] / l) = (1 + loading) E[min(L, (k+1) l)]``
+    (Mata 2000; Sundt 1991), where ``due = min(L, (k+1) l)`` is the annual ceded loss.
+    """
+    amount = reinstated(contract, due)
+    share = amount / contract.limit if contract.kind == "per_dispute_xl" else np.zeros_like(due)
+    rate = contract.reinstatement_premium
+    if contract.premium is not None:
+        premium = contract.premium
+    else:
+        premium = (1.0 + contract.loading) * float(due.mean()) / (1.0 + rate * float(share.mean()))
+    commission = contract.ceding_commission * premium if contract.kind == "quota_share" else 0.0
+    return {
+        "premium": premium,
+        "priced": contract.premium is None,
+        "ceding_commission": commission,
+        "reinstatement_premiums": rate * premium * share,  # [year]
+    }

@@ -1,0 +1,111 @@
+"""Reserves on the host (NumPy, float64): payment pattern, outstanding, reserve risk, adequacy.
+
+The kernel returns, for each simulated underwriting year, the gross payments in each
+development year (year 0 is the underwriting year itself; disputes start uniformly in it and
+their cost is paid evenly over their duration, by stage) and the number of disputes still open
+at each year-end.
+
+- Outstanding at the end of development year ``k``: ``O_k = sum_{j > k} P_j``.
+- Best estimate at that year-end, by the average cost per open dispute (the frequency-severity
+  case-count method used where case counts are known but case estimates are not):
+  ``BE_k = N_k * E[O_k] / E[N_k]``, with ``N_k`` the disputes still open. It is unbiased:
+  ``E[BE_k] = E[O_k]``.
+- One-year reserve risk (the Solvency II one-year view): the claims development result of the
+  first run-off year, ``P_1 + BE_1 - BE_0``: what the year pays plus the re-estimated
+  outstanding, minus the opening estimate. Its 99.5% VaR minus its mean is the reserve-risk capital.
+- Adequacy of a reserve ``R`` held at the end of the underwriting year against the run-off
+  ``O_0``: ``P(O_0 <= R)`` and the expected shortfall ``E[(O_0 - R)+]``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import metrics
+
+ADEQUACY_LEVELS = (0.75, 0.9, 0.995)
+
+
+def outstanding(payments: np.ndarray) -> np.ndarray:
+    """``O[:, k]``: payments after the end of development year ``k`` (last column: 0)."""
+    after = np.cumsum(payments[:, ::-1], axis=1)[:, ::-1]  # sum_{j >= k}
+    return np.concatenate([after[:, 1:], np.zeros((payments.shape[0], 1))], axis=1)
+
+
+def best_estimate(open_disputes: np.ndarray, outstanding_: np.ndarray) -> np.ndarray:
+    """``BE[:, k] = N_k * E[O_k] / E[N_k]`` (0 where no dispute is ever open)."""
+    mean_open = open_disputes.mean(axis=0)
+    per_open = np.where(mean_open > 0, outstanding_.mean(axis=0) / np.where(mean_open > 0, mean_open, 1.0), 0.0)
+    return open_disputes * per_open[None, :]
+
+
+def adequacy(run_off: np.ndarray, reserve: float) -> dict:
+    """Probability that ``reserve`` covers the run-off and the expected shortfall beyond it."""
+    n = run_off.size
+    covered = float(np.mean(run_off <= reserve))
+    shortfall = np.maximum(run_off - reserve, 0.0)
+    short = run_off > reserve
+    return {
+        "reserve": float(reserve),
+        "probability": covered,
+        "probability_se": math.sqrt(max(covered * (1.0 - covered), 1.0 / n) / n),
+        "expected_shortfall": float(shortfall.mean()),
+        "expected_shortfall_se": float(shortfall.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0,
+        "mean_shortfall_when_short": float((run_off[short] - reserve).mean()) if short.any() else 0.0,
+    }
+
+
+def summarize(payments: np.ndarray, open_disputes: np.ndarray, *, held: float | None = None) -> dict:
+    """The ``reserves`` block of summary.json."""
+    payments = np.asarray(payments, dtype=np.float64)
+    open_disputes = np.asarray(open_disputes, dtype=np.float64)
+    n, n_dev = payments.shape
+    ultimate = payments.sum(axis=1)
+    mean_payments = payments.mean(axis=0)
+    expected_ultimate = float(ultimate.mean())
+    out_k = outstanding(payments)
+    be = best_estimate(open_disputes, out_k)
+    run_off = out_k[:, 0]
+    expected_outstanding = float(run_off.mean())
+    development = (payments[:, 1] + be[:, 1] - be[:, 0]) if n_dev > 1 else np.zeros(n)
+    movement = metrics.risk_measures(development, levels=(0.995,))
+    held_reserve = expected_outstanding if held is None else float(held)
+    ordered = np.sort(run_off)
+    return {
+        "expected_outstanding": expected_outstanding,
+        "expected_outstanding_se": float(run_off.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0,
+        "expected_ultimate": expected_ultimate,
+        "development_year": list(range(n_dev)),
+        "payment_pattern": {
+            "expected_payments": mean_payments.tolist(),
+            "incremental_share": (mean_payments / expected_ultimate if expected_ultimate > 0 else mean_payments * 0).tolist(),
+            "cumulative_share": (np.cumsum(mean_payments) / expected_ultimate if expected_ultimate > 0
+                                 else mean_payments * 0).tolist(),
+            "payments_q0.5": np.quantile(payments, 0.5, axis=0).tolist(),
+            "payments_q0.995": np.quantile(payments, 0.995, axis=0).tolist(),
+        },
+        "expected_outstanding_by_year_end": out_k.mean(axis=0).tolist(),
+        "expected_open_disputes_by_year_end": open_disputes.mean(axis=0).tolist(),
+        "one_year_reserve_risk": {
+            "mean": movement["mean"],
+            "std": movement["std"],
+            "var_0.995": movement["var"]["0.995"],
+            "capital": movement["var"]["0.995"] - movement["mean"],
+            "se": {"var_0.995": movement["se"]["var"]["0.995"], "mean": movement["se"]["mean"]},
+            "definition": "claims development result of the first run-off year, P_1 + BE_1 - BE_0, with "
+                          "BE_k = open disputes at year-end k x expected outstanding per open dispute; "
+                          "capital = its 99.5% VaR minus its mean",
+        },
+        "adequacy": adequacy(run_off, held_reserve) | {
+            "held": "scenario [reserves] held_cny" if held is not None else "the expected outstanding (best estimate)",
+        },
+        "best_estimate_adequacy": {
+            "probability": float(np.mean(run_off <= be[:, 0])),
+            "description": "probability that the year-end best estimate BE_0 (set from the open-dispute count) "
+                           "covers the run-off",
+        },
+        "reserve_for_adequacy": {f"{level:g}": metrics.var(ordered, level) for level in ADEQUACY_LEVELS},
+        "basis": "gross of reinsurance, CNY, per underwriting year; payments evenly over each dispute's duration",
+    }
