@@ -298,7 +298,8 @@ def _payment_pattern(key: jax.Array, amount: jax.Array, valid: jax.Array, cell: 
     t = jnp.arange(1, n_dev + 1, dtype=jnp.float64)
     paid_by = t * rate.sum() - (rate * start).sum() - (t * done[:, 0] - done[:, 1])
     total = amount.sum()
-    paid_by = jnp.clip(paid_by, 0.0, total).at[-1].set(total)
+    # Rounding in the cancellation above can break monotonicity by a few ulps: restore it.
+    paid_by = jax.lax.cummax(jnp.clip(paid_by, 0.0, total).at[-1].set(total))
     payments = jnp.diff(paid_by, prepend=0.0)
     open_disputes = (valid.sum() - done[:, 2]).astype(jnp.int32)
     return payments, open_disputes

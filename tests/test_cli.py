@@ -58,6 +58,58 @@ def test_simulate_writes_the_contract_files(baseline_run):
     assert split["var_0.995_point_estimate"] > 0 and "parameter uncertainty" in result.output
 
 
+def test_simulate_applies_reinsurance_capital_and_reserves(baseline_run):
+    out, result = baseline_run
+    summary = json.loads((out / "summary.json").read_text())
+    ri = summary["reinsurance"]
+    assert ri["applied"] and [c["type"] for c in ri["contracts"]] == ["quota_share", "per_dispute_xl", "stop_loss"]
+    assert summary["ceded"]["mean"] > 0
+    assert summary["net"]["mean"] == pytest.approx(summary["gross"]["mean"] - summary["ceded"]["mean"], rel=1e-9)
+    cap = summary["capital"]
+    for key in ("by_country", "by_dispute_type"):
+        total = sum(v["capital"] for v in cap["allocation"][key].values())
+        assert total == pytest.approx(cap["insurance_risk"], rel=1e-9)
+    assert cap["solvency_ratio"] == pytest.approx(cap["available"] / cap["required"])
+    res = summary["reserves"]
+    assert res["expected_outstanding"] > 0 and 0 < res["adequacy"]["probability"] < 1
+    assert res["payment_pattern"]["cumulative_share"][-1] == pytest.approx(1.0)
+    with xr.open_dataset(out / "results.nc") as ds:
+        assert ds["ceded_by_contract"].dims == ("year", "contract") and ds.sizes["contract"] == 3
+        assert float(abs(ds["gross"] - ds["ceded"] - ds["net"]).max()) < 1e-6
+        assert bool((ds["net"] <= ds["gross"]).all())
+        assert float(abs(ds["payments"].sum("development_year") - ds["gross"]).max()) < 1e-3
+        assert float(ds["ceded_by_contract"].sum("contract").mean()) == pytest.approx(summary["ceded"]["mean"], rel=1e-6)
+    for figure in ("gross_vs_net.png", "layer_usage.png", "capital_allocation.png", "payment_pattern.png"):
+        assert (out / figure).stat().st_size > 10_000
+    assert "Reinsurance (inuring order)" in result.output
+
+
+def test_compare_reinsurance_programs(tmp_path):
+    program = tmp_path / "qs50.toml"
+    program.write_text('name = "QS 50%"\n[[reinsurance]]\ntype = "quota_share"\ncession = 0.5\n')
+    out = tmp_path / "cmp"
+    result = run("reinsurance", "compare", "none", str(program), "--scenario", "calibrated_fixed",
+                 "--years", "2000", "--no-plots", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "summary.json").read_text())["reinsurance_comparison"]["programs"]
+    assert [r["program"] for r in rows] == ["none", "QS 50%"]
+    assert rows[1]["net_var_0.995"] == pytest.approx(0.5 * rows[0]["net_var_0.995"], rel=1e-12)
+    assert rows[1]["required_capital"] == pytest.approx(0.5 * rows[0]["required_capital"], rel=1e-9)
+    assert "required capital" in result.output and "QS 50%" in result.output
+
+
+def test_bad_reinsurance_program_exits_2(tmp_path):
+    program = tmp_path / "bad.toml"
+    program.write_text('[[reinsurance]]\ntype = "per_dispute_xl"\nretention_cny = -1\nlimit_cny = 5\n')
+    out = tmp_path / "cmp"
+    result = run("simulate", *SMALL, "--compare-reinsurance", str(program), "--out", str(out))
+    assert result.exit_code == 2
+    assert "bad.toml" in result.output and "reinsurance[0].retention_cny" in result.output
+    assert not out.exists()
+    result = run("reinsurance", "compare", str(tmp_path / "missing.toml"), "--out", str(out))
+    assert result.exit_code == 2 and "missing.toml" in result.output
+
+
 def test_same_seed_reproduces_the_summary(baseline_run, tmp_path):
     out, _ = baseline_run
     again = tmp_path / "again"
