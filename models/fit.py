@@ -56,6 +56,56 @@ def run_nuts(model, data, *, key: jax.Array, settings: FitSettings, progress: bo
     return samples, extra
 
 
+def run_nuts_many(model, datasets: list, *, key: jax.Array, settings: FitSettings) -> dict:
+    """Independent one-chain NUTS fits of ``model`` to several data sets, vectorised with ``vmap``.
+
+    Each data set gets its own initialisation, step-size and mass-matrix adaptation and chain,
+    exactly as separate :func:`run_nuts` calls would (numpyro's functional ``hmc`` API), but the
+    leapfrog steps of all fits run as one batched computation: on a CPU, 20 small fits cost a few
+    single fits (used by the parameter-recovery tests). The data sets must share their shapes
+    (pad them). Returns constrained samples and deterministic sites ``[dataset, draw, ...]`` and
+    ``num_steps``/``diverging`` ``[dataset, draw]``.
+    """
+    from numpyro.infer.hmc import hmc
+    from numpyro.infer.util import initialize_model
+
+    keys = jax.random.split(key, len(datasets))
+    infos = [initialize_model(k, model, model_args=(d,), dynamic_args=True) for k, d in zip(keys, datasets)]
+    stacked = jax.tree_util.tree_map(lambda *x: jax.numpy.stack([jax.numpy.asarray(v) for v in x]), *datasets)
+    init = jax.tree_util.tree_map(lambda *z: jax.numpy.stack(z), *[info.param_info.z for info in infos])
+    init_kernel, sample_kernel = hmc(potential_fn_gen=infos[0].potential_fn, algo="NUTS")
+    postprocess = infos[0].postprocess_fn
+    total = settings.warmup + settings.samples
+
+    def one(z0, data, rng):
+        state = init_kernel(z0, num_warmup=settings.warmup, target_accept_prob=settings.target_accept,
+                            max_tree_depth=settings.max_tree_depth, model_args=(data,), rng_key=rng)
+
+        def step(state, _):
+            state = sample_kernel(state, model_args=(data,))
+            return state, (state.z, state.num_steps, state.diverging)
+
+        _, (z, num_steps, diverging) = jax.lax.scan(step, state, None, length=total)
+        z = jax.tree_util.tree_map(lambda x: x[settings.warmup:], z)
+        constrained = jax.vmap(postprocess(data))(z)
+        return constrained, num_steps[settings.warmup:], diverging[settings.warmup:]
+
+    rngs = jax.random.split(keys[0], len(datasets))
+    # Spread the fits over the local devices (one per core on a CPU) when they divide evenly.
+    devices = jax.local_devices()
+    if len(devices) > 1 and len(datasets) % len(devices) == 0:
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        mapped = jax.shard_map(jax.vmap(one), mesh=Mesh(np.array(devices), ("fit",)), in_specs=PartitionSpec("fit"),
+                               out_specs=PartitionSpec("fit"), check_vma=False)
+        samples, num_steps, diverging = jax.jit(mapped)(init, stacked, rngs)
+    else:
+        samples, num_steps, diverging = jax.jit(jax.vmap(one))(init, stacked, rngs)
+    out = {k: np.asarray(v) for k, v in samples.items()}
+    out["num_steps"], out["diverging"] = np.asarray(num_steps), np.asarray(diverging)
+    return out
+
+
 # Parameters the diagnostics report on: the sampled ones (non-centred z's included) and the
 # derived quantities the simulator uses.
 REPORTED = ("mu_type", "tau_region", "tau_country", "log_rate", "sector_effect", "sigma_year", "dispersion",

@@ -86,7 +86,7 @@ def test_parameter_uncertainty_widens_the_tail(key):
     for s in (scenario, point):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            comp = compose(s, portfolio)
+            comp = compose(s, portfolio, programs=[], dev_years=0)  # gross only
         out = run_years(jax.random.key(3), comp.params, comp.shape, years=40_000, chunk_size=20_000)
         measures.append(metrics.risk_measures(out.gross))
     with_uncertainty, at_mean = measures

@@ -161,7 +161,8 @@ def test_per_year_results_identical_for_chunk_sizes_1000_and_7919(key, baseline)
     comp = baseline
     a = run_years(key, comp.params, comp.shape, years=10_000, chunk_size=1000)
     b = run_years(key, comp.params, comp.shape, years=10_000, chunk_size=7919)
-    for field in ("gross", "ground_up", "gross_by_group", "max_dispute", "disputes"):
+    for field in ("gross", "ground_up", "gross_by_group", "max_dispute", "disputes", "ceded_due", "recovered", "net",
+                  "net_by_group", "payments", "open_disputes"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
 
 
@@ -197,7 +198,7 @@ def test_per_year_results_identical_on_one_device_and_on_two(key, baseline):
     assert jax.local_device_count() == 2  # conftest sets two host devices
     one = run_years(key, baseline.params, baseline.shape, years=3001, chunk_size=1000, devices=jax.local_devices()[:1])
     two = run_years(key, baseline.params, baseline.shape, years=3001, chunk_size=1000)
-    for field in ("gross", "ground_up", "gross_by_group", "max_dispute", "disputes"):
+    for field in ("gross", "ground_up", "gross_by_group", "max_dispute", "disputes", "net", "payments"):
         np.testing.assert_array_equal(getattr(one, field), getattr(two, field), err_msg=field)
 
 
