@@ -203,6 +203,24 @@ def fixed_tables(scenario: Scenario, portfolio: Portfolio) -> tuple[ModelTables,
     ), np.concatenate([np.full(len(c["policies"]), i) for i, c in enumerate(cells)])
 
 
+def _mean_cost(tables: ModelTables) -> np.ndarray:
+    """Mean ground-up cost of a dispute per (draw, cell), before FX and fee-shifting noise.
+
+    The case-reserve weight of an open dispute (reserving.py): what an insurer expects a dispute
+    in that forum to cost. A Pareto tail without a mean (alpha <= 1) uses its median instead.
+    """
+    a, b, c = (tables.cell_severity[..., j] for j in range(3))  # [draw, cell, stage]
+    family = tables.cell_family[None, :, None]
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        lognormal = np.exp(a + 0.5 * b * b)
+        gamma = a * b
+        pareto = np.where(a > 1.0, c + b / np.where(a > 1.0, a - 1.0, 1.0), c + b * np.expm1(np.log(2.0) / a))
+    per_stage = np.select([family == FAMILIES.index("lognormal"), family == FAMILIES.index("gamma")],
+                          [lognormal, gamma], pareto)
+    mean = np.sum(tables.cell_stage_probability * per_stage, axis=2)
+    return np.minimum(np.nan_to_num(mean, nan=0.0, posinf=3e38), 3e38)
+
+
 def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarray | None = None,
              batch_years: int = 128, programs: list[list[Contract]] = (), dev_years: int = 0,
              ) -> tuple[EngineParams, EngineShape, float]:
@@ -318,6 +336,7 @@ def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarr
         duration = np.broadcast_to(np.array([[math.log(duration_median_years(c)), DURATION_SIGMA]
                                              for c in tables.cell_country])[None, :, None, :],
                                    (n_draws, n_cells, n_stages, 2))
+    case_weight = _mean_cost(tables)
     if programs:
         program_params, program_kinds, reinsurers = program_arrays(list(programs))
     else:
@@ -354,6 +373,7 @@ def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarr
         aggregate_limit_cny=jnp.asarray(portfolio.aggregate_limit_cny, jnp.float64),
         programs=program_params,
         cell_duration=jnp.asarray(duration, jnp.float32),
+        cell_case_weight=jnp.asarray(case_weight, jnp.float32),
     )
     shape = EngineShape(
         n_policies=portfolio.n_policies,

@@ -44,6 +44,7 @@ class YearTable:
     net_by_group: np.ndarray  # [year, group] the first program's net
     payments: np.ndarray  # [year, development year] gross payments ([year, 0]: not tracked)
     open_disputes: np.ndarray  # [year, development year] disputes open at each year-end
+    open_weight: np.ndarray  # [year, development year] their case-reserve weights summed
 
 
 def host_device_flags(flags: str | None = None, cores: int | None = None) -> str:
@@ -147,6 +148,7 @@ def run_years(
     ceded_due, recovered = np.zeros((years, n_programs, n_contracts)), np.zeros((years, n_programs, n_contracts))
     net, net_by_group = np.zeros((years, n_programs)), np.empty((years, n_groups))
     payments, open_disputes = np.zeros((years, shape.dev_years)), np.zeros((years, shape.dev_years), np.int64)
+    open_weight = np.zeros((years, shape.dev_years))
 
     def put(rows, out: YearResult, n: int) -> None:
         gross[rows] = np.asarray(out.gross)[:n]
@@ -166,6 +168,7 @@ def run_years(
         if shape.dev_years:
             payments[rows] = np.asarray(out.payments)[:n]
             open_disputes[rows] = np.asarray(out.open_disputes)[:n]
+            open_weight[rows] = np.asarray(out.open_weight)[:n]
 
     def store(start: int, out: YearResult) -> None:
         n = min(start + chunk_size, years) - start
@@ -212,4 +215,5 @@ def run_years(
         net_by_group=net_by_group,
         payments=payments,
         open_disputes=open_disputes.astype(np.int32),
+        open_weight=open_weight,
     )

@@ -139,6 +139,7 @@ class EngineParams(NamedTuple):
     # optional
     programs: Programs | None = None  # reinsurance programs [program, contract] (reinsurance.py)
     cell_duration: jax.Array | None = None  # f32[draw, cell, stage, 2] dispute duration: (log median years, log sd)
+    cell_case_weight: jax.Array | None = None  # f32[draw, cell] an open dispute's case-reserve weight (its mean cost)
 
 
 class YearResult(NamedTuple):
@@ -159,6 +160,7 @@ class YearResult(NamedTuple):
     net_by_group: jax.Array  # f64[cell]: the first program's net, by cell
     payments: jax.Array  # f64[dev_year]: gross payments by development year (year 0: the underwriting year)
     open_disputes: jax.Array  # i32[dev_year]: disputes still open at the end of each development year
+    open_weight: jax.Array  # f64[dev_year]: their case-reserve weights summed (reserving.py)
 
 
 def _uniform_from_bits(bits: jax.Array, n_bits: int = 32) -> jax.Array:
@@ -267,8 +269,8 @@ def _normal_quantile_table() -> np.ndarray:
 
 
 def _payment_pattern(key: jax.Array, amount: jax.Array, valid: jax.Array, cell: jax.Array, stage: jax.Array,
-                     draw: jax.Array, params: EngineParams, shape: EngineShape) -> tuple[jax.Array, jax.Array]:
-    """Payments by development year and disputes open at each year-end.
+                     draw: jax.Array, params: EngineParams, shape: EngineShape) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Payments by development year, disputes open at each year-end and their case-reserve weight.
 
     A dispute starts at a uniform time ``s`` in the underwriting year (year 0), ends at
     ``e = s + D`` with a lognormal duration ``D`` for its cell and final stage, and its cost ``x``
@@ -292,7 +294,8 @@ def _payment_pattern(key: jax.Array, amount: jax.Array, valid: jax.Array, cell: 
     rate = amount / duration
     n_dev = shape.dev_years
     ended_before = jnp.clip(jnp.floor(end), 0, n_dev).astype(jnp.int32)  # end < t  <=>  ended_before <= t - 1
-    sums = jax.ops.segment_sum(jnp.stack([rate, rate * end, valid.astype(jnp.float64)], axis=1), ended_before,
+    weight = jnp.where(valid, _per_draw(params.cell_case_weight, draw, cell), 0.0).astype(jnp.float64)
+    sums = jax.ops.segment_sum(jnp.stack([rate, rate * end, valid.astype(jnp.float64), weight], axis=1), ended_before,
                                num_segments=n_dev + 1)
     done = jnp.cumsum(sums[:n_dev], axis=0)  # row t - 1: totals over disputes ended before t
     t = jnp.arange(1, n_dev + 1, dtype=jnp.float64)
@@ -302,7 +305,8 @@ def _payment_pattern(key: jax.Array, amount: jax.Array, valid: jax.Array, cell: 
     paid_by = jax.lax.cummax(jnp.clip(paid_by, 0.0, total).at[-1].set(total))
     payments = jnp.diff(paid_by, prepend=0.0)
     open_disputes = (valid.sum() - done[:, 2]).astype(jnp.int32)
-    return payments, open_disputes
+    open_weight = jnp.maximum(weight.sum() - done[:, 3], 0.0)
+    return payments, open_disputes, open_weight
 
 
 def simulate_year(key: jax.Array, year: jax.Array, params: EngineParams, shape: EngineShape) -> YearResult:
@@ -445,10 +449,11 @@ def simulate_year(key: jax.Array, year: jax.Array, params: EngineParams, shape: 
 
     # 8. Payment pattern for reserving.
     if shape.dev_years > 0:
-        payments, open_disputes = _payment_pattern(jax.random.fold_in(key, PAYMENT_STREAM), amount, valid, cell,
+        payments, open_disputes, open_weight = _payment_pattern(jax.random.fold_in(key, PAYMENT_STREAM), amount, valid, cell,
                                                    stage, draw, params, shape)
     else:
         payments, open_disputes = jnp.zeros(1, jnp.float64), jnp.zeros(1, jnp.int32)  # placeholders
+        open_weight = payments
     return YearResult(
         gross=gross,
         ground_up=cost.astype(jnp.float64).sum(),
@@ -465,6 +470,7 @@ def simulate_year(key: jax.Array, year: jax.Array, params: EngineParams, shape: 
         net_by_group=net_by_group,
         payments=payments,
         open_disputes=open_disputes,
+        open_weight=open_weight,
     )
 
 

@@ -6,10 +6,10 @@ their cost is paid evenly over their duration, by stage) and the number of dispu
 at each year-end.
 
 - Outstanding at the end of development year ``k``: ``O_k = sum_{j > k} P_j``.
-- Best estimate at that year-end, by the average cost per open dispute (the frequency-severity
-  case-count method used where case counts are known but case estimates are not):
-  ``BE_k = N_k * E[O_k] / E[N_k]``, with ``N_k`` the disputes still open. It is unbiased:
-  ``E[BE_k] = E[O_k]``.
+- Best estimate at that year-end, from the disputes still open and where they are: each open
+  dispute carries a case-reserve weight, its forum's mean cost (country and dispute type), and
+  ``BE_k = W_k * E[O_k] / E[W_k]`` with ``W_k`` the open disputes' weights summed (the
+  average-cost-per-open-claim method, weighted by forum). It is unbiased: ``E[BE_k] = E[O_k]``.
 - One-year reserve risk (the Solvency II one-year view): the claims development result of the
   first run-off year, ``P_1 + BE_1 - BE_0``: what the year pays plus the re-estimated
   outstanding, minus the opening estimate. Its 99.5% VaR minus its mean is the reserve-risk capital.
@@ -34,11 +34,11 @@ def outstanding(payments: np.ndarray) -> np.ndarray:
     return np.concatenate([after[:, 1:], np.zeros((payments.shape[0], 1))], axis=1)
 
 
-def best_estimate(open_disputes: np.ndarray, outstanding_: np.ndarray) -> np.ndarray:
-    """``BE[:, k] = N_k * E[O_k] / E[N_k]`` (0 where no dispute is ever open)."""
-    mean_open = open_disputes.mean(axis=0)
+def best_estimate(open_weight: np.ndarray, outstanding_: np.ndarray) -> np.ndarray:
+    """``BE[:, k] = W_k * E[O_k] / E[W_k]`` (0 where no dispute is ever open)."""
+    mean_open = open_weight.mean(axis=0)
     per_open = np.where(mean_open > 0, outstanding_.mean(axis=0) / np.where(mean_open > 0, mean_open, 1.0), 0.0)
-    return open_disputes * per_open[None, :]
+    return open_weight * per_open[None, :]
 
 
 def adequacy(run_off: np.ndarray, reserve: float) -> dict:
@@ -57,16 +57,18 @@ def adequacy(run_off: np.ndarray, reserve: float) -> dict:
     }
 
 
-def summarize(payments: np.ndarray, open_disputes: np.ndarray, *, held: float | None = None) -> dict:
-    """The ``reserves`` block of summary.json."""
+def summarize(payments: np.ndarray, open_disputes: np.ndarray, open_weight: np.ndarray | None = None, *,
+              held: float | None = None) -> dict:
+    """The ``reserves`` block of summary.json (``open_weight`` defaults to the open counts)."""
     payments = np.asarray(payments, dtype=np.float64)
     open_disputes = np.asarray(open_disputes, dtype=np.float64)
+    open_weight = open_disputes if open_weight is None else np.asarray(open_weight, dtype=np.float64)
     n, n_dev = payments.shape
     ultimate = payments.sum(axis=1)
     mean_payments = payments.mean(axis=0)
     expected_ultimate = float(ultimate.mean())
     out_k = outstanding(payments)
-    be = best_estimate(open_disputes, out_k)
+    be = best_estimate(open_weight, out_k)
     run_off = out_k[:, 0]
     expected_outstanding = float(run_off.mean())
     development = (payments[:, 1] + be[:, 1] - be[:, 0]) if n_dev > 1 else np.zeros(n)
@@ -95,7 +97,8 @@ def summarize(payments: np.ndarray, open_disputes: np.ndarray, *, held: float | 
             "capital": movement["var"]["0.995"] - movement["mean"],
             "se": {"var_0.995": movement["se"]["var"]["0.995"], "mean": movement["se"]["mean"]},
             "definition": "claims development result of the first run-off year, P_1 + BE_1 - BE_0, with "
-                          "BE_k = open disputes at year-end k x expected outstanding per open dispute; "
+                          "BE_k = open disputes at year-end k, weighted by their forum's mean cost, x expected "
+                          "outstanding per unit weight; "
                           "capital = its 99.5% VaR minus its mean",
         },
         "adequacy": adequacy(run_off, held_reserve) | {
@@ -103,8 +106,8 @@ def summarize(payments: np.ndarray, open_disputes: np.ndarray, *, held: float | 
         },
         "best_estimate_adequacy": {
             "probability": float(np.mean(run_off <= be[:, 0])),
-            "description": "probability that the year-end best estimate BE_0 (set from the open-dispute count) "
-                           "covers the run-off",
+            "description": "probability that the year-end best estimate BE_0 (set from the open disputes "
+                           "and their forums) covers the run-off",
         },
         "reserve_for_adequacy": {f"{level:g}": metrics.var(ordered, level) for level in ADEQUACY_LEVELS},
         "basis": "gross of reinsurance, CNY, per underwriting year; payments evenly over each dispute's duration",

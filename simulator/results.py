@@ -197,7 +197,7 @@ def summarize(
     }
     out["capital"] = capital_report(outcome, table, composition, capital_spec)
     if composition.dev_years > 0:
-        out["reserves"] = reserving.summarize(table.payments, table.open_disputes, held=reserves_spec.get("held_cny"))
+        out["reserves"] = reserving.summarize(table.payments, table.open_disputes, table.open_weight, held=reserves_spec.get("held_cny"))
     else:
         out["reserves"] = {"expected_outstanding": None, "adequacy": None, "status": "payment pattern not tracked"}
     out["reinsurance"] = reinsurance_report(outcome) if program else {"applied": False, "contracts": [],
