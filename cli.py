@@ -322,6 +322,203 @@ def scenarios_validate(references):
         click.echo(f"ok  {reference}  ({scenario.name}, sha256 {scenario.sha256[:12]})")
 
 
+@scenarios.command("diff")
+@click.argument("first")
+@click.argument("second")
+def scenarios_diff(first, second):
+    """Print what differs between two scenarios, fully resolved (key path: first -> second)."""
+    from .scenarios.schema import load_scenario
+
+    a, b = load_scenario(first), load_scenario(second)
+
+    def flatten(value, prefix=""):
+        if isinstance(value, dict):
+            out = {}
+            for k, v in value.items():
+                out |= flatten(v, f"{prefix}.{k}" if prefix else k)
+            return out
+        return {prefix: value}
+
+    fa, fb = flatten(a.raw), flatten(b.raw)
+    rows = [(k, fa.get(k, "(absent)"), fb.get(k, "(absent)")) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
+    for key, x, y in rows:
+        click.echo(f"{key}: {json.dumps(x) if not isinstance(x, str) else x} -> {json.dumps(y) if not isinstance(y, str) else y}")
+    click.echo(f"# {len(rows)} difference(s) between {a.name} and {b.name}", err=True)
+
+
+def _parse_target(text: str) -> tuple[str, float]:
+    name, _, value = text.partition("=")
+    try:
+        return name.strip(), float(value)
+    except ValueError:
+        raise InputError("give the target as metric=value, e.g. solvency_ratio=1.0", field="--target", value=text)
+
+
+@main.command()
+@click.option("--scenarios", "names", default=None,
+              help="Comma-separated library names or .toml paths [default: the whole library]. The baseline is "
+                   "always included.")
+@click.option("--baseline", "baseline_ref", default="baseline", show_default=True,
+              help="The scenario the others are compared with.")
+@click.option("--portfolio", "portfolio_dir", type=click.Path(path_type=Path), default=None,
+              help="Folder with policies.csv and exposures.csv [default: the embedded pilot portfolio].")
+@click.option("--years", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="Simulated years per scenario.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="One seed for every scenario (common random numbers).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("results/stress"), show_default=True)
+@click.option("--chunk-size", type=click.IntRange(min=1), default=10_000, show_default=True)
+@click.option("--sensitivities/--no-sensitivities", default=True, show_default=True,
+              help="Per country: change in net VaR 99.5 / TVaR 99 per +10% frequency and severity.")
+@click.option("--sensitivity-years", type=click.IntRange(min=1), default=20_000, show_default=True)
+@click.option("--reverse", is_flag=True, help="Run a reverse stress test instead of the scenario set.")
+@click.option("--target", default="solvency_ratio=1.0", show_default=True,
+              help="Reverse stress target, metric=value: " + ", ".join(
+                  ("solvency_ratio", "required_capital", "net_var_0.995", "net_tvar_0.99", "exhaustion_probability",
+                   "net_loss_ratio")) + ".")
+@click.option("--shock", "shock_specs", multiple=True, default=("frequency:US",), show_default=True,
+              help="Reverse stress: the shock to scale, kind:key (frequency:US, frequency:*, severity:*, fx:USD, "
+                   "frequency_by_type:patent, campaigns:schedule_a). Repeat for several.")
+@click.option("--reverse-years", type=click.IntRange(min=1), default=20_000, show_default=True,
+              help="Simulated years per evaluation of the reverse stress test.")
+@click.option("--plots/--no-plots", default=True, show_default=True)
+def stress(names, baseline_ref, portfolio_dir, years, seed, out_dir, chunk_size, sensitivities, sensitivity_years,
+           reverse, target, shock_specs, reverse_years, plots):
+    """Run scenarios side by side on common random numbers (or a reverse stress test)."""
+    from .data.generate import default_portfolio_dir
+    from .scenarios import stress as stress_mod
+    from .scenarios.portfolio import load_portfolio
+    from .scenarios.schema import library_names, load_scenario
+
+    portfolio = load_portfolio(portfolio_dir or default_portfolio_dir())
+    base = load_scenario(baseline_ref)
+    if reverse:
+        metric, value = _parse_target(target)
+        if metric not in stress_mod.TARGETS:
+            raise InputError("unknown reverse-stress target", field="--target", value=metric,
+                             choices=sorted(stress_mod.TARGETS))
+        shocks = [stress_mod.parse_shock(spec) for spec in shock_specs]
+        _setup_jax()
+        import jax
+
+        results = {}
+        for kind, key in shocks:
+            click.echo(f"Reverse stress: smallest {kind}:{key} multiplier with {metric} "
+                       f"{'>=' if stress_mod.TARGETS[metric] else '<='} {value:g} ({reverse_years:,} years each)",
+                       err=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                found = stress_mod.reverse(base, portfolio, kind=kind, key=key, target=metric, value=value,
+                                           jax_key=jax.random.key(seed), years=reverse_years, chunk_size=chunk_size,
+                                           progress=lambda line: click.echo(f"  {line}", err=True))
+            results[f"{kind}:{key}"] = found
+            if found["found"]:
+                se = found.get("multiplier_se")
+                click.echo(f"{kind}:{key}: x{found['multiplier']:.4f}" + (f" ± {se:.4f}" if se else "")
+                           + f" breaches {metric} = {value:g} ({metric} there {found['metric']:.4g})")
+            else:
+                click.echo(f"{kind}:{key}: not breached up to x{found['searched_up_to']:g}")
+        doc = {"baseline": base.name, "seed": seed, "years": reverse_years, "target": {metric: value},
+               "results": results}
+        with atomic_directory(out_dir) as staging:
+            (staging / "reverse.json").write_text(json.dumps(doc, indent=2) + "\n")
+        click.echo(f"Wrote {out_dir}/reverse.json")
+        return
+
+    refs = [n.strip() for n in names.split(",") if n.strip()] if names else [n for n in library_names()
+                                                                              if n != "calibrated_fixed"]
+    scenarios = [base] + [load_scenario(r) for r in refs]
+    seen, unique = set(), []
+    for sc in scenarios:
+        if sc.name not in seen:
+            seen.add(sc.name)
+            unique.append(sc)
+    scenarios = unique
+    _setup_jax()
+    import jax
+
+    from .simulator import results as results_mod
+
+    key = jax.random.key(seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with click.progressbar(length=years * len(scenarios), label=f"Stress: {len(scenarios)} scenarios",
+                               file=sys.stderr, show_pos=True, show_eta=True) as bar:
+            runs = stress_mod.simulate(scenarios, portfolio, key=key, years=years, chunk_size=chunk_size,
+                                       progress=bar.update)
+    _show_warnings([w for i, w in enumerate(caught) if str(w.message) not in {str(c.message) for c in caught[:i]}])
+    base_run = runs[0]
+    held = base.reserves.get("held_cny")
+    if held is None and base_run.composition.dev_years > 1:
+        held = float(base_run.series["run_off"].mean())
+    doc = stress_mod.compare(base_run, runs, held_reserve=held)
+    if sensitivities:
+        n = min(sensitivity_years, years)
+        countries = sum(portfolio.exposure[:, portfolio.countries.index(c)].sum() > 0 for c in portfolio.countries)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with click.progressbar(length=n * 2 * countries, label="Sensitivities (+10% per country)",
+                                   file=sys.stderr, show_pos=True) as bar:
+                doc["_sensitivities"] = stress_mod.sensitivities(base_run, portfolio, jax_key=key, years=n,
+                                                                 chunk_size=chunk_size, progress=bar.update)
+    doc["_provenance"] = results_mod.provenance(scenario_name=",".join(r.name for r in runs),
+                                                scenario_sha256=",".join(r.scenario.sha256 for r in runs), seed=seed,
+                                                years=years, command=" ".join(["leisim"] + sys.argv[1:]))
+    doc["_provenance"]["baseline"] = base.name
+    doc["_provenance"]["reserve_held_for_adequacy"] = held
+    import numpy as np
+    import xarray as xr
+
+    dataset = xr.Dataset(
+        {name: (("scenario", "year"), np.stack([r.series[name] for r in runs]), {"units": "CNY"})
+         for name in ("gross", "net", "net_cost", "run_off")},
+        coords={"scenario": np.array([r.name for r in runs], dtype=str), "year": np.arange(years, dtype=np.int32)},
+    )
+    dataset.attrs.update({k: ("" if v is None else str(v)) for k, v in doc["_provenance"].items()})
+    with atomic_directory(out_dir) as staging:
+        (staging / "stress.json").write_text(json.dumps(doc, indent=2) + "\n")
+        dataset.to_netcdf(staging / "stress.nc")
+        if plots:
+            from . import plots as figures
+
+            figures.tornado(doc, staging / "tornado.png")
+            if "_sensitivities" in doc:
+                figures.sensitivities(doc["_sensitivities"], staging / "sensitivities.png")
+    _print_stress(doc, [r.name for r in runs])
+    click.echo(f"\nWrote {out_dir}/stress.json, stress.nc" + (" and figures" if plots else ""))
+
+
+def _print_stress(doc: dict, names: list[str]) -> None:
+    base = doc[names[0]]["metrics"]
+    click.echo(f"\nStress test on common random numbers: change from {names[0]} (± SE of the difference); "
+               "CNY million")
+    columns = (("net mean", "net_mean", 1e6), ("VaR 99.5", "net_var_0.995", 1e6), ("TVaR 99", "net_tvar_0.99", 1e6),
+               ("net LR", "net_loss_ratio", 0.01), ("capital", "required_capital", 1e6),
+               ("solvency", "solvency_ratio", 0.01), ("reserve ok", "reserve_adequacy", 0.01))
+    width = max(len(n) for n in names) + 2
+    click.echo(f"{'':{width}}" + "".join(f"{label:>20}" for label, _, _ in columns))
+    row = f"{names[0]:{width}}"
+    for _, key, scale in columns:
+        v = base.get(key)
+        row += f"{'-' if v is None else f'{v / scale:,.2f}':>20}"
+    click.echo(row + "   (levels; ratios in %)")
+    for name in names[1:]:
+        change = doc[name]["change_from_baseline"]
+        row = f"{name:{width}}"
+        for _, key, scale in columns:
+            c = change.get(key)
+            text = "-" if c is None else f"{c['difference'] / scale:+,.2f} ±{c['se'] / scale:,.2f}"
+            row += f"{text:>20}"
+        click.echo(row)
+    sens = doc.get("_sensitivities")
+    if sens:
+        click.echo(f"\nSensitivities: change in net VaR 99.5 per +10% (CNY million, {sens['years']:,} years)")
+        for country, entry in sens["by_country"].items():
+            f, v = entry["frequency"]["net_var_0.995"], entry["severity"]["net_var_0.995"]
+            click.echo(f"  {country:4} frequency {f['difference'] / 1e6:+8.3f} ± {f['se'] / 1e6:.3f}   "
+                       f"severity {v['difference'] / 1e6:+8.3f} ± {v['se'] / 1e6:.3f}")
+
+
 @main.command()
 @click.option("--history", "history_dir", type=click.Path(path_type=Path), default=None,
               help="Folder with exposures.csv, disputes.csv, campaigns.csv [default: the shipped synthetic history].")

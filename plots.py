@@ -194,3 +194,51 @@ def write_all(dataset, summary: dict, directory: Path) -> list[Path]:
     if summary["reserves"].get("expected_outstanding") is not None:
         add("payment_pattern.png", payment_pattern, summary)
     return paths
+
+
+def tornado(stress: dict, path: Path) -> None:
+    """Change in required capital and net VaR 99.5 from the baseline, per scenario (±2 SE of the difference)."""
+    rows = [(name, entry["change_from_baseline"]) for name, entry in stress.items()
+            if not name.startswith("_") and entry["change_from_baseline"].get("required_capital")
+            and any(abs(v["difference"]) > 0 for v in [entry["change_from_baseline"]["required_capital"]])]
+    rows.sort(key=lambda r: abs(r[1]["required_capital"]["difference"]))
+    fig, ax = plt.subplots(figsize=(9, 0.5 * len(rows) + 1.8), dpi=120)
+    y = np.arange(len(rows))
+    for offset, key, label, colour in ((-0.2, "required_capital", "required capital", OKABE_ITO[3]),
+                                       (0.2, "net_var_0.995", "net VaR 99.5%", OKABE_ITO[0])):
+        value = np.array([r[1][key]["difference"] if r[1].get(key) else 0.0 for r in rows])
+        se = np.array([r[1][key]["se"] if r[1].get(key) else 0.0 for r in rows])
+        ax.barh(y + offset, value, height=0.4, xerr=2 * se, color=colour, ecolor="0.3", capsize=2, label=label)
+    ax.axvline(0, color="0.2", lw=0.8)
+    ax.set_yticks(y, [r[0] for r in rows], fontsize=8)
+    ax.xaxis.set_major_formatter(MILLIONS)
+    ax.legend(frameon=False, loc="lower right")
+    top = rows[-1][0] if rows else "-"
+    _style(ax, "change from baseline (CNY million)", "", f"{top} moves required capital most (±2 SE, same years)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def sensitivities(sens: dict, path: Path) -> None:
+    """Per country: change in net VaR 99.5 per +10% frequency and per +10% severity."""
+    items = sorted(sens["by_country"].items(),
+                   key=lambda kv: abs(kv[1]["frequency"]["net_var_0.995"]["difference"])
+                   + abs(kv[1]["severity"]["net_var_0.995"]["difference"]))
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(items) + 1.8), dpi=120)
+    y = np.arange(len(items))
+    for offset, kind, colour in ((-0.2, "frequency", OKABE_ITO[0]), (0.2, "severity", OKABE_ITO[1])):
+        value = np.array([v[kind]["net_var_0.995"]["difference"] for _, v in items])
+        se = np.array([v[kind]["net_var_0.995"]["se"] for _, v in items])
+        ax.barh(y + offset, value, height=0.4, xerr=2 * se, color=colour, ecolor="0.3", capsize=2,
+                label=f"+10% {kind}")
+    ax.axvline(0, color="0.2", lw=0.8)
+    ax.set_yticks(y, [k for k, _ in items])
+    ax.xaxis.set_major_formatter(MILLIONS)
+    ax.legend(frameon=False, loc="lower right")
+    top = items[-1][0] if items else "-"
+    _style(ax, "change in net VaR 99.5% (CNY million)", "country",
+           f"Net VaR is most sensitive to {top} (±2 SE, common random numbers)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -21,6 +21,7 @@ import xarray as xr
 
 from ..countries import COUNTRIES
 from ..errors import InputError
+from ..scenarios import shocks as shock_rules
 from ..scenarios.portfolio import Portfolio
 from ..simulator.engine import STAGES
 from .truth import (
@@ -135,10 +136,7 @@ def posterior_tables(scenario, portfolio: Portfolio, posterior: xr.Dataset | Non
     n_draws = posterior.sizes["sample"]
     rng = np.random.default_rng(UNSEEN_SEED)
     shocks = scenario.shocks
-    freq_shock, sev_shock, fx_shock = shocks.get("frequency", {}), shocks.get("severity", {}), shocks.get("fx", {})
-
-    def multiplier(table: dict, country: str) -> float:
-        return float(table.get(country, table.get("*", 1.0)))
+    stage_shift = np.log(shock_rules.stage_multipliers(shocks, len(STAGES)))  # [stage]
 
     fitted = [str(c) for c in posterior["log_rate"].coords["country"].values]
     free_sectors = [str(s) for s in posterior["sector_effect"].coords["free_sector"].values]
@@ -163,7 +161,7 @@ def posterior_tables(scenario, portfolio: Portfolio, posterior: xr.Dataset | Non
         column = portfolio.exposure[:, portfolio.countries.index(country)]
         rate, lp, median, p_win = per_country[country]
         currency = COUNTRIES[country].currency
-        cost_shift = np.log(multiplier(sev_shock, country) * float(fx_shock.get(currency, 1.0)))
+        cost_shift = np.log(shock_rules.cost_multiplier(shocks, country, currency)) + stage_shift  # [stage]
         recovered, adverse = fee_shifting(country)
         for t, dispute_type in enumerate(DISPUTE_TYPES):
             cell = len(cell_country)
@@ -183,7 +181,8 @@ def posterior_tables(scenario, portfolio: Portfolio, posterior: xr.Dataset | Non
                 stratum_cell.append(cell)
                 stratum_policies.append(members)
                 stratum_weights.append(column[members])
-                stratum_scale.append(np.exp(rate[:, t] + beta) * multiplier(freq_shock, country))
+                stratum_scale.append(np.exp(rate[:, t] + beta)
+                                     * shock_rules.frequency_multiplier(shocks, country, dispute_type, sector))
 
     # Campaign cells: single-stage costs (defence of one named seller), fitted per kind.
     campaign_cell, campaign_policies, campaign_weights, campaign_rate, campaign_size = [], [], [], [], []
@@ -204,7 +203,7 @@ def posterior_tables(scenario, portfolio: Portfolio, posterior: xr.Dataset | Non
         only_first = np.zeros((n_draws, n_stages))
         only_first[:, 0] = 1.0
         stage_p.append(only_first)
-        cost_shift = np.log(multiplier(sev_shock, country) * float(fx_shock.get(COUNTRIES[country].currency, 1.0)))
+        cost_shift = np.log(shock_rules.cost_multiplier(shocks, country, COUNTRIES[country].currency)) + stage_shift[0]
         mu = _values(posterior, "campaign_log_median")[:, k] + cost_shift
         s = _values(posterior, "campaign_sigma")[:, k]
         severity.append(np.stack([np.repeat(mu[:, None], n_stages, 1), np.repeat(s[:, None], n_stages, 1),
@@ -216,9 +215,13 @@ def posterior_tables(scenario, portfolio: Portfolio, posterior: xr.Dataset | Non
         campaign_cell.append(cell)
         campaign_policies.append(members)
         campaign_weights.append(weights[members])
-        campaign_rate.append(np.exp(_values(posterior, "campaign_log_rate")[:, k]) * weights.sum()
-                             * multiplier(freq_shock, country))
-        campaign_size.append(np.stack([_values(posterior, "campaign_mean_extra")[:, k],
+        rate_shock, size_shock = shock_rules.campaign_multipliers(shocks, kind)
+        # A campaign is a (country, type) event: the country and type frequency shocks move it too.
+        campaign_rate.append(np.exp(_values(posterior, "campaign_log_rate")[:, k]) * weights.sum() * rate_shock
+                             * shock_rules.frequency_multiplier({k2: v for k2, v in shocks.items()
+                                                                 if k2 in ("frequency", "frequency_by_type", "frequency_by_country_and_type")},
+                                                                country, dispute_type, ""))
+        campaign_size.append(np.stack([_values(posterior, "campaign_mean_extra")[:, k] * size_shock,
                                        _values(posterior, "campaign_concentration")[:, k]], axis=-1))
 
     fx_sigma = dict(FX_VOLATILITY) | {str(k): float(v) for k, v in scenario.raw.get("fx", {}).get("volatility", {}).items()}
@@ -232,7 +235,7 @@ def posterior_tables(scenario, portfolio: Portfolio, posterior: xr.Dataset | Non
         cell_stage_probability=np.stack(stage_p, axis=1),
         cell_severity=np.stack(severity, axis=1),
         cell_fee=np.stack(fee, axis=1),
-        year_sigma=_values(posterior, "sigma_year").reshape(n_draws),
+        year_sigma=_values(posterior, "sigma_year").reshape(n_draws) * float(shocks.get("year_factor", 1.0)),
         fx_sigma=fx_sigma,
         cell_dispersion=np.stack(dispersion, axis=1),
         cell_duration=np.stack(duration, axis=1),

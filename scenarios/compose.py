@@ -26,6 +26,7 @@ from ..simulator.engine import (
 )
 from ..countries import DURATION_SIGMA, duration_median_years
 from ..simulator.reinsurance import Contract, contracts_from_scenario, program_arrays
+from . import shocks as shock_rules
 from .portfolio import Portfolio
 from .schema import Scenario
 
@@ -123,10 +124,6 @@ def _accept(threshold: np.ndarray) -> np.ndarray:
     return np.minimum(np.ceil(threshold * 2.0**32), 2.0**32).astype(np.uint64)
 
 
-def _multiplier(table: dict, country: str) -> float:
-    return float(table.get(country, table.get("*", 1.0)))
-
-
 def _severity_params(sev: dict, multiplier: float) -> tuple[int, tuple[float, float, float]]:
     """Engine parameters of a severity, scaled by ``multiplier`` (cost inflation times FX)."""
     family = FAMILIES.index(sev["distribution"])
@@ -146,7 +143,6 @@ def fixed_tables(scenario: Scenario, portfolio: Portfolio) -> tuple[ModelTables,
     Returns the tables and each entry's cell.
     """
     shocks = scenario.shocks
-    freq_shock, sev_shock, fx_shock = shocks.get("frequency", {}), shocks.get("severity", {}), shocks.get("fx", {})
     column = {country: c for c, country in enumerate(portfolio.countries)}
     sector = np.asarray(portfolio.sector)
     uncovered = [c for c in portfolio.countries if c not in {cell["country"] for cell in scenario.cells}
@@ -164,12 +160,13 @@ def fixed_tables(scenario: Scenario, portfolio: Portfolio) -> tuple[ModelTables,
             continue  # the portfolio has no exposure there
         rel = spec.get("sector_relativity", {})
         relativity = np.array([float(rel.get(s, 1.0)) for s in sector])
-        lam = spec["frequency"]["rate"] * _multiplier(freq_shock, country) * relativity * portfolio.exposure[:, column[country]]
+        shocked = np.array([shock_rules.frequency_multiplier(shocks, country, spec["dispute_type"], s) for s in sector])
+        lam = spec["frequency"]["rate"] * shocked * relativity * portfolio.exposure[:, column[country]]
         policies = np.flatnonzero(lam > 0)
         if policies.size == 0:
             continue
         currency = spec.get("currency", COUNTRIES[country].currency)
-        multiplier = _multiplier(sev_shock, country) * float(fx_shock.get(currency, 1.0))
+        multiplier = shock_rules.cost_multiplier(shocks, country, currency)
         k = float(spec["frequency"]["concentration"]) if spec["frequency"]["distribution"] == "negative_binomial" else 0.0
         duration = spec.get("duration", {})
         cells.append(dict(country=country, dispute_type=spec["dispute_type"], policies=policies, lam=lam[policies],
@@ -197,7 +194,8 @@ def fixed_tables(scenario: Scenario, portfolio: Portfolio) -> tuple[ModelTables,
         cell_stage_probability=np.ones((1, n_cells, 1)),
         cell_severity=np.array([[[c["severity"][1]] for c in cells]]),
         cell_fee=np.zeros((1, n_cells, 3)),
-        year_sigma=np.array([float(scenario.raw.get("model", {}).get("year_effect_sd", 0.0))]),
+        year_sigma=np.array([float(scenario.raw.get("model", {}).get("year_effect_sd", 0.0))
+                             * float(shocks.get("year_factor", 1.0))]),
         fx_sigma={str(k): float(v) for k, v in fx_vol.items()},
         cell_duration=np.array([[[c["duration"]] for c in cells]]),
     ), np.concatenate([np.full(len(c["policies"]), i) for i, c in enumerate(cells)])
@@ -410,9 +408,19 @@ def compose(scenario: Scenario, portfolio: Portfolio, *, batch_years: int = 128,
             ``ceded``/``net``.
         dev_years: development years of the payment pattern (0: reserves not tracked).
     """
+    shocks = scenario.shocks
+    missing = shock_rules.unknown_sectors(portfolio, shocks)
+    if missing:
+        warnings.warn(f"{scenario.source}: shocks name sectors the portfolio does not have: {', '.join(missing)} "
+                      f"(its sectors: {', '.join(sorted(set(portfolio.sector)))})", stacklevel=2)
+    portfolio = shock_rules.apply_to_portfolio(portfolio, shocks)
     premium = float(portfolio.premium_cny.sum())
     if programs is None:
         programs = [contracts_from_scenario(scenario.reinsurance, premium)] if scenario.reinsurance else []
+    programs = [shock_rules.apply_to_contracts(list(p), shocks) for p in programs]
+    if scenario.parameters == "fixed" and any(k in shocks for k in ("severity_by_stage", "campaigns")):
+        warnings.warn(f"{scenario.source}: severity_by_stage and campaigns shocks act on the posterior-driven "
+                      "lifecycle model only; a fixed scenario has one stage and no campaigns", stacklevel=2)
     if scenario.parameters == "fixed":
         tables, entry_cells = fixed_tables(scenario, portfolio)
     else:

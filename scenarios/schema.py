@@ -18,6 +18,7 @@ from typing import Any
 
 from ..countries import COUNTRIES, CURRENCIES, DISPUTE_TYPES
 from ..errors import InputError
+from . import shocks as shock_rules
 
 LIBRARY = "library"
 MAX_EXTENDS_DEPTH = 32
@@ -308,17 +309,7 @@ def validate(raw: dict, file: str) -> dict:
     if parameters == "fixed" and not cells:
         ck.fail("model.cells", 'parameters = "fixed" needs at least one [[model.cells]] table')
 
-    shocks = ck.table(raw.get("shocks", {}), "shocks",
-                      {"frequency": "by country or *", "severity": "by country or *", "fx": "by currency"})
-    regions = set(COUNTRIES) | {"*"}
-    for kind in ("frequency", "severity"):
-        if kind in shocks:
-            ck.multipliers(shocks[kind], f"shocks.{kind}", regions, "multiplier >= 0")
-    if "fx" in shocks:
-        fx = ck.multipliers(shocks["fx"], "shocks.fx", CURRENCIES, "multiplier > 0")
-        for currency, value in fx.items():
-            if value <= 0:
-                ck.fail(f"shocks.fx.{currency}", "must be > 0 (CNY per unit of currency, relative to baseline)", value)
+    shock_rules.validate(ck, raw.get("shocks", {}))
 
     reinsurance = raw.get("reinsurance", [])
     if not isinstance(reinsurance, list):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import xarray as xr
 from click.testing import CliRunner
@@ -198,3 +199,48 @@ def test_fit_with_a_missing_history_exits_2(tmp_path):
     result = run("fit", "--history", str(tmp_path / "none"), "--out", str(tmp_path / "p.nc"))
     assert result.exit_code == 2 and "history directory not found" in result.output
     assert not (tmp_path / "p.nc").exists()
+
+
+def test_stress_writes_a_table_keyed_by_scenario(tmp_path):
+    out = tmp_path / "stress"
+    result = run("stress", "--scenarios", "legal_cost_inflation,reinsurer_default", "--years", "1000",
+                 "--chunk-size", "1000", "--sensitivity-years", "500", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "stress.json").read_text())
+    assert {"baseline", "legal_cost_inflation", "reinsurer_default"} <= set(doc)
+    change = doc["legal_cost_inflation"]["change_from_baseline"]["net_mean"]
+    assert change["difference"] > 0 and change["se"] < change["se_if_independent"]
+    assert set(doc["_sensitivities"]["by_country"]["US"]) == {"frequency", "severity"}
+    with xr.open_dataset(out / "stress.nc") as ds:
+        assert ds["net"].dims == ("scenario", "year") and ds.sizes["scenario"] == 3
+        np.testing.assert_array_equal(ds["gross"].sel(scenario="reinsurer_default"), ds["gross"].sel(scenario="baseline"))
+    assert (out / "tornado.png").stat().st_size > 10_000 and (out / "sensitivities.png").stat().st_size > 10_000
+    assert "legal_cost_inflation" in result.output and "capital" in result.output
+
+
+def test_reverse_stress_from_the_command_line(tmp_path):
+    out = tmp_path / "reverse"
+    result = run("stress", "--reverse", "--baseline", "calibrated_fixed", "--target", "net_loss_ratio=0.6",
+                 "--shock", "frequency:*", "--reverse-years", "1000", "--chunk-size", "1000", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "reverse.json").read_text())
+    found = doc["results"]["frequency:*"]
+    assert found["found"] and found["multiplier"] > 1 and found["metric"] >= 0.6
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--reverse", "--shock", "frequncy:US"], "Did you mean 'frequency'"),
+    (["--reverse", "--target", "solvency=1"], "unknown reverse-stress target"),
+    (["--scenarios", "no_such_scenario"], "unknown scenario name"),
+])
+def test_bad_stress_arguments_exit_2(tmp_path, args, fragment):
+    out = tmp_path / "bad"
+    result = run("stress", "--years", "100", "--out", str(out), *args)
+    assert result.exit_code == 2 and fragment in result.output, result.output
+    assert not out.exists()
+
+
+def test_scenarios_diff():
+    result = run("scenarios", "diff", "baseline", "legal_cost_inflation")
+    assert result.exit_code == 0
+    assert 'shocks.severity.*: (absent) -> 1.3' in result.output

@@ -66,9 +66,21 @@ def test_extends_a_library_scenario(tmp_path):
         (BASE + '\n[[reinsurance]]\ntype = "quota_share"\ncession = 1.3\n', "reinsurance[0].cession", "<= 1"),
         (BASE + "\n[shocks]\nfrequency = { US = -2.0 }\n", "shocks.frequency.US", "must be >= 0"),
         ("years = 0\n" + BASE, "years", "must be >= 1"),
+        (BASE + "\n[shocks]\nfrequncy = { US = 2.0 }\n", "shocks.frequncy", "Did you mean 'frequency'"),
+        (BASE + "\n[shocks]\nfrequency_by_type = { patents = 2.0 }\n", "shocks.frequency_by_type.patents",
+         "Did you mean 'patent'"),
+        (BASE + "\n[shocks]\nseverity_by_stage = { trial = -1.0 }\n", "shocks.severity_by_stage.trial", "must be >= 0"),
+        (BASE + "\n[shocks]\ncampaigns = { schedule_a = { rate = \"x3\" } }\n", "shocks.campaigns.schedule_a.rate",
+         "must be a number"),
+        (BASE + "\n[shocks]\nyear_factor = -1\n", "shocks.year_factor", "must be >= 0"),
+        (BASE + "\n[shocks]\nreinsurer_default = { probability = 1.5 }\n", "shocks.reinsurer_default.probability",
+         "<= 1"),
+        (BASE + "\n[shocks]\nsubsidy_withdrawal = { lapse_elasticty = 0.5 }\n", "shocks.subsidy_withdrawal.lapse_elasticty",
+         "Did you mean 'lapse_elasticity'"),
     ],
     ids=["unknown-key", "negative-rate", "wrong-type", "unknown-country", "nb-without-k", "unknown-parameter",
-         "negative-limit", "cession-above-1", "negative-shock", "zero-years"],
+         "negative-limit", "cession-above-1", "negative-shock", "zero-years", "unknown-shock", "unknown-type",
+         "negative-stage", "campaign-wrong-type", "negative-year-factor", "default-above-1", "subsidy-key"],
 )
 def test_bad_values_name_the_file_and_field(tmp_path, text, field, fragment):
     path = write(tmp_path, "bad.toml", text)

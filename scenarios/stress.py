@@ -1,0 +1,329 @@
+"""Stress testing on common random numbers: scenario sets, reverse stress tests, sensitivities.
+
+Every scenario is simulated with the same key and the same year indices, and year ``y`` draws
+only from ``fold_in(key, y)``: a scenario that changes nothing reproduces the baseline year by
+year, and a difference between two scenarios is the scenarios' own effect. Its Monte Carlo SE is
+sd(IF_b - IF_a) / sqrt(n) on the paired years (influence functions, metrics.influence), far below
+the SE of either scenario alone, which is reported beside it.
+
+Host-side orchestration (NumPy and the driver); no file I/O: cli.py writes the results.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections.abc import Callable
+
+import jax
+import numpy as np
+
+from ..errors import InputError
+from ..simulator import capital, metrics
+from ..simulator.driver import YearTable, run_years
+from ..simulator.results import program_outcome
+from .compose import Composition, compose
+from .portfolio import Portfolio
+from .schema import Scenario, validate
+
+METRICS = ("gross_mean", "net_mean", "net_var_0.995", "net_tvar_0.99", "net_loss_ratio", "required_capital",
+           "solvency_ratio", "exhaustion_probability", "reserve_adequacy")
+# Reverse stress targets: metric -> True when a larger value is worse.
+TARGETS = {"solvency_ratio": False, "required_capital": True, "net_var_0.995": True, "net_tvar_0.99": True,
+           "exhaustion_probability": True, "net_loss_ratio": True, "reserve_adequacy": False}
+SHOCK_KINDS = ("frequency", "severity", "fx", "frequency_by_type", "frequency_by_sector", "exposure_by_sector",
+               "campaigns")
+
+
+@dataclasses.dataclass
+class Run:
+    """One scenario's simulated years and the per-year series its metrics are computed from."""
+
+    name: str
+    scenario: Scenario
+    composition: Composition
+    table: YearTable
+    series: dict  # gross, net, net_cost, run_off [year]
+
+
+BUFFERS = ("event_buffer", "dispute_buffer", "campaign_buffer", "campaign_dispute_buffer")
+SHARE_WITHIN = 1.25  # share one compiled kernel when buffers differ by at most this factor
+
+
+def unify_shapes(compositions: list[Composition], within: float = math.inf) -> list[Composition]:
+    """Give compositions that differ only in buffer sizes the largest of each, so they share one kernel.
+
+    Draws are prefix-stable, so a larger buffer never changes a year's result; but every slot
+    costs time, so only buffers within a factor ``within`` of each other are merged (an ITC-cluster
+    scenario needs 4x the campaign slots: padding every scenario to it would cost more than a
+    second compilation).
+    """
+    def structure(comp):
+        return comp.shape._replace(**{b: 0 for b in BUFFERS})
+
+    def size(comp):
+        return sum(getattr(comp.shape, b) for b in BUFFERS)
+
+    out = list(compositions)
+    groups: dict = {}
+    for i, comp in enumerate(compositions):
+        groups.setdefault(structure(comp), []).append(i)
+    for members in groups.values():
+        members = sorted(members, key=lambda i: size(compositions[i]))
+        clusters, current = [], [members[0]]
+        for i in members[1:]:
+            if size(compositions[i]) <= within * size(compositions[current[0]]):
+                current.append(i)
+            else:
+                clusters.append(current)
+                current = [i]
+        clusters.append(current)
+        for cluster in clusters:
+            biggest = {b: max(getattr(compositions[i].shape, b) for i in cluster) for b in BUFFERS}
+            for i in cluster:
+                out[i] = dataclasses.replace(compositions[i], shape=compositions[i].shape._replace(**biggest))
+    return out
+
+
+def _series(comp: Composition, table: YearTable) -> dict:
+    outcome = program_outcome(table, comp.programs[0] if comp.programs else (), 0, comp.premium_cny)
+    run_off = table.payments[:, 1:].sum(axis=1) if comp.dev_years > 1 else np.zeros_like(table.gross)
+    return {"gross": table.gross, "net": outcome["net"], "net_cost": outcome["net_cost"], "run_off": run_off,
+            "net_premium": outcome["net_premium"]}
+
+
+def simulate(scenarios: list[Scenario], portfolio: Portfolio, *, key: jax.Array, years: int, chunk_size: int = 10_000,
+             posterior=None, progress: Callable[[int], None] | None = None, dev_years: int | None = None) -> list[Run]:
+    """Simulate each scenario on the same key and years (common random numbers)."""
+    kwargs = {} if dev_years is None else {"dev_years": dev_years}
+    comps = unify_shapes([compose(s, portfolio, posterior=posterior, **kwargs) for s in scenarios], SHARE_WITHIN)
+    runs = []
+    for scenario, comp in zip(scenarios, comps):
+        table = run_years(key, comp.params, comp.shape, years=years, chunk_size=chunk_size, progress=progress)
+        if runs:
+            comp = with_prices_of(comp, runs[0])
+        runs.append(Run(scenario.name, scenario, comp, table, _series(comp, table)))
+    return runs
+
+
+def with_prices_of(comp: Composition, base: Run) -> Composition:
+    """The stressed scenario's contracts at the first run's premiums: reinsurance already bought is not repriced.
+
+    Contracts priced at the expected loss (no premium given) take the premium that the first
+    (baseline) run priced them at, matched by name; quota-share premiums stay proportional to the
+    scenario's own portfolio premium.
+    """
+    if not comp.programs or not base.composition.programs:
+        return comp
+    base_outcome = program_outcome(base.table, base.composition.programs[0], 0, base.composition.premium_cny)
+    prices = {c.name: p["premium"] for c, p in zip(base.composition.programs[0], base_outcome["prices"])
+              if c.kind != "quota_share"}
+    first = tuple(c._replace(premium=prices[c.name]) if c.premium is None and c.name in prices else c
+                  for c in comp.programs[0])
+    return dataclasses.replace(comp, programs=(first,) + comp.programs[1:])
+
+
+def _capital_available(scenario: Scenario) -> float | None:
+    value = scenario.capital.get("available_cny")
+    return None if value is None else float(value)
+
+
+def evaluate(run: Run, *, held_reserve: float | None) -> dict:
+    """The stress table's metrics for one scenario."""
+    s = run.series
+    net = metrics.risk_measures(s["net"], levels=(0.99, 0.995))
+    cap = capital.assess(s["net_cost"], available=_capital_available(run.scenario))
+    out = {
+        "gross_mean": float(s["gross"].mean()),
+        "net_mean": net["mean"],
+        "net_var_0.995": net["var"]["0.995"],
+        "net_tvar_0.99": net["tvar"]["0.99"],
+        "net_loss_ratio": net["mean"] / s["net_premium"] if s["net_premium"] > 0 else None,
+        "required_capital": cap["required"],
+        "solvency_ratio": cap["solvency_ratio"],
+        "exhaustion_probability": cap["exhaustion_probability"],
+        "reserve_adequacy": float(np.mean(s["run_off"] <= held_reserve)) if held_reserve is not None else None,
+        "premium": run.composition.premium_cny,
+        "se": {"net_mean": net["se"]["mean"], "net_var_0.995": net["se"]["var"]["0.995"],
+               "net_tvar_0.99": net["se"]["tvar"]["0.99"], "required_capital": cap["se"]["required"],
+               "solvency_ratio": cap["se"]["solvency_ratio"]},
+    }
+    return out
+
+
+def _influences(run: Run, held_reserve: float | None) -> dict:
+    """Per-year influence functions of each metric (for paired standard errors)."""
+    s = run.series
+    out = {"gross_mean": metrics.influence(s["gross"], "mean"), "net_mean": metrics.influence(s["net"], "mean"),
+           "net_var_0.995": metrics.influence(s["net"], "var", 0.995),
+           "net_tvar_0.99": metrics.influence(s["net"], "tvar", 0.99)}
+    out["required_capital"] = metrics.influence(s["net_cost"], "var", 0.995) - metrics.influence(s["net_cost"], "mean")
+    out["net_loss_ratio"] = out["net_mean"] / s["net_premium"] if s["net_premium"] > 0 else np.zeros_like(s["net"])
+    available = _capital_available(run.scenario)
+    required = metrics.var(np.sort(s["net_cost"]), 0.995) - s["net_cost"].mean()
+    out["solvency_ratio"] = (-available / required**2 * out["required_capital"] if available is not None and required > 0
+                             else np.zeros_like(s["net"]))
+    if held_reserve is not None:
+        covered = (s["run_off"] <= held_reserve).astype(float)
+        out["reserve_adequacy"] = covered - covered.mean()
+    if available is not None:
+        mean = s["net_cost"].mean()
+        hit = (s["net_cost"] - mean > available).astype(float)
+        out["exhaustion_probability"] = hit - hit.mean()
+    return out
+
+
+def compare(base: Run, runs: list[Run], *, held_reserve: float | None) -> dict:
+    """Metrics per scenario and their change from ``base`` with paired and unpaired SEs."""
+    n = base.series["gross"].size
+    base_values, base_if = evaluate(base, held_reserve=held_reserve), _influences(base, held_reserve)
+    out = {}
+    for run in runs:
+        values, influences = evaluate(run, held_reserve=held_reserve), _influences(run, held_reserve)
+        change = {}
+        for m in METRICS:
+            if values.get(m) is None or base_values.get(m) is None or m not in influences or m not in base_if:
+                change[m] = None
+                continue
+            diff_if = influences[m] - base_if[m]
+            change[m] = {
+                "difference": values[m] - base_values[m],
+                "relative": (values[m] / base_values[m] - 1.0) if base_values[m] else None,
+                "se": float(diff_if.std() / math.sqrt(n)),
+                "se_if_independent": float(math.hypot(influences[m].std(), base_if[m].std()) / math.sqrt(n)),
+            }
+        out[run.name] = {"description": run.scenario.description, "scenario_sha256": run.scenario.sha256,
+                         "metrics": values, "change_from_baseline": change}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Shocked variants: reverse stress tests and sensitivities.
+
+def parse_shock(text: str) -> tuple[str, str]:
+    """``"frequency:US"`` -> ("frequency", "US"); ``severity`` alone means ``severity:*``."""
+    kind, _, key = text.partition(":")
+    if kind not in SHOCK_KINDS:
+        raise InputError("unknown shock kind", field="--shock", value=kind, choices=SHOCK_KINDS)
+    if kind == "fx" and not key:
+        raise InputError("an FX shock names its currency, e.g. fx:USD", field="--shock", value=text)
+    if kind in ("frequency_by_type", "frequency_by_sector", "exposure_by_sector", "campaigns") and not key:
+        raise InputError(f"a {kind} shock names its key, e.g. {kind}:patent", field="--shock", value=text)
+    return kind, key or "*"
+
+
+def with_multiplier(scenario: Scenario, kind: str, key: str, factor: float) -> Scenario:
+    """The scenario with one more multiplier on top of its own shocks (``campaigns:kind`` scales the rate)."""
+    raw = copy.deepcopy(scenario.raw)
+    shocks = raw.setdefault("shocks", {})
+    if kind == "campaigns":
+        spec = shocks.setdefault("campaigns", {}).setdefault(key, {})
+        spec["rate"] = float(spec.get("rate", 1.0)) * factor
+    else:
+        table = shocks.setdefault(kind, {})
+        base = table.get(key, table.get("*", 1.0) if kind in ("frequency", "severity", "exposure_by_sector") else 1.0)
+        table[key] = float(base) * factor
+    validate(raw, scenario.source)
+    return Scenario(name=f"{scenario.name} [{kind}:{key} x{factor:.4g}]", raw=raw, source=scenario.source)
+
+
+def reverse(scenario: Scenario, portfolio: Portfolio, *, kind: str, key: str, target: str, value: float,
+            jax_key: jax.Array, years: int, chunk_size: int = 10_000, low: float = 1.0, high: float = 4.0,
+            max_high: float = 256.0, tolerance: float = 0.002, posterior=None,
+            progress: Callable[[str], None] | None = None) -> dict:
+    """Smallest multiplier of one shock at which ``target`` breaches ``value``, by bisection on CRN.
+
+    The metric is evaluated on the same simulated years at every multiplier, so it moves only
+    through the shock. Its uncertainty is the metric's SE at the answer divided by the slope of
+    the metric in the multiplier (delta method).
+    """
+    if target not in TARGETS:
+        raise InputError("unknown reverse-stress target", field="--target", value=target, choices=TARGETS)
+    worse_when_larger = TARGETS[target]
+
+    def breached(x: float) -> bool:
+        return x >= value if worse_when_larger else x <= value
+
+    cache: dict[float, dict] = {}
+    comps: dict[float, Composition] = {}
+    reference: list[Composition] = []  # the largest multiplier's composition: its buffers fit all
+
+    def metric_at(m: float) -> dict:
+        if m not in cache:
+            shocked = with_multiplier(scenario, kind, key, m)
+            comp = compose(shocked, portfolio, posterior=posterior)
+            if reference:
+                comp = unify_shapes([reference[0], comp])[1]
+            comps[m] = comp
+            table = run_years(jax_key, comp.params, comp.shape, years=years, chunk_size=chunk_size)
+            run = Run(shocked.name, shocked, comp, table, _series(comp, table))
+            evaluated = evaluate(run, held_reserve=None)
+            if evaluated[target] is None:
+                raise InputError(f"the scenario gives no {target} (for solvency_ratio: [capital] available_cny)",
+                                 field="--target", value=target)
+            cache[m] = evaluated
+            if progress is not None:
+                progress(f"{kind}:{key} x{m:.4g}: {target} = {evaluated[target]:.6g}")
+        return cache[m]
+
+    start = metric_at(low)
+    if breached(start[target]):
+        return {"found": True, "multiplier": low, "already_breached": True, "metric": start[target], "target": target,
+                "value": value, "shock": f"{kind}:{key}", "evaluations": len(cache)}
+    # Buffers sized for the largest multiplier tried, so later runs reuse the compiled kernel.
+    while True:
+        top = metric_at(high)
+        reference[:] = [comps[high]]
+        if breached(top[target]) or high >= max_high:
+            break
+        low, high = high, high * 2
+    if not breached(top[target]):
+        return {"found": False, "multiplier": None, "searched_up_to": high, "metric": top[target], "target": target,
+                "value": value, "shock": f"{kind}:{key}", "evaluations": len(cache)}
+    while high - low > tolerance * high:
+        mid = 0.5 * (low + high)
+        if breached(metric_at(mid)[target]):
+            high = mid
+        else:
+            low = mid
+    at_high, at_low = metric_at(high), metric_at(low)
+    slope = (at_high[target] - at_low[target]) / (high - low) if high > low else math.nan
+    se_metric = at_high["se"].get(target)
+    if target in ("exhaustion_probability", "reserve_adequacy"):
+        p = at_high[target]
+        se_metric = math.sqrt(max(p * (1 - p), 1.0 / years) / years)
+    se = abs(se_metric / slope) if se_metric is not None and slope and math.isfinite(slope) else None
+    return {"found": True, "multiplier": high, "multiplier_se": se, "bracket": [low, high], "metric": at_high[target],
+            "metric_se": se_metric, "target": target, "value": value, "shock": f"{kind}:{key}",
+            "evaluations": len(cache), "years": years,
+            "method": "bisection on common random numbers; SE = metric SE / |d metric / d multiplier|"}
+
+
+def sensitivities(base: Run, portfolio: Portfolio, *, jax_key: jax.Array, years: int, chunk_size: int = 10_000,
+                  step: float = 1.1, posterior=None, progress: Callable[[int], None] | None = None) -> dict:
+    """Per country: the change in net VaR 99.5 and TVaR 99 per +10% frequency and per +10% severity.
+
+    Finite differences on common random numbers against the first ``years`` of ``base`` (the
+    same years: year ``y`` depends only on ``(key, y)``). Not autodiff: VaR is a step function of
+    the simulated years, and the per-dispute policy limits make costs non-smooth.
+    """
+    countries = [c for c in base.composition.countries
+                 if portfolio.exposure[:, portfolio.countries.index(c)].sum() > 0]
+    base_net = base.series["net"][:years]
+    scenarios = [with_multiplier(base.scenario, kind, c, step) for c in countries for kind in ("frequency", "severity")]
+    runs = simulate(scenarios, portfolio, key=jax_key, years=years, chunk_size=chunk_size, posterior=posterior,
+                    progress=progress, dev_years=base.composition.dev_years)
+    out = {}
+    for i, c in enumerate(countries):
+        entry = {}
+        for j, kind in enumerate(("frequency", "severity")):
+            net = runs[2 * i + j].series["net"]
+            entry[kind] = {
+                "net_var_0.995": metrics.paired_difference(base_net, net, "var", 0.995),
+                "net_tvar_0.99": metrics.paired_difference(base_net, net, "tvar", 0.99),
+            }
+        out[c] = entry
+    return {"by_country": out, "step": step - 1.0, "years": years,
+            "method": "finite differences (+10%) on common random numbers; not autodiff (VaR is not smooth "
+                      "in the simulated years)"}

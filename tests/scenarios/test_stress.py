@@ -1,0 +1,115 @@
+"""Stress testing: the library moves the metrics the way each scenario says, on common random numbers.
+
+Tolerances: a change counts as a move when it exceeds 3 standard errors of the *paired*
+difference (influence functions on the same simulated years, scenarios.stress.compare), so a
+correct simulator fails a direction check with probability ~0.1%.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import numpy as np
+import pytest
+
+from leisim.data.generate import default_portfolio_dir
+from leisim.scenarios import stress
+from leisim.scenarios.portfolio import load_portfolio
+from leisim.scenarios.schema import library_names, load_scenario
+
+YEARS = 4000
+SEED = 11
+
+# Scenario -> metrics that must rise (+) or fall (-), as its description says.
+EXPECTED = {
+    "us_patent_surge": {"gross_mean": +1, "net_mean": +1, "reserve_adequacy": -1},
+    "schedule_a_wave": {"gross_mean": +1, "net_mean": +1},
+    "itc_337_cluster": {"gross_mean": +1, "net_mean": +1, "net_tvar_0.99": +1, "required_capital": +1},
+    "upc_expansion": {"gross_mean": +1, "net_mean": +1},
+    "legal_cost_inflation": {"gross_mean": +1, "net_mean": +1, "net_tvar_0.99": +1, "reserve_adequacy": -1},
+    "cny_depreciation": {"gross_mean": +1, "net_mean": +1, "net_tvar_0.99": +1},
+    "reinsurer_default": {"net_mean": +1, "net_tvar_0.99": +1},
+    "trade_war_combined": {"net_mean": +1, "net_tvar_0.99": +1, "net_loss_ratio": +1},
+}
+
+
+@pytest.fixture(scope="module")
+def portfolio():
+    return load_portfolio(default_portfolio_dir())
+
+
+@pytest.fixture(scope="module")
+def library_runs(portfolio):
+    names = ["baseline"] + [n for n in library_names() if n not in ("baseline", "calibrated_fixed")]
+    scenarios = [load_scenario(n) for n in names]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        runs = stress.simulate(scenarios, portfolio, key=jax.random.key(SEED), years=YEARS, chunk_size=1000)
+    held = float(runs[0].series["run_off"].mean())
+    return runs, stress.compare(runs[0], runs, held_reserve=held)
+
+
+def test_the_library_has_the_named_scenarios():
+    assert set(EXPECTED) | {"baseline"} <= set(library_names())
+    for name in EXPECTED:
+        scenario = load_scenario(name)
+        assert scenario.description and scenario.raw["reinsurance"] == load_scenario("baseline").raw["reinsurance"]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_scenario_moves_the_metrics_its_description_says(library_runs, name):
+    _, table = library_runs
+    change = table[name]["change_from_baseline"]
+    for metric, sign in EXPECTED[name].items():
+        c = change[metric]
+        assert sign * c["difference"] > 3 * c["se"], (name, metric, c)
+
+
+def test_reinsurer_default_leaves_the_gross_alone(library_runs):
+    runs, _ = library_runs
+    by_name = {r.name: r for r in runs}
+    np.testing.assert_array_equal(by_name["reinsurer_default"].series["gross"], by_name["baseline"].series["gross"])
+
+
+def test_common_random_numbers(library_runs, portfolio):
+    runs, table = library_runs
+    base = runs[0]
+    # A multiplier of 1.0 reproduces the baseline year by year.
+    same = stress.with_multiplier(base.scenario, "frequency", "US", 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = stress.simulate([base.scenario, same], portfolio, key=jax.random.key(SEED), years=500, chunk_size=500)
+    np.testing.assert_array_equal(again[1].table.gross, again[0].table.gross)
+    np.testing.assert_array_equal(again[1].series["net"], again[0].series["net"])
+    np.testing.assert_array_equal(again[0].table.gross, base.table.gross[:500])
+    # The SE of a difference is far below that of either scenario alone.
+    for name in ("us_patent_surge", "legal_cost_inflation"):
+        c = table[name]["change_from_baseline"]["net_mean"]
+        assert c["se"] < 0.5 * c["se_if_independent"], c
+
+
+def test_reverse_stress_lands_on_its_target(portfolio):
+    # A fixed-parameter scenario keeps this fast; the target is 20% above today's net TVaR 99.
+    base = load_scenario("calibrated_fixed")
+    key = jax.random.key(SEED)
+    years = 3000
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        today = stress.simulate([base], portfolio, key=key, years=years, chunk_size=1000)[0]
+        target = 1.2 * stress.evaluate(today, held_reserve=None)["net_tvar_0.99"]
+        found = stress.reverse(base, portfolio, kind="severity", key="*", target="net_tvar_0.99", value=target,
+                               jax_key=key, years=years, chunk_size=1000, tolerance=1e-3)
+        assert found["found"] and found["multiplier"] > 1.0
+        plain = stress.with_multiplier(base, "severity", "*", found["multiplier"])
+        again = stress.simulate([plain], portfolio, key=key, years=years, chunk_size=1000)[0]
+    value = stress.evaluate(again, held_reserve=None)["net_tvar_0.99"]
+    assert value >= target  # breached at the multiplier found ...
+    lower = stress.with_multiplier(base, "severity", "*", found["bracket"][0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        below = stress.evaluate(stress.simulate([lower], portfolio, key=key, years=years, chunk_size=1000)[0],
+                                held_reserve=None)["net_tvar_0.99"]
+    assert below < target  # ... and not just below it
+    assert abs(value - target) <= 3 * found["metric_se"]  # lands within its stated uncertainty
+    assert found["multiplier_se"] is not None and found["multiplier_se"] > 0
