@@ -249,6 +249,11 @@ def _run_simulation(scenario_ref, portfolio_dir, years, seed, out_dir, chunk_siz
 
     attrs = results.provenance(scenario_name=scenario.name, scenario_sha256=scenario.sha256, seed=seed,
                                years=years, command=" ".join(["leisim"] + sys.argv[1:]))
+    attrs["portfolio"] = str(Path(portfolio_dir or default_portfolio_dir()).resolve())
+    if composition.parameters == "posterior":
+        from .models.posterior import default_posterior_path
+
+        attrs["posterior"] = str(Path(scenario.raw.get("model", {}).get("posterior") or default_posterior_path()).resolve())
     capital_spec = capital_specs[0] if capital_specs else scenario.capital
     summary = results.summarize(table, composition, provenance_attrs=attrs, capital_spec=capital_spec,
                                 reserves_spec=scenario.reserves, point_estimate=point)
@@ -486,6 +491,57 @@ def stress(names, baseline_ref, portfolio_dir, years, seed, out_dir, chunk_size,
                 figures.sensitivities(doc["_sensitivities"], staging / "sensitivities.png")
     _print_stress(doc, [r.name for r in runs])
     click.echo(f"\nWrote {out_dir}/stress.json, stress.nc" + (" and figures" if plots else ""))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", "out_file", type=click.Path(path_type=Path), default=None,
+              help="The HTML file [default: RUN_DIR/report.html].")
+@click.option("--stress", "stress_dir", type=click.Path(path_type=Path), default=None,
+              help="A `leisim stress` output folder [default: results/stress, if it exists].")
+@click.option("--portfolio", "portfolio_dir", type=click.Path(path_type=Path), default=None,
+              help="The portfolio folder [default: the one the run recorded].")
+def report(run_dir, out_file, stress_dir, portfolio_dir):
+    """Write the capital-adequacy report: one self-contained HTML file from a run's outputs."""
+    from . import report as report_mod
+    from .scenarios.portfolio import load_portfolio
+
+    summary_path = run_dir / "summary.json"
+    if not summary_path.is_file():
+        raise InputError("no summary.json here: give the --out folder of a `leisim simulate` run", file=str(run_dir))
+    try:
+        summary = json.loads(summary_path.read_text())
+    except json.JSONDecodeError as err:
+        raise InputError(f"not valid JSON ({err.msg}, line {err.lineno})", file=str(summary_path))
+    for key in ("scenario", "gross", "net", "capital", "reserves", "reinsurance"):
+        if key not in summary:
+            raise InputError("missing key: re-run `leisim simulate` with this version", file=str(summary_path),
+                             field=key)
+    if stress_dir is None and Path("results/stress/stress.json").is_file():
+        stress_dir = Path("results/stress")
+    stress = report_mod.load_json(stress_dir / "stress.json") if stress_dir else None
+    reverse = report_mod.load_json(stress_dir / "reverse.json") if stress_dir else None
+    if stress_dir is not None and stress is None and reverse is None:
+        raise InputError("no stress.json or reverse.json here: give the --out folder of `leisim stress`",
+                         file=str(stress_dir))
+    prov = summary.get("provenance", {})
+    portfolio_path = portfolio_dir or (Path(prov["portfolio"]) if prov.get("portfolio") else None)
+    portfolio = report_mod.portfolio_tables(load_portfolio(portfolio_path)) if portfolio_path else None
+    diagnostics = report_mod.diagnostics_table(prov["posterior"]) if prov.get("posterior") else None
+    figures = {p.name: p.read_bytes() for p in run_dir.glob("*.png")}
+    if stress_dir is not None:
+        figures |= {p.name: p.read_bytes() for p in stress_dir.glob("*.png")}
+    text = report_mod.render(summary, figures=figures, stress=stress, reverse=reverse, diagnostics=diagnostics,
+                             portfolio=portfolio)
+    out_file = out_file or run_dir / "report.html"
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    staging = out_file.parent / f".{out_file.name}.partial-{os.getpid()}"
+    try:
+        staging.write_text(text, encoding="utf-8")
+        os.replace(staging, out_file)
+    finally:
+        staging.unlink(missing_ok=True)
+    click.echo(f"Wrote {out_file} ({len(text) / 1e6:.1f} MB)")
 
 
 def _print_stress(doc: dict, names: list[str]) -> None:

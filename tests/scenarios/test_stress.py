@@ -18,7 +18,7 @@ from leisim.scenarios import stress
 from leisim.scenarios.portfolio import load_portfolio
 from leisim.scenarios.schema import library_names, load_scenario
 
-YEARS = 4000
+YEARS = 2000
 SEED = 11
 
 # Scenario -> metrics that must rise (+) or fall (-), as its description says.

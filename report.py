@@ -1,0 +1,364 @@
+"""The capital-adequacy report: one self-contained HTML file from a run's outputs (at the edge).
+
+Pure: :func:`render` takes the parsed documents and the figures' bytes and returns the HTML; the
+command line reads the files and writes the result atomically. Every user-supplied string is
+escaped (``html.escape``). Every figure from summary.json / stress.json is printed in a
+``<span class="v" data-key="...">`` whose ``data-key`` is its path in the source document and
+``data-value`` its exact value, so a test (or a reviewer) can cross-check the report against it.
+Images are embedded as base64 data URIs: the file opens with no network access.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import json
+import math
+
+# The judgment calls a reader must know about (CALIBRATION.md "Not found (judgment)" and the
+# design choices documented in docs/ARCHITECTURE.md).
+LIMITATIONS = (
+    "The dispute history and the pilot portfolio are synthetic, drawn from documented parameters calibrated to "
+    "public figures (CALIBRATION.md); they are not PICC's data.",
+    "Not sourced, judgment: ITC 337 defence costs; Beijing policy limits, deductibles, coinsurance, rates and insured "
+    "count; C-ROSS II factors for this line; Schedule A defendants per case; the UK recoverable share of costs.",
+    "Fee shifting: the recoverable share of costs and the adverse-costs ratio per forum are fixed judgment values.",
+    "FX volatilities are judgment within the sourced ranges (USD/CNY 3-5%, EUR/CNY 6-9%).",
+    "Reinsurance terms and prices of the baseline are illustrative; premiums not given are priced at the simulated "
+    "expected loss with a stated loading.",
+    "Per-dispute excess of loss applies per insured dispute: a mass-defendant campaign is not one event for it.",
+    "A policy's annual aggregate limit is shared among its disputes pro rata, not in the order they occur.",
+    "Reserves are gross of reinsurance; legal costs are paid evenly over each dispute's duration; the best estimate "
+    "uses open disputes weighted by their forum's mean cost (no case estimates).",
+    "Required capital covers insurance risk on the one-year view (99.5% VaR minus mean of the net annual cost); market "
+    "and operational risk and the C-ROSS correlation matrix are not modelled.",
+)
+
+
+def _get(doc: dict, key: str):
+    value = doc
+    for part in key.split("|"):
+        if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
+            return None
+    return value
+
+
+def _fmt(value, unit: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if unit == "M":
+        return f"{value / 1e6:,.2f}"
+    if unit == "%":
+        return f"{value:.1%}"
+    if unit == "p":
+        return f"{value:.3%}"
+    if unit == "x":
+        return f"x{value:.4f}"
+    if unit == "int":
+        return f"{int(value):,}"
+    return html.escape(str(value))
+
+
+def _v(doc: dict, key: str, unit: str = "M", source: str = "summary") -> str:
+    """A figure from ``doc`` (path ``a|b|c``), tagged for cross-checking."""
+    value = _get(doc, key)
+    raw = "" if value is None else repr(value)
+    return (f'<span class="v" data-source="{source}" data-key="{html.escape(key)}" '
+            f'data-value="{html.escape(raw)}" data-unit="{unit}">{_fmt(value, unit)}</span>')
+
+
+def _img(figures: dict, name: str, alt: str) -> str:
+    data = figures.get(name)
+    if not data:
+        return ""
+    encoded = base64.b64encode(data).decode("ascii")
+    return f'<figure><img src="data:image/png;base64,{encoded}" alt="{html.escape(alt)}"></figure>'
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{h}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;
+color:#1a1a1a;line-height:1.45}
+h1{font-size:1.7rem;margin-bottom:.2rem}h2{font-size:1.25rem;border-bottom:2px solid #0072B2;padding-bottom:.2rem;
+margin-top:2rem}h3{font-size:1.05rem}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem;width:100%}th,td{border:1px solid #ccc;padding:.25rem .5rem;
+text-align:right}th:first-child,td:first-child{text-align:left}thead th{background:#eef4fa}
+.kpi{display:grid;grid-template-columns:repeat(auto-fit,minmax(12rem,1fr));gap:.6rem}
+.kpi div{border:1px solid #ccc;border-radius:6px;padding:.6rem}.kpi b{display:block;font-size:1.4rem}
+.pass{color:#007a4d;font-weight:bold}.fail{color:#b2182b;font-weight:bold}
+figure{margin:.8rem 0}img{max-width:100%;height:auto}.small{font-size:.85rem;color:#444}
+code{font-size:.85rem;word-break:break-all}
+@media print{body{max-width:none;margin:0;font-size:10pt}h2{page-break-after:avoid}figure,table{page-break-inside:avoid}}
+"""
+
+
+def _verdict(ok: bool | None) -> str:
+    if ok is None:
+        return '<span class="small">n/a</span>'
+    return '<span class="pass">PASS</span>' if ok else '<span class="fail">FAIL</span>'
+
+
+def render(summary: dict, *, figures: dict[str, bytes], stress: dict | None = None, reverse: dict | None = None,
+           diagnostics: dict | None = None, portfolio: dict | None = None) -> str:
+    """The report's HTML. ``diagnostics``: the fit's table and attributes; ``portfolio``: summary tables."""
+    s = summary
+    cap, res, ri = s["capital"], s["reserves"], s["reinsurance"]
+    prov = s.get("provenance", {})
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+             f"<meta name='viewport' content='width=device-width,initial-scale=1'>"
+             f"<title>leisim capital-adequacy report: {html.escape(str(s['scenario']))}</title><style>{CSS}</style>"
+             f"</head><body>"]
+    parts.append(f"<h1>Capital adequacy: {html.escape(str(s['scenario']))}</h1>"
+                 f"<p class='small'>Overseas IP legal-expenses insurance, Beijing pilot. {_v(s, 'years', 'int')} "
+                 f"simulated years, seed {_v(s, 'seed', 'int')}, amounts in CNY million; ± values are Monte Carlo "
+                 f"standard errors. Generated {dt.datetime.now(dt.timezone.utc).date().isoformat()} by leisim.</p>")
+
+    # 1. Executive summary.
+    ratio = cap.get("solvency_ratio")
+    core = cap.get("core_ratio")
+    meets = cap.get("meets", {})
+    adequacy = _get(s, "reserves|adequacy|probability")
+    words = []
+    if ratio is not None:
+        words.append(f"The pilot needs {_v(s, 'capital|required')} million CNY of capital for a 1-in-200 year "
+                     f"(99.5% VaR of the net annual cost minus its mean) and holds {_v(s, 'capital|available')} "
+                     f"million: a solvency ratio of {_v(s, 'capital|solvency_ratio', '%')} (± "
+                     f"{_v(s, 'capital|se|solvency_ratio', '%')}), which "
+                     f"{'meets' if meets.get('comprehensive_100pct') else 'does NOT meet'} the C-ROSS comprehensive "
+                     f"threshold of 100%" + (f"; the core ratio is {_v(s, 'capital|core_ratio', '%')} against 50%"
+                                            if core is not None else "") + ".")
+    if cap.get("exhaustion_probability") is not None:
+        words.append(f"The probability that one year's net cost exceeds its mean by more than the available capital "
+                     f"is {_v(s, 'capital|exhaustion_probability', 'p')}.")
+    if adequacy is not None:
+        words.append(f"A reserve of {_v(s, 'reserves|adequacy|reserve')} million at the end of the underwriting year "
+                     f"covers its run-off with probability {_v(s, 'reserves|adequacy|probability', '%')}; "
+                     f"{_v(s, 'reserves|reserve_for_adequacy|0.995')} million would cover it in 99.5% of years.")
+    parts.append("<h2>Executive summary</h2><p>" + " ".join(words) + "</p>")
+    parts.append("<div class='kpi'>"
+                 f"<div>Required capital<b>{_v(s, 'capital|required')}</b>± {_v(s, 'capital|se|required')}</div>"
+                 f"<div>Solvency ratio<b>{_v(s, 'capital|solvency_ratio', '%')}</b>C-ROSS ≥ 100%: "
+                 f"{_verdict(meets.get('comprehensive_100pct'))}</div>"
+                 f"<div>Core ratio<b>{_v(s, 'capital|core_ratio', '%')}</b>C-ROSS ≥ 50%: "
+                 f"{_verdict(meets.get('core_50pct'))}</div>"
+                 f"<div>P(capital exhausted)<b>{_v(s, 'capital|exhaustion_probability', 'p')}</b>per year</div>"
+                 f"<div>Reserve adequacy<b>{_v(s, 'reserves|adequacy|probability', '%')}</b>of the best estimate</div>"
+                 "</div>")
+
+    # 2. Portfolio.
+    if portfolio:
+        parts.append("<h2>The portfolio</h2>")
+        parts.append(f"<p>{portfolio['policies']:,} policies, premium {portfolio['premium_cny'] / 1e6:,.2f} million CNY "
+                     f"(subsidised share {portfolio['subsidy_share']:.0%}); per-dispute limits "
+                     f"{html.escape(portfolio['limits'])}; deductibles {html.escape(portfolio['deductibles'])}.</p>")
+        parts.append("<h3>Exposure by country (export revenue, CNY million)</h3>" + _table(
+            ["country", "exposure", "policies exposed"],
+            [[html.escape(c), f"{e:,.1f}", f"{n:,}"] for c, e, n in portfolio["by_country"]]))
+        parts.append("<h3>Policies by sector</h3>" + _table(
+            ["sector", "policies", "premium (CNY million)"],
+            [[html.escape(k), f"{n:,}", f"{p / 1e6:,.2f}"] for k, n, p in portfolio["by_sector"]]))
+        if portfolio.get("ids_sample"):
+            parts.append("<p class='small'>Policy ids (first): " + ", ".join(html.escape(i) for i in portfolio["ids_sample"])
+                         + "</p>")
+
+    # 3. The model.
+    parts.append("<h2>The model</h2><p>Frequency: disputes per policy-year per (country, dispute type), negative "
+                 "binomial (NB1) with country × type rates partially pooled through region and dispute-type "
+                 "hyper-priors, sector effects, log exposure and a common year effect; US Schedule A and ITC 337 "
+                 "campaigns naming many insured sellers at once. Severity: the litigation lifecycle (the stage a "
+                 "dispute ends at; a lognormal cost per stage with pooled country levels; fee shifting where the loser "
+                 "pays; durations per stage for the payment pattern), fitted allowing for truncation at the deductible "
+                 "and censoring at the limit. Priors come from CALIBRATION.md: US patent-suit rates 0.3-1.5% of "
+                 "exporters a year, AIPLA cost medians by stage, fee-shifting rules per forum, durations (RPX 2021, "
+                 "PwC 2015, JUVE); countries without history draw from the pooled hyper-priors.</p>")
+    if diagnostics:
+        rows = diagnostics["rows"]
+        worst_rhat = max((r["r_hat"] for r in rows), default=float("nan"))
+        min_bulk = min((r["ess_bulk"] for r in rows), default=float("nan"))
+        min_tail = min((r["ess_tail"] for r in rows), default=float("nan"))
+        div = diagnostics.get("divergences", 0)
+        parts.append("<h3>Fit diagnostics</h3>" + _table(
+            ["check", "value", "rule", "verdict"],
+            [["largest R-hat", f"{worst_rhat:.4f}", "< 1.01", _verdict(worst_rhat < 1.01)],
+             ["smallest bulk ESS", f"{min_bulk:,.0f}", "> 400", _verdict(min_bulk > 400)],
+             ["smallest tail ESS", f"{min_tail:,.0f}", "> 400", _verdict(min_tail > 400)],
+             ["divergent transitions", f"{div}", "0", _verdict(div == 0)]]))
+        parts.append(f"<p class='small'>Fit: {html.escape(diagnostics.get('settings', ''))}; "
+                     f"{html.escape(diagnostics.get('command', ''))}; {html.escape(diagnostics.get('created', ''))}.</p>")
+        key_rows = [r for r in rows if r["parameter"].split("[")[0] in
+                    ("mu_type", "sigma_year", "dispersion", "sigma", "duration_log_median", "tau_country")]
+        parts.append("<h3>Posterior summaries (selected)</h3>" + _table(
+            ["parameter", "mean", "sd", "5%", "95%", "R-hat", "bulk ESS"],
+            [[html.escape(r["parameter"]), f"{r['mean']:.3f}", f"{r['sd']:.3f}", f"{r['q05']:.3f}", f"{r['q95']:.3f}",
+              f"{r['r_hat']:.3f}", f"{r['ess_bulk']:,.0f}"] for r in key_rows]))
+
+    # 4. Results.
+    parts.append("<h2>Results</h2>")
+    rows = []
+    for label, key in (("mean", "mean"), ("standard deviation", "std")):
+        rows.append([label, _v(s, f"gross|{key}"), _v(s, f"net|{key}")])
+    for level in ("0.9", "0.99", "0.995", "0.999"):
+        rows.append([f"VaR {float(level):.1%}", _v(s, f"gross|var|{level}") + " ± " + _v(s, f"gross|se|var|{level}"),
+                     _v(s, f"net|var|{level}") + " ± " + _v(s, f"net|se|var|{level}")])
+        rows.append([f"TVaR {float(level):.1%}", _v(s, f"gross|tvar|{level}") + " ± " + _v(s, f"gross|se|tvar|{level}"),
+                     _v(s, f"net|tvar|{level}") + " ± " + _v(s, f"net|se|tvar|{level}")])
+    rows.append(["premium", _v(s, "premium"), _v(s, "reinsurance|net_premium") if ri.get("applied") else "n/a"])
+    rows.append(["loss ratio", _v(s, "loss_ratio|gross", "%"), _v(s, "loss_ratio|net", "%")])
+    parts.append(_table(["annual result (CNY million)", "gross", "net of reinsurance"], rows))
+    pu = s.get("parameter_uncertainty")
+    if pu:
+        parts.append(f"<p>Parameter uncertainty: each simulated year uses one of {_v(s, 'parameter_uncertainty|draws', 'int')} "
+                     f"posterior draws. It accounts for {_v(s, 'parameter_uncertainty|parameter_share_of_variance', '%')} of "
+                     f"the variance of annual gross payments (process: the rest); at the posterior mean the 99.5% VaR "
+                     f"would be {_v(s, 'parameter_uncertainty|var_0.995_point_estimate')} instead of "
+                     f"{_v(s, 'parameter_uncertainty|var_0.995_posterior')} million.</p>")
+    parts.append(_img(figures, "loss_distribution.png", "distribution of annual gross payments"))
+    parts.append(_img(figures, "gross_vs_net.png", "exceedance curves gross and net"))
+    parts.append(_img(figures, "exceedance.png", "AEP and OEP exceedance curves"))
+
+    # 5. Reinsurance.
+    if ri.get("applied"):
+        parts.append("<h2>Reinsurance</h2><p>Contracts apply in the order listed (inuring order).</p>")
+        rows = []
+        for i, c in enumerate(ri["contracts"]):
+            base = f"reinsurance|contracts|{i}"
+            rows.append([html.escape(str(c["name"])), html.escape(str(c["type"])),
+                         _v(s, f"{base}|premium"), _v(s, f"{base}|expected_recovered"),
+                         _v(s, f"{base}|expected_reinstatement_premium"), _v(s, f"{base}|margin"),
+                         _v(s, f"{base}|probability_of_loss", "%")])
+        parts.append(_table(["contract", "type", "premium", "expected recovery", "reinstatement premium",
+                             "margin paid", "P(loss)"], rows))
+        parts.append(f"<p>Margin paid to reinsurers in total: {_v(s, 'reinsurance|margin')} million a year.</p>")
+        parts.append(_img(figures, "layer_usage.png", "layer usage"))
+
+    # 6. Capital allocation.
+    parts.append("<h2>Capital and its allocation</h2>")
+    parts.append(f"<p>{html.escape(str(cap.get('definition', '')))}. Allocation: "
+                 f"{html.escape(str(cap.get('allocation', {}).get('method', '')))}.</p>")
+    alloc = cap.get("allocation", {}).get("by_country", {})
+    parts.append(_table(["country", "capital (CNY million)", "± SE", "share"],
+                        [[html.escape(k), _v(s, f"capital|allocation|by_country|{k}|capital"),
+                          _v(s, f"capital|allocation|by_country|{k}|se"),
+                          _v(s, f"capital|allocation|by_country|{k}|share", "%")]
+                         for k in sorted(alloc, key=lambda k: -alloc[k]["capital"])]))
+    parts.append(_img(figures, "capital_allocation.png", "capital allocation"))
+
+    # 7. Reserves.
+    if res.get("expected_outstanding") is not None:
+        parts.append("<h2>Reserves and payment pattern</h2>")
+        parts.append(f"<p>Expected outstanding at the end of the underwriting year: "
+                     f"{_v(s, 'reserves|expected_outstanding')} ± {_v(s, 'reserves|expected_outstanding_se')} million; "
+                     f"one-year reserve risk (99.5% VaR of the first run-off year's development minus its mean): "
+                     f"{_v(s, 'reserves|one_year_reserve_risk|capital')} million; expected shortfall beyond the "
+                     f"held reserve {_v(s, 'reserves|adequacy|expected_shortfall')} million.</p>")
+        pattern = res["payment_pattern"]["cumulative_share"]
+        parts.append(_table(["development year", "expected payments (CNY million)", "cumulative share paid"],
+                            [[str(j), _v(s, f"reserves|payment_pattern|expected_payments|{j}"),
+                              _v(s, f"reserves|payment_pattern|cumulative_share|{j}", "%")] for j in range(len(pattern))]))
+        parts.append(_img(figures, "payment_pattern.png", "payment pattern"))
+
+    # 8. Stress.
+    if stress:
+        names = [k for k in stress if not k.startswith("_")]
+        base = stress.get("_provenance", {}).get("baseline", names[0] if names else "")
+        parts.append(f"<h2>Stress tests</h2><p>Each scenario runs on the same simulated years as {html.escape(base)} "
+                     "(common random numbers): changes are the scenario's own effect, ± the standard error of the "
+                     "difference.</p>")
+        rows = []
+        for name in names:
+            row = [html.escape(name)]
+            for key, unit in (("net_mean", "M"), ("net_var_0.995", "M"), ("required_capital", "M"),
+                              ("solvency_ratio", "%"), ("reserve_adequacy", "%")):
+                if name == base:
+                    row.append(_v(stress, f"{name}|metrics|{key}", unit, "stress"))
+                else:
+                    c = _get(stress, f"{name}|change_from_baseline|{key}")
+                    row.append("n/a" if c is None else _v(stress, f"{name}|change_from_baseline|{key}|difference", unit,
+                                                          "stress") + " ± " +
+                               _v(stress, f"{name}|change_from_baseline|{key}|se", unit, "stress"))
+            rows.append(row)
+        parts.append(_table(["scenario", "net mean", "net VaR 99.5%", "required capital", "solvency ratio",
+                             "reserve adequacy"], rows))
+        parts.append("<ul>" + "".join(f"<li><b>{html.escape(n)}</b>: {html.escape(str(stress[n].get('description', '')))}"
+                                      "</li>" for n in names) + "</ul>")
+        parts.append(_img(figures, "tornado.png", "tornado chart"))
+        parts.append(_img(figures, "sensitivities.png", "sensitivities by country"))
+    if reverse:
+        rows = []
+        for shock, r in reverse.get("results", {}).items():
+            rows.append([html.escape(shock),
+                         "not breached" if not r.get("found") else _v(reverse, f"results|{shock}|multiplier", "x", "reverse"),
+                         _v(reverse, f"results|{shock}|multiplier_se", "x", "reverse"),
+                         html.escape(f"{r.get('target')} = {r.get('value')}")])
+        parts.append("<h2>Reverse stress test</h2><p>The smallest multiplier of each shock at which the target is "
+                     "breached (bisection on common random numbers).</p>"
+                     + _table(["shock", "multiplier", "± SE", "target"], rows))
+
+    # 9. Limitations and provenance.
+    parts.append("<h2>Limitations and judgment calls</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in LIMITATIONS)
+                 + "</ul>")
+    rows = [[html.escape(k), f"<code>{html.escape(str(v))}</code>"] for k, v in prov.items()]
+    parts.append("<h2>Provenance</h2><p>Re-running the command line below with the same versions reproduces "
+                 "summary.json exactly (the seed fixes every random number).</p>" + _table(["item", "value"], rows))
+    parts.append("</body></html>")
+    return "\n".join(p for p in parts if p)
+
+
+def portfolio_tables(portfolio) -> dict:
+    """The portfolio section's numbers."""
+    import numpy as np
+
+    by_country = [(c, float(portfolio.exposure[:, i].sum()), int((portfolio.exposure[:, i] > 0).sum()))
+                  for i, c in enumerate(portfolio.countries)]
+    sectors = sorted(set(portfolio.sector))
+    sector = np.asarray(portfolio.sector)
+    by_sector = [(k, int((sector == k).sum()), float(portfolio.premium_cny[sector == k].sum())) for k in sectors]
+    premium = float(portfolio.premium_cny.sum())
+    subsidy = float((portfolio.premium_cny * portfolio.subsidy_share).sum() / premium) if premium > 0 else 0.0
+    limits = sorted(set(portfolio.limit_per_dispute_cny.tolist()))
+    deductibles = sorted(set(portfolio.deductible_cny.tolist()))
+
+    def fmt(values):
+        shown = ", ".join(f"{v / 1e6:g}M" for v in values[:8])
+        return shown + (" ..." if len(values) > 8 else "")
+
+    return {"policies": portfolio.n_policies, "premium_cny": premium, "subsidy_share": subsidy,
+            "by_country": by_country, "by_sector": by_sector, "limits": fmt(limits), "deductibles": fmt(deductibles),
+            "ids_sample": list(portfolio.policy_id[:5])}
+
+
+def diagnostics_table(tree_path) -> dict | None:
+    """The fit's diagnostics group and attributes from a posterior .nc (None if it has none)."""
+    import xarray as xr
+
+    try:
+        tree = xr.open_datatree(tree_path)
+    except (OSError, ValueError):
+        return None
+    if "diagnostics" not in tree.children:
+        return None
+    d = tree["diagnostics"].to_dataset()
+    attrs = tree["posterior"].attrs if "posterior" in tree.children else {}
+    rows = [{"parameter": str(p), **{k: float(d[k].values[i]) for k in ("mean", "sd", "q05", "q95", "r_hat", "ess_bulk",
+                                                                         "ess_tail")}}
+            for i, p in enumerate(d["parameter"].values)]
+    tree.close()
+    return {"rows": rows, "divergences": int(attrs.get("divergences", 0)), "settings": str(attrs.get("settings", "")),
+            "command": str(attrs.get("command", "")), "created": str(attrs.get("created", ""))}
+
+
+def load_json(path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None

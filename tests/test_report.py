@@ -1,0 +1,146 @@
+"""The capital-adequacy report: every number matches its source, user strings are escaped, it renders."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from leisim import report
+from leisim.cli import main
+from leisim.data.generate import default_portfolio_dir
+from leisim.scenarios.portfolio import load_portfolio
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+class _Figures(HTMLParser):
+    """Collects the tagged figures: (source, key, exact value, unit, text shown)."""
+
+    def __init__(self):
+        super().__init__()
+        self.found, self._open = [], None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "span" and attrs.get("class") == "v":
+            self._open = [attrs["data-source"], attrs["data-key"], attrs["data-value"], attrs["data-unit"], ""]
+
+    def handle_data(self, data):
+        if self._open is not None:
+            self._open[4] += data
+
+    def handle_endtag(self, tag):
+        if tag == "span" and self._open is not None:
+            self.found.append(tuple(self._open))
+            self._open = None
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    base = tmp_path_factory.mktemp("report")
+    out = base / "run"
+    assert run("simulate", "--years", "3000", "--chunk-size", "1000", "--out", str(out)).exit_code == 0
+    stress_dir = base / "stress"
+    result = run("stress", "--scenarios", "legal_cost_inflation", "--years", "1000", "--chunk-size", "1000",
+                 "--no-sensitivities", "--out", str(stress_dir))
+    assert result.exit_code == 0, result.output
+    result = run("report", str(out), "--stress", str(stress_dir))
+    assert result.exit_code == 0, result.output
+    return out, stress_dir
+
+
+def test_every_number_equals_its_source(run_dir):
+    out, stress_dir = run_dir
+    sources = {"summary": json.loads((out / "summary.json").read_text()),
+               "stress": json.loads((stress_dir / "stress.json").read_text())}
+    page = (out / "report.html").read_text()
+    parser = _Figures()
+    parser.feed(page)
+    assert len(parser.found) > 80
+    for source, key, value, unit, text in parser.found:
+        expected = report._get(sources[source], key)
+        assert expected is not None, key
+        assert value == repr(expected), (key, value, expected)
+        assert text == report._fmt(expected, unit), (key, text)
+    # The executive summary's figures are there.
+    keys = {k for _, k, _, _, _ in parser.found}
+    assert {"capital|required", "capital|solvency_ratio", "capital|exhaustion_probability",
+            "reserves|adequacy|probability"} <= keys
+
+
+def test_report_is_self_contained(run_dir):
+    out, _ = run_dir
+    page = (out / "report.html").read_text()
+    assert "data:image/png;base64," in page
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    for section in ("Executive summary", "The portfolio", "The model", "Fit diagnostics", "Results", "Reinsurance",
+                    "Capital and its allocation", "Reserves and payment pattern", "Stress tests",
+                    "Limitations and judgment calls", "Provenance"):
+        assert section in page, section
+
+
+def test_user_strings_are_escaped():
+    portfolio = load_portfolio(default_portfolio_dir())
+    ids = ("<script>alert(1)</script>",) + portfolio.policy_id[1:]
+    tables = report.portfolio_tables(dataclasses.replace(portfolio, policy_id=ids))
+    summary = {"scenario": "<b>x</b>", "years": 1, "seed": 0, "gross": {}, "net": {}, "premium": 0.0,
+               "capital": {"allocation": {"by_country": {}}}, "reserves": {}, "reinsurance": {"applied": False},
+               "loss_ratio": {}, "provenance": {"command": "leisim simulate <img src=x onerror=alert(1)>"}}
+    page = report.render(summary, figures={}, portfolio=tables,
+                         stress={"<i>s</i>": {"description": "<script>bad()</script>", "metrics": {},
+                                              "change_from_baseline": {}}})
+    assert "<script>" not in page and "<img src=x" not in page and "<b>x</b>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_recorded_command_reproduces_the_summary(run_dir, tmp_path):
+    out, _ = run_dir
+    first = json.loads((out / "summary.json").read_text())
+    args = shlex.split(first["provenance"]["command"])[1:]
+    args[args.index("--out") + 1] = str(tmp_path / "again")
+    assert run(*args).exit_code == 0
+    second = json.loads((tmp_path / "again" / "summary.json").read_text())
+    first.pop("provenance"), second.pop("provenance")
+    assert first == second
+
+
+def test_missing_run_directory_exits_2(tmp_path):
+    result = run("report", str(tmp_path / "nothing"))
+    assert result.exit_code == 2 and "summary.json" in result.output
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome", "headless_shell"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def test_report_renders_in_headless_chromium(run_dir, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no headless Chromium on this machine (install it with the system's package manager, e.g. "
+                    "`apt-get install chromium`, to run the rendering check)")
+    out, _ = run_dir
+    page = (out / "report.html").resolve()
+    shot = tmp_path / "report.png"
+    common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0"]
+    done = subprocess.run(common + [f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert shot.is_file() and shot.stat().st_size > 20_000, done.stderr[-2000:]
+    assert "Uncaught" not in done.stderr and ":ERROR:CONSOLE" not in done.stderr
+    dom = subprocess.run(common + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert report._fmt(summary["capital"]["required"], "M") in dom
+    assert report._fmt(summary["capital"]["solvency_ratio"], "%") in dom
