@@ -20,12 +20,25 @@ from .models.settings import FIT_DEFAULTS
 class _Group(click.Group):
     """Bad input is an InputError: show its message and exit 2, never a traceback."""
 
+    def parse_args(self, ctx, args):
+        ctx.meta["leisim_args"] = list(args)  # the command line as given, for provenance
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except InputError as err:
             click.echo(f"Error: {err}", err=True)
             ctx.exit(2)
+
+
+def _command_line() -> str:
+    """The command line that ran, quoted so that it can be pasted back into a shell."""
+    import shlex
+
+    ctx = click.get_current_context(silent=True)
+    args = ctx.find_root().meta.get("leisim_args") if ctx is not None else None
+    return shlex.join(["leisim"] + (args if args is not None else sys.argv[1:]))
 
 
 def _setup_jax() -> None:
@@ -248,7 +261,7 @@ def _run_simulation(scenario_ref, portfolio_dir, years, seed, out_dir, chunk_siz
         point = metrics.risk_measures(point_table.gross)
 
     attrs = results.provenance(scenario_name=scenario.name, scenario_sha256=scenario.sha256, seed=seed,
-                               years=years, command=" ".join(["leisim"] + sys.argv[1:]))
+                               years=years, command=_command_line())
     attrs["portfolio"] = str(Path(portfolio_dir or default_portfolio_dir()).resolve())
     if composition.parameters == "posterior":
         from .models.posterior import default_posterior_path
@@ -468,7 +481,7 @@ def stress(names, baseline_ref, portfolio_dir, years, seed, out_dir, chunk_size,
                                                                  chunk_size=chunk_size, progress=bar.update)
     doc["_provenance"] = results_mod.provenance(scenario_name=",".join(r.name for r in runs),
                                                 scenario_sha256=",".join(r.scenario.sha256 for r in runs), seed=seed,
-                                                years=years, command=" ".join(["leisim"] + sys.argv[1:]))
+                                                years=years, command=_command_line())
     doc["_provenance"]["baseline"] = base.name
     doc["_provenance"]["reserve_held_for_adequacy"] = held
     import numpy as np
@@ -494,7 +507,7 @@ def stress(names, baseline_ref, portfolio_dir, years, seed, out_dir, chunk_size,
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir", type=click.Path(path_type=Path), required=False, default=Path("results/baseline"))
 @click.option("--out", "out_file", type=click.Path(path_type=Path), default=None,
               help="The HTML file [default: RUN_DIR/report.html].")
 @click.option("--stress", "stress_dir", type=click.Path(path_type=Path), default=None,
@@ -502,7 +515,11 @@ def stress(names, baseline_ref, portfolio_dir, years, seed, out_dir, chunk_size,
 @click.option("--portfolio", "portfolio_dir", type=click.Path(path_type=Path), default=None,
               help="The portfolio folder [default: the one the run recorded].")
 def report(run_dir, out_file, stress_dir, portfolio_dir):
-    """Write the capital-adequacy report: one self-contained HTML file from a run's outputs."""
+    """Write the capital-adequacy report: one self-contained HTML file from a run's outputs.
+
+    RUN_DIR is a `leisim simulate` output folder [default: results/baseline, where `leisim simulate`
+    writes]; `leisim simulate && leisim stress && leisim report` reports on the defaults.
+    """
     from . import report as report_mod
     from .scenarios.portfolio import load_portfolio
 
@@ -602,7 +619,7 @@ def fit(history_dir, out_path, chains, warmup, samples, seed, target_accept, che
                f"{history.n_disputes} with payments; {chains} chains x ({warmup} warmup + {samples} samples)",
                err=True)
     result = fitting.fit(history, settings, progress=True)
-    tree = fitting.to_datatree(result, history, provenance={"command": " ".join(["leisim"] + sys.argv[1:]),
+    tree = fitting.to_datatree(result, history, provenance={"command": _command_line(),
                                                             "leisim_version": _version()})
     write_tree(tree, out_path)
     _print_fit(result)
