@@ -235,3 +235,21 @@ def test_scenarios_diff():
     result = run("scenarios", "diff", "baseline", "legal_cost_inflation")
     assert result.exit_code == 0
     assert 'shocks.severity.*: (absent) -> 1.3' in result.output
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ('name = "x"\nextends = "baseline"\n[shocks]\nfrequncy = { US = 2.0 }\n', "Did you mean 'frequency'"),
+    ('name = "x"\nextends = "baseline"\n[shocks]\nfrequency = { US = "double" }\n', "must be a number"),
+    ('name = "x"\nextends = "baseline"\n[shocks]\nseverity = { "*" = -1.3 }\n', "must be >= 0"),
+    ('name = "x"\nextends = "x.toml"\n', "cycle"),
+    ('name = "x"\nextends = "missing.toml"\n', "not found"),
+    ('name = "x"\n[shocks\n', "TOML"),
+], ids=["unknown-key", "wrong-type", "negative-multiplier", "extends-cycle", "missing-extends", "malformed"])
+def test_bad_scenario_files_exit_2_from_stress(tmp_path, text, fragment):
+    path = tmp_path / "x.toml"
+    path.write_text(text)
+    out = tmp_path / "out"
+    result = run("stress", "--scenarios", str(path), "--years", "100", "--out", str(out))
+    assert result.exit_code == 2, result.output
+    assert str(path) in result.output and fragment.lower() in result.output.lower(), result.output
+    assert not out.exists()
