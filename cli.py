@@ -438,8 +438,14 @@ def stress(names, baseline_ref, portfolio_dir, years, seed, out_dir, chunk_size,
                 click.echo(f"{kind}:{key}: not breached up to x{found['searched_up_to']:g}")
         doc = {"baseline": base.name, "seed": seed, "years": reverse_years, "target": {metric: value},
                "results": results}
-        with atomic_directory(out_dir) as staging:
-            (staging / "reverse.json").write_text(json.dumps(doc, indent=2) + "\n")
+        # Beside a stress run's outputs (the report reads both): one file, written under a temporary name.
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staging = out_dir / f".reverse.json.partial-{os.getpid()}"
+        try:
+            staging.write_text(json.dumps(doc, indent=2) + "\n")
+            os.replace(staging, out_dir / "reverse.json")
+        finally:
+            staging.unlink(missing_ok=True)
         click.echo(f"Wrote {out_dir}/reverse.json")
         return
 
@@ -493,7 +499,10 @@ def stress(names, baseline_ref, portfolio_dir, years, seed, out_dir, chunk_size,
         coords={"scenario": np.array([r.name for r in runs], dtype=str), "year": np.arange(years, dtype=np.int32)},
     )
     dataset.attrs.update({k: ("" if v is None else str(v)) for k, v in doc["_provenance"].items()})
+    previous_reverse = (out_dir / "reverse.json").read_bytes() if (out_dir / "reverse.json").is_file() else None
     with atomic_directory(out_dir) as staging:
+        if previous_reverse is not None:  # a reverse stress test written there earlier stays
+            (staging / "reverse.json").write_bytes(previous_reverse)
         (staging / "stress.json").write_text(json.dumps(doc, indent=2) + "\n")
         dataset.to_netcdf(staging / "stress.nc")
         if plots:

@@ -146,6 +146,7 @@ def evaluate(run: Run, *, held_reserve: float | None) -> dict:
         "reserve_adequacy": float(np.mean(s["run_off"] <= held_reserve)) if held_reserve is not None else None,
         "premium": run.composition.premium_cny,
         "se": {"net_mean": net["se"]["mean"], "net_var_0.995": net["se"]["var"]["0.995"],
+               "net_loss_ratio": net["se"]["mean"] / s["net_premium"] if s["net_premium"] > 0 else None,
                "net_tvar_0.99": net["se"]["tvar"]["0.99"], "required_capital": cap["se"]["required"],
                "solvency_ratio": cap["se"]["solvency_ratio"]},
     }
@@ -288,7 +289,9 @@ def reverse(scenario: Scenario, portfolio: Portfolio, *, kind: str, key: str, ta
         else:
             low = mid
     at_high, at_low = metric_at(high), metric_at(low)
-    slope = (at_high[target] - at_low[target]) / (high - low) if high > low else math.nan
+    # The slope over a 10% span: over the final bracket alone, CRN steps would dominate it.
+    span = max(0.9 * high, 1e-9) if high > 0 else low
+    slope = (at_high[target] - metric_at(span)[target]) / (high - span) if high > span else math.nan
     se_metric = at_high["se"].get(target)
     if target in ("exhaustion_probability", "reserve_adequacy"):
         p = at_high[target]
