@@ -140,6 +140,21 @@ def _print_summary(summary: dict) -> None:
                        f"{pu['var_0.995_widening']:+.1%} (± {pu['var_0.995_widening_se']:.1%})")
 
 
+def _run_options(command):
+    """The options `simulate` and `reinsurance compare` share: portfolio, years, seed, chunk size, plots."""
+    for option in reversed((
+        click.option("--portfolio", "portfolio_dir", type=click.Path(path_type=Path), default=None,
+                     help="Folder with policies.csv and exposures.csv [default: the embedded pilot portfolio]."),
+        click.option("--years", type=click.IntRange(min=1), default=None, help="Simulated years [default: the scenario's]."),
+        click.option("--seed", type=click.IntRange(min=0), default=None, help="Random seed [default: the scenario's]."),
+        click.option("--chunk-size", type=click.IntRange(min=1), default=10_000, show_default=True,
+                     help="Years per kernel call: changes memory use and speed, never the results."),
+        click.option("--plots/--no-plots", default=True, show_default=True, help="Write PNG figures."),
+    )):
+        command = option(command)
+    return command
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="leisim")
 def main() -> None:
@@ -149,15 +164,9 @@ def main() -> None:
 @main.command()
 @click.option("--scenario", "scenario_ref", default="baseline", show_default=True,
               help="A library scenario name (see `leisim scenarios list`) or a path to a .toml file.")
-@click.option("--portfolio", "portfolio_dir", type=click.Path(path_type=Path), default=None,
-              help="Folder with policies.csv and exposures.csv [default: the embedded pilot portfolio].")
-@click.option("--years", type=click.IntRange(min=1), default=None, help="Simulated years [default: the scenario's].")
-@click.option("--seed", type=click.IntRange(min=0), default=None, help="Random seed [default: the scenario's].")
+@_run_options
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Output folder [default: results/<scenario>/].")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=10_000, show_default=True,
-              help="Years per kernel call: changes memory use and speed, never the results.")
-@click.option("--plots/--no-plots", default=True, show_default=True, help="Write PNG figures.")
 @click.option("--compare-point-estimate/--no-compare-point-estimate", default=True, show_default=True,
               help="Posterior runs: also run the same years at the posterior mean parameters and report how "
                    "much parameter uncertainty widens the 99.5% VaR.")
@@ -179,15 +188,9 @@ def reinsurance() -> None:
 @click.argument("programs", nargs=-1, required=True, metavar="PROGRAM.toml...")
 @click.option("--scenario", "scenario_ref", default="baseline", show_default=True,
               help="The scenario whose gross losses every program is applied to.")
-@click.option("--portfolio", "portfolio_dir", type=click.Path(path_type=Path), default=None,
-              help="Folder with policies.csv and exposures.csv [default: the embedded pilot portfolio].")
-@click.option("--years", type=click.IntRange(min=1), default=None, help="Simulated years [default: the scenario's].")
-@click.option("--seed", type=click.IntRange(min=0), default=None, help="Random seed [default: the scenario's].")
+@_run_options
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Output folder [default: results/<scenario>-reinsurance/].")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=10_000, show_default=True,
-              help="Years per kernel call: changes memory use and speed, never the results.")
-@click.option("--plots/--no-plots", default=True, show_default=True, help="Write PNG figures.")
 def reinsurance_compare(programs, scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plots):
     """Compare reinsurance programs side by side on the same simulated years.
 

@@ -41,9 +41,10 @@ def loss_distribution(gross: np.ndarray, summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def exceedance(summary: dict, path: Path) -> None:
+def _curves(summary: dict, series) -> tuple:
+    """Exceedance curves from summary["exceedance"] on a log return-period axis, with ±2 SE bands."""
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
-    for label, key, colour in (("annual total (AEP)", "aep", OKABE_ITO[0]), ("largest dispute (OEP)", "oep", OKABE_ITO[1])):
+    for label, key, colour in series:
         curve = summary["exceedance"][key]
         if not curve["return_period"]:
             continue
@@ -53,6 +54,12 @@ def exceedance(summary: dict, path: Path) -> None:
     ax.set_xscale("log")
     ax.yaxis.set_major_formatter(MILLIONS)
     ax.legend(frameon=False)
+    return fig, ax
+
+
+def exceedance(summary: dict, path: Path) -> None:
+    fig, ax = _curves(summary, (("annual total (AEP)", "aep", OKABE_ITO[0]),
+                                ("largest dispute (OEP)", "oep", OKABE_ITO[1])))
     aep = summary["exceedance"]["aep"]
     finding = ""
     if 200 in aep["return_period"]:
@@ -84,17 +91,7 @@ def country_contributions(summary: dict, path: Path) -> None:
 
 
 def gross_vs_net(summary: dict, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
-    for label, key, colour in (("gross", "aep", OKABE_ITO[0]), ("net of reinsurance", "aep_net", OKABE_ITO[2])):
-        curve = summary["exceedance"][key]
-        if not curve["return_period"]:
-            continue
-        loss, se = np.array(curve["loss"]), np.array(curve["se"])
-        ax.plot(curve["return_period"], loss, marker="o", color=colour, label=label)
-        ax.fill_between(curve["return_period"], loss - 2 * se, loss + 2 * se, color=colour, alpha=0.2)
-    ax.set_xscale("log")
-    ax.yaxis.set_major_formatter(MILLIONS)
-    ax.legend(frameon=False)
+    fig, ax = _curves(summary, (("gross", "aep", OKABE_ITO[0]), ("net of reinsurance", "aep_net", OKABE_ITO[2])))
     gross, net = summary["gross"]["var"]["0.995"], summary["net"]["var"]["0.995"]
     cut = 1.0 - net / gross if gross > 0 else 0.0
     _style(ax, "return period (years)", "annual loss (CNY million)",

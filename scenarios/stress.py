@@ -124,16 +124,11 @@ def with_prices_of(comp: Composition, base: Run) -> Composition:
     return dataclasses.replace(comp, programs=(first,) + comp.programs[1:])
 
 
-def _capital_available(scenario: Scenario) -> float | None:
-    value = scenario.capital.get("available_cny")
-    return None if value is None else float(value)
-
-
 def evaluate(run: Run, *, held_reserve: float | None) -> dict:
     """The stress table's metrics for one scenario."""
     s = run.series
     net = metrics.risk_measures(s["net"], levels=(0.99, 0.995))
-    cap = capital.assess(s["net_cost"], available=_capital_available(run.scenario))
+    cap = capital.assess(s["net_cost"], available=run.scenario.capital_available_cny)
     out = {
         "gross_mean": float(s["gross"].mean()),
         "net_mean": net["mean"],
@@ -161,7 +156,7 @@ def _influences(run: Run, held_reserve: float | None) -> dict:
            "net_tvar_0.99": metrics.influence(s["net"], "tvar", 0.99)}
     out["required_capital"] = metrics.influence(s["net_cost"], "var", 0.995) - metrics.influence(s["net_cost"], "mean")
     out["net_loss_ratio"] = out["net_mean"] / s["net_premium"] if s["net_premium"] > 0 else np.zeros_like(s["net"])
-    available = _capital_available(run.scenario)
+    available = run.scenario.capital_available_cny
     required = metrics.var(np.sort(s["net_cost"]), 0.995) - s["net_cost"].mean()
     out["solvency_ratio"] = (-available / required**2 * out["required_capital"] if available is not None and required > 0
                              else np.zeros_like(s["net"]))
