@@ -150,6 +150,9 @@ def _run_options(command):
         click.option("--chunk-size", type=click.IntRange(min=1), default=10_000, show_default=True,
                      help="Years per kernel call: changes memory use and speed, never the results."),
         click.option("--plots/--no-plots", default=True, show_default=True, help="Write PNG figures."),
+        click.option("--devices", type=click.IntRange(min=1), default=None,
+                     help="Use at most this many local devices [default: all; on a CPU, one per core]. "
+                          "Never changes the results."),
     )):
         command = option(command)
     return command
@@ -173,10 +176,46 @@ def main() -> None:
 @click.option("--compare-reinsurance", "compare", multiple=True, metavar="PROGRAM.toml",
               help="Also run this reinsurance program (a .toml with [[reinsurance]] tables, or `none`) on the same "
                    "simulated years and print it beside the scenario's own program. Repeat for several.")
-def simulate(scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plots, compare_point_estimate, compare):
-    """Simulate annual payouts and write summary.json, results.nc and figures."""
-    _run_simulation(scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plots, compare_point_estimate,
-                    compare, include_own=True)
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="Finish the interrupted run whose output folder is DIR, from its checkpoint "
+                   "(DIR/.checkpoint); its settings come from the checkpoint.")
+@click.option("--distributed", is_flag=True,
+              help="Run as one process of several (jax.distributed): years are split over every process's "
+                   "devices and process 0 writes the outputs.")
+@click.option("--coordinator", envvar="JAX_COORDINATOR_ADDRESS", default=None, metavar="HOST:PORT",
+              help="--distributed: address of process 0's coordinator [env JAX_COORDINATOR_ADDRESS; default: "
+                   "detected from the cluster (Slurm, Open MPI, ...)].")
+@click.option("--num-processes", envvar="JAX_NUM_PROCESSES", type=click.IntRange(min=1), default=None,
+              help="--distributed: number of processes [env JAX_NUM_PROCESSES].")
+@click.option("--process-id", envvar="JAX_PROCESS_ID", type=click.IntRange(min=0), default=None,
+              help="--distributed: this process's index, 0 .. N-1 [env JAX_PROCESS_ID].")
+def simulate(scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plots, devices, compare_point_estimate,
+             compare, resume_dir, distributed, coordinator, num_processes, process_id):
+    """Simulate annual payouts and write summary.json, results.nc and figures.
+
+    Finished chunks of years are checkpointed in OUT/.checkpoint; after an interruption (Ctrl-C,
+    a killed job), `leisim simulate --resume OUT` finishes the run with exactly the results an
+    uninterrupted run gives.
+    """
+    if (coordinator is not None or num_processes is not None or process_id is not None) and not distributed:
+        raise InputError("--coordinator, --num-processes and --process-id need --distributed",
+                         field="--distributed", value="not given")
+    run = {"scenario_ref": scenario_ref, "portfolio_dir": None if portfolio_dir is None else str(portfolio_dir),
+           "years": years, "seed": seed, "out_dir": None if out_dir is None else str(out_dir),
+           "chunk_size": chunk_size, "plots": plots, "compare_point_estimate": compare_point_estimate,
+           "compare": list(compare), "include_own": True}
+    if resume_dir is not None:
+        ctx = click.get_current_context()
+        given = [name for name in ("scenario_ref", "portfolio_dir", "years", "seed", "out_dir", "chunk_size", "compare")
+                 if ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)]
+        if given:
+            raise InputError("--resume takes the run's settings from its checkpoint; leave out "
+                             + ", ".join("--" + g.replace("_ref", "").replace("_dir", "").replace("_", "-") for g in given),
+                             field="--resume", value=str(resume_dir))
+        run = _checkpoint_arguments(resume_dir)
+        run["plots"] = run["plots"] and plots
+    _run_simulation(run, resume=resume_dir is not None, devices=devices,
+                    distributed=(coordinator, num_processes, process_id) if distributed else None)
 
 
 @main.group()
@@ -191,7 +230,7 @@ def reinsurance() -> None:
 @_run_options
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Output folder [default: results/<scenario>-reinsurance/].")
-def reinsurance_compare(programs, scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plots):
+def reinsurance_compare(programs, scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plots, devices):
     """Compare reinsurance programs side by side on the same simulated years.
 
     Each PROGRAM.toml holds [[reinsurance]] tables (and optionally name and [capital]); `none` is
@@ -201,24 +240,90 @@ def reinsurance_compare(programs, scenario_ref, portfolio_dir, years, seed, out_
         from .scenarios.schema import load_scenario
 
         out_dir = Path("results") / f"{load_scenario(scenario_ref).name}-reinsurance"
-    _run_simulation(scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plots, False, programs,
-                    include_own=False)
+    run = {"scenario_ref": scenario_ref, "portfolio_dir": None if portfolio_dir is None else str(portfolio_dir),
+           "years": years, "seed": seed, "out_dir": str(out_dir), "chunk_size": chunk_size, "plots": plots,
+           "compare_point_estimate": False, "compare": list(programs), "include_own": False}
+    _run_simulation(run, devices=devices)
 
 
-def _run_simulation(scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plots, compare_point_estimate,
-                    compare, *, include_own: bool) -> None:
+CHECKPOINT = ".checkpoint"  # inside the output folder: finished chunks of an unfinished run
+
+
+def _checkpoint_arguments(out_dir: Path) -> dict:
+    from .simulator.store import CheckpointError, ChunkStore
+
+    try:
+        return dict(ChunkStore.open(Path(out_dir) / CHECKPOINT).manifest["arguments"])
+    except (CheckpointError, KeyError, TypeError) as err:
+        raise InputError(f"cannot resume: {err}", field="--resume", value=str(out_dir)) from None
+
+
+def _init_distributed(spec: tuple) -> None:
+    """Join the other processes of the run (jax.distributed), before any JAX backend starts."""
+    import jax
+
+    coordinator, n_processes, process_id = spec
+    try:
+        if coordinator is None and n_processes is None and process_id is None:
+            jax.distributed.initialize()  # the cluster's own variables (Slurm, Open MPI, Kubernetes, ...)
+        else:
+            jax.distributed.initialize(coordinator_address=coordinator, num_processes=n_processes,
+                                       process_id=process_id)
+    except (RuntimeError, ValueError) as err:
+        raise InputError(f"cannot start jax.distributed ({err}); give --coordinator HOST:PORT, --num-processes "
+                         "and --process-id, or run under a cluster launcher that sets them",
+                         field="--distributed", value=f"coordinator={coordinator}, processes={n_processes}, "
+                                                      f"id={process_id}") from None
+
+
+def _fingerprint(compositions, years: int, seed: int, chunk_size: int) -> str:
+    """Hash of everything the simulated years depend on (kernel inputs, contracts, years, seed, chunks)."""
+    import hashlib
+
+    import jax
+    import numpy as np
+
+    digest = hashlib.sha256(repr((years, seed, chunk_size)).encode())
+    for comp in compositions:
+        digest.update(repr((comp.shape, comp.programs, comp.premium_cny)).encode())
+        for leaf in jax.tree_util.tree_leaves(comp.params):
+            digest.update(np.asarray(leaf).tobytes())
+    return digest.hexdigest()
+
+
+def _agreed(mask):
+    """Process 0's value of ``mask`` on every process (one process: ``mask`` itself)."""
+    import jax
+    import numpy as np
+
+    if jax.process_count() == 1:
+        return mask
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.broadcast_one_to_all(mask))
+
+
+def _run_simulation(run: dict, *, resume: bool = False, devices: int | None = None,
+                    distributed: tuple | None = None) -> None:
+    """Simulate, checkpointing each finished chunk, then write summary.json, results.nc and figures.
+
+    ``run`` holds the settings (stored in the checkpoint, so that ``--resume`` repeats them):
+    scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plots, compare_point_estimate,
+    compare (program files), include_own (the scenario's own program first).
+    """
     from .data.generate import default_portfolio_dir
     from .scenarios.compose import compose
     from .scenarios.portfolio import load_portfolio
-    from .scenarios.schema import load_program, load_scenario
+    from .scenarios.schema import Scenario, load_program, load_scenario
     from .simulator.reinsurance import contracts_from_scenario
 
-    scenario = load_scenario(scenario_ref)
+    portfolio_dir = run["portfolio_dir"]
+    scenario = load_scenario(run["scenario_ref"])
     portfolio = load_portfolio(portfolio_dir or default_portfolio_dir())
-    extra = [load_program(p) for p in compare]
+    extra = [load_program(p) for p in run["compare"]]
     premium = float(portfolio.premium_cny.sum())
     names, programs, capital_specs = [], [], []
-    if include_own:
+    if run["include_own"]:
         names.append(f"{scenario.name} (scenario)" if extra else scenario.name)
         programs.append(contracts_from_scenario(scenario.reinsurance, premium))
         capital_specs.append(scenario.capital)
@@ -230,39 +335,78 @@ def _run_simulation(scenario_ref, portfolio_dir, years, seed, out_dir, chunk_siz
         programs = []  # nothing to cede: the kernel skips reinsurance
 
     _setup_jax()
+    if distributed is not None:
+        _init_distributed(distributed)
     import jax
+    import numpy as np
 
-    from .simulator import results
-    from .simulator.driver import run_years
+    from .simulator import metrics, results
+    from .simulator.driver import run_devices, run_years
+    from .simulator.store import ChunkStore
 
+    try:
+        device_list = run_devices(devices)
+    except ValueError as err:
+        raise InputError(str(err), field="--devices", value=devices) from None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         composition = compose(scenario, portfolio, programs=programs)
     _show_warnings(caught)
-    years = years or scenario.years
-    seed = scenario.seed if seed is None else seed
-    out_dir = out_dir or Path("results") / scenario.name
-
-    with click.progressbar(length=years, label=f"Simulating {scenario.name}", file=sys.stderr,
-                           show_pos=True, show_eta=True) as bar:
-        table = run_years(jax.random.key(seed), composition.params, composition.shape,
-                          years=years, chunk_size=chunk_size, progress=bar.update)
-    point = None
-    if composition.n_draws > 1 and compare_point_estimate:
-        from .scenarios.schema import Scenario
-        from .simulator import metrics
-
+    point_composition = None
+    if composition.n_draws > 1 and run["compare_point_estimate"]:
         raw = scenario.raw | {"model": scenario.raw.get("model", {}) | {"point_estimate": True}}
-        point_scenario = Scenario(name=scenario.name, raw=raw, source=scenario.source)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the same warnings were shown above
-            point_composition = compose(point_scenario, portfolio, programs=[], dev_years=0)
-        with click.progressbar(length=years, label="Same years at the posterior mean", file=sys.stderr,
-                               show_pos=True, show_eta=True) as bar:
-            point_table = run_years(jax.random.key(seed), point_composition.params, point_composition.shape,
-                                    years=years, chunk_size=chunk_size, progress=bar.update)
-        point = metrics.risk_measures(point_table.gross)
+            point_composition = compose(Scenario(name=scenario.name, raw=raw, source=scenario.source), portfolio,
+                                        programs=[], dev_years=0)
+    years = run["years"] or scenario.years
+    seed = scenario.seed if run["seed"] is None else run["seed"]
+    out_dir = Path(run["out_dir"] or Path("results") / scenario.name)
+    chunk_size = min(run["chunk_size"], years)
+    run = run | {"years": years, "seed": seed, "out_dir": str(out_dir)}
+    fingerprint = _fingerprint([c for c in (composition, point_composition) if c is not None], years, seed, chunk_size)
 
+    writer = jax.process_index() == 0  # only process 0 reads and writes files
+    checkpoint = out_dir / CHECKPOINT
+    store = None
+    if writer:
+        if resume:
+            store = ChunkStore.open(checkpoint)
+            if store.manifest.get("fingerprint") != fingerprint:
+                raise InputError("the scenario, portfolio, posterior or leisim version changed since the checkpoint "
+                                 "was written, so its years cannot be reused; restore them or start a new run",
+                                 field="--resume", value=str(out_dir))
+        else:
+            store = ChunkStore.create(checkpoint, {"leisim_checkpoint": 1, "arguments": run, "fingerprint": fingerprint})
+    starts = np.arange(0, years, chunk_size)
+    key = jax.random.key(seed)
+
+    def simulate_stream(name: str, comp, label: str, to_record) -> None:
+        done = store.done(name) if writer else {}
+        finished = _agreed(np.isin(starts, list(done)))
+        skip = set(starts[finished].tolist())
+        sink = (lambda start, table: store.put(name, start, to_record(table))) if writer else (lambda start, table: None)
+        with click.progressbar(length=years, label=label, file=sys.stderr, show_pos=True, show_eta=True) as bar:
+            bar.update(int(sum(min(chunk_size, years - s) for s in skip)))
+            run_years(key, comp.params, comp.shape, years=years, chunk_size=chunk_size, progress=bar.update,
+                      devices=device_list, sink=sink, skip=skip)
+
+    try:
+        simulate_stream("main", composition, f"Simulating {scenario.name}", lambda t: results.record(t, composition))
+        if point_composition is not None:
+            simulate_stream("point", point_composition, "Same years at the posterior mean", lambda t: {"gross": t.gross})
+    except KeyboardInterrupt:
+        if writer:
+            click.echo(f"\nInterrupted. Finished chunks are kept in {checkpoint}; finish the run with\n"
+                       f"  leisim simulate --resume {_quote(out_dir)}", err=True)
+        raise SystemExit(130) from None
+    if not writer:
+        return
+
+    main_years = store.years("main", years)
+    point = None
+    if point_composition is not None:
+        point = metrics.risk_measures(np.concatenate([r["gross"] for r in store.years("point", years).records()]))
     attrs = results.provenance(scenario_name=scenario.name, scenario_sha256=scenario.sha256, seed=seed,
                                years=years, command=_command_line())
     attrs["portfolio"] = str(Path(portfolio_dir or default_portfolio_dir()).resolve())
@@ -271,25 +415,33 @@ def _run_simulation(scenario_ref, portfolio_dir, years, seed, out_dir, chunk_siz
 
         attrs["posterior"] = str(Path(scenario.raw.get("model", {}).get("posterior") or default_posterior_path()).resolve())
     capital_spec = capital_specs[0] if capital_specs else scenario.capital
-    summary = results.summarize(table, composition, provenance_attrs=attrs, capital_spec=capital_spec,
+    summary = results.summarize(main_years, composition, provenance_attrs=attrs, capital_spec=capital_spec,
                                 reserves_spec=scenario.reserves, point_estimate=point)
-    if len(names) > 1 or not include_own:
+    if len(names) > 1 or not run["include_own"]:
         summary["reinsurance_comparison"] = {
-            "programs": results.compare_programs(table, composition, names, capital_specs),
+            "programs": results.compare_programs(main_years, composition, names, capital_specs),
             "common_random_numbers": "every program is applied to the same simulated disputes and years",
         }
-    dataset = results.to_dataset(table, composition, provenance_attrs=attrs)
-    with atomic_directory(out_dir) as staging:
+    with atomic_directory(out_dir) as staging:  # replaces the folder, checkpoint included
         (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        dataset.to_netcdf(staging / "results.nc")
-        if plots:
+        results.write_netcdf(staging / "results.nc", main_years, composition, provenance_attrs=attrs)
+        if run["plots"]:
+            import xarray as xr
+
             from . import plots as figures
 
-            figures.write_all(dataset, summary, staging)
+            with xr.open_dataset(staging / "results.nc", engine="h5netcdf") as dataset:
+                figures.write_all(dataset, summary, staging)
     _print_summary(summary)
     if "reinsurance_comparison" in summary:
         _print_comparison(summary["reinsurance_comparison"]["programs"])
-    click.echo(f"\nWrote {out_dir}/summary.json, results.nc" + (" and figures" if plots else ""))
+    click.echo(f"\nWrote {out_dir}/summary.json, results.nc" + (" and figures" if run["plots"] else ""))
+
+
+def _quote(path) -> str:
+    import shlex
+
+    return shlex.quote(str(path))
 
 
 def _print_comparison(rows: list[dict]) -> None:

@@ -108,7 +108,7 @@ def layer_usage(dataset, summary: dict, path: Path) -> None:
     years = dataset.sizes["year"]
     exceed = np.arange(years, 0, -1) / years  # probability of exceeding the i-th smallest
     for i, (c, colour) in enumerate(zip(contracts, OKABE_ITO * 4)):
-        due = np.sort(dataset["ceded_due_by_contract"].values[:, i])
+        due = np.sort(dataset["ceded_due_by_contract"][:, i].values)
         cover = c["aggregate_cover"]
         if cover is None:  # a quota share: relative to its mean
             usage, label = due / max(due.mean(), 1e-300), f"{c['name']} (x its mean)"

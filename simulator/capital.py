@@ -29,37 +29,68 @@ COMPREHENSIVE_THRESHOLD = 1.0
 CORE_THRESHOLD = 0.5
 
 
+def tail_rule(total: np.ndarray, level: float) -> tuple[float, float, float]:
+    """``(v, w_above, w_at)``: a year's TVaR weight is ``w_above`` if its total exceeds the VaR ``v``,
+    ``w_at`` if it equals it, else 0, and ``sum(w * total) == TVaR_level(total)``.
+
+    Every year tied at the VaR gets the same weight (the weight of the order statistics they
+    occupy, straddle included), so the weights do not depend on the order of the years.
+    """
+    n = total.size
+    rank = max(1, math.ceil(n * level - 1e-9))
+    v = float(np.partition(total, rank - 1)[rank - 1])
+    above, at = int(np.count_nonzero(total > v)), int(np.count_nonzero(total == v))
+    w_above = 1.0 / (n * (1.0 - level))
+    w_at = ((n - rank - above) * w_above + (rank / n - level) / (1.0 - level)) / at
+    return v, w_above, w_at
+
+
 def tail_weights(total: np.ndarray, level: float) -> np.ndarray:
     """Per-year weights ``w`` with ``sum(w * total) == TVaR_level(total)`` on the empirical distribution."""
-    n = total.size
-    order = np.argsort(total, kind="stable")
-    rank = max(1, math.ceil(n * level - 1e-9))
-    weights = np.zeros(n)
-    weights[order[rank:]] = 1.0 / (n * (1.0 - level))
-    weights[order[rank - 1]] = (rank / n - level) / (1.0 - level)
-    return weights
+    v, w_above, w_at = tail_rule(total, level)
+    return np.where(total > v, w_above, np.where(total == v, w_at, 0.0))
 
 
-def euler_allocation(total: np.ndarray, parts: np.ndarray, level: float = ALLOCATION_LEVEL) -> dict:
-    """TVaR Euler contributions of ``parts`` [year, part] (summing to ``total`` year by year).
+def euler_allocation(total: np.ndarray, parts, level: float = ALLOCATION_LEVEL) -> dict:
+    """TVaR Euler contributions of ``parts`` (summing to ``total`` year by year).
 
+    ``parts`` is an array [year, part], or a function returning an iterable of such arrays for
+    consecutive runs of years (it is called twice; memory then does not grow with the years).
     Returns the contributions to ``TVaR - mean`` and their Monte Carlo standard errors, from the
     influence function of each contribution, ``psi_i = 1{tail} (x_gi - c_g) / (1 - a) - (x_gi - mu_g)``
     (SE = sd(psi) / sqrt(n); the VaR threshold's own noise is second order for a smooth
     conditional mean).
     """
     total = np.asarray(total, dtype=np.float64)
-    parts = np.asarray(parts, dtype=np.float64)
-    weights = tail_weights(total, level)
-    tail_mean = weights @ parts  # E[X_g | tail]
-    mean = parts.mean(axis=0)
-    in_tail = (weights > 0).astype(np.float64)[:, None]
-    psi = in_tail * (parts - tail_mean) / (1.0 - level) - (parts - mean)
+    pieces = parts if callable(parts) else (lambda: [parts])
+    n = total.size
+    v, w_above, w_at = tail_rule(total, level)
+
+    def runs():
+        start = 0
+        for piece in pieces():
+            piece = np.asarray(piece, dtype=np.float64)
+            t = total[start:start + piece.shape[0]]
+            start += piece.shape[0]
+            yield piece, np.where(t > v, w_above, np.where(t == v, w_at, 0.0))
+        if start != n:
+            raise ValueError(f"parts cover {start} years, the total {n}")
+
+    tail_mean = mean = 0.0
+    for piece, w in runs():
+        tail_mean = tail_mean + w @ piece  # E[X_g | tail]
+        mean = mean + piece.sum(axis=0) / n
+    psi_sum = psi_square = 0.0
+    for piece, w in runs():
+        psi = (w > 0)[:, None] * (piece - tail_mean) / (1.0 - level) - (piece - mean)
+        psi_sum, psi_square = psi_sum + psi.sum(axis=0), psi_square + (psi**2).sum(axis=0)
+    psi_var = np.maximum(psi_square / n - (psi_sum / n) ** 2, 0.0)
+    tvar = float(np.where(total > v, w_above, np.where(total == v, w_at, 0.0)) @ total)
     return {
         "contribution": tail_mean - mean,
         "tvar_contribution": tail_mean,
-        "se": psi.std(axis=0) / math.sqrt(total.size),
-        "tvar": float(weights @ total),
+        "se": np.sqrt(psi_var) / math.sqrt(n),
+        "tvar": tvar,
         "mean": float(total.mean()),
     }
 
@@ -113,7 +144,7 @@ def assess(net_cost: np.ndarray, *, available: float | None, core: float | None 
     return out
 
 
-def allocate(net_cost: np.ndarray, parts: np.ndarray, labels: list[str], required: float,
+def allocate(net_cost: np.ndarray, parts, labels: list[str], required: float,
              level: float = ALLOCATION_LEVEL) -> dict:
     """Allocate ``required`` to the labelled parts in proportion to their Euler TVaR contributions."""
     euler = euler_allocation(net_cost, parts, level)

@@ -16,7 +16,7 @@ import dataclasses
 import functools
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import jax
 import numpy as np
@@ -45,6 +45,18 @@ class YearTable:
     payments: np.ndarray  # [year, development year] gross payments ([year, 0]: not tracked)
     open_disputes: np.ndarray  # [year, development year] disputes open at each year-end
     open_weight: np.ndarray  # [year, development year] their case-reserve weights summed
+
+    @property
+    def years(self) -> int:
+        return int(self.gross.shape[0])
+
+    @classmethod
+    def concatenate(cls, tables: Sequence[YearTable]) -> YearTable:
+        """Consecutive chunks as one table."""
+        if len(tables) == 1:
+            return tables[0]
+        return cls(**{f.name: np.concatenate([getattr(t, f.name) for t in tables])
+                      for f in dataclasses.fields(cls)})
 
 
 def host_device_flags(flags: str | None = None, cores: int | None = None) -> str:
@@ -114,106 +126,147 @@ def run_years(
     first_year: int = 0,
     progress: Callable[[int], None] | None = None,
     devices: Sequence[jax.Device] | None = None,
-) -> YearTable:
+    sink: Callable[[int, YearTable], None] | None = None,
+    skip: Collection[int] = (),
+) -> YearTable | None:
     """Simulate years ``first_year .. first_year + years - 1``.
 
     Args:
         key: the run's key; year ``y`` uses ``fold_in(key, y)``.
         params, shape: from :func:`leisim.scenarios.compose.compose`.
         years: number of simulated years.
-        chunk_size: years per kernel call (memory grows with it; results do not change). Rounded
-            up to a multiple of the device count.
+        chunk_size: years per kernel call (memory grows with it; results do not change). Each
+            call is padded to a multiple of the device count (the padding years are dropped), so
+            chunk boundaries do not depend on the devices.
         progress: called with the number of years just finished.
-        devices: where to run [default: all local devices of the default backend]. Results do
-            not depend on it.
+        devices: where to run [default: every device of every process (:func:`run_devices`)].
+            Results do not depend on it.
+        sink: called with ``(start, chunk)`` for each finished chunk, in order (``start`` counts
+            from ``first_year``), which is then dropped: memory stays constant however many years
+            are run, and nothing is returned. Without it, the whole table is returned.
+        skip: chunk starts not to simulate (they were finished before: resumed runs). Chunk
+            boundaries are multiples of ``chunk_size``.
+
+    With several processes (``jax.distributed``), every process calls this with the same
+    arguments; each simulates the years of its own devices, and every process receives every
+    chunk (an all-gather), so ``sink`` sees the same chunks everywhere.
     """
     _require_x64()
     if years < 1 or chunk_size < 1:
         raise ValueError(f"years and chunk_size must be >= 1, got {years} and {chunk_size}")
-    devices = tuple(devices or jax.local_devices())
-    n_devices = len(devices)
-    chunk_size = -(-min(chunk_size, years) // n_devices) * n_devices
+    devices = tuple(devices or run_devices())
+    chunk_size = min(chunk_size, years)
+    batch = rounded_chunk_size(chunk_size, years, len(devices))
     kernel, year_sharding, replicated = sharded_kernel(shape, devices)
     key, params = jax.device_put((key, params), replicated)
-    n_groups = shape.n_cells
-    gross, ground_up = np.empty(years), np.empty(years)
-    by_group, max_dispute = np.empty((years, n_groups)), np.empty(years)
-    disputes, events = np.empty(years, np.int64), np.empty(years, np.int64)
-    campaigns, campaign_disputes = np.empty(years, np.int64), np.empty(years, np.int64)
-    overflow = np.zeros(years, bool)
-    if shape.n_reinsurers > 0:
-        n_programs, n_contracts = params.programs.kind.shape
-    else:
-        n_programs, n_contracts = 0, 0
-    ceded_due, recovered = np.zeros((years, n_programs, n_contracts)), np.zeros((years, n_programs, n_contracts))
-    net, net_by_group = np.zeros((years, n_programs)), np.empty((years, n_groups))
-    payments, open_disputes = np.zeros((years, shape.dev_years)), np.zeros((years, shape.dev_years), np.int64)
-    open_weight = np.zeros((years, shape.dev_years))
+    grown = [shape]  # buffers that held the largest overflowing year so far
+    chunks: list[YearTable] = []
 
-    def put(rows, out: YearResult, n: int) -> None:
-        gross[rows] = np.asarray(out.gross)[:n]
-        ground_up[rows] = np.asarray(out.ground_up)[:n]
-        by_group[rows] = np.asarray(out.gross_by_group)[:n]
-        max_dispute[rows] = np.asarray(out.max_dispute)[:n]
-        disputes[rows] = np.asarray(out.disputes)[:n]
-        events[rows] = np.asarray(out.events)[:n]
-        campaigns[rows] = np.asarray(out.campaigns)[:n]
-        campaign_disputes[rows] = np.asarray(out.campaign_disputes)[:n]
-        overflow[rows] = np.asarray(out.overflow)[:n]
-        net_by_group[rows] = np.asarray(out.net_by_group)[:n]
-        if n_programs:
-            ceded_due[rows] = np.asarray(out.ceded_due)[:n]
-            recovered[rows] = np.asarray(out.recovered)[:n]
-            net[rows] = np.asarray(out.net)[:n]
-        if shape.dev_years:
-            payments[rows] = np.asarray(out.payments)[:n]
-            open_disputes[rows] = np.asarray(out.open_disputes)[:n]
-            open_weight[rows] = np.asarray(out.open_weight)[:n]
-
-    def store(start: int, out: YearResult) -> None:
+    def finish(start: int, out: YearResult) -> None:
         n = min(start + chunk_size, years) - start
-        put(slice(start, start + n), out, n)
+        table = _recompute_overflows(_to_host(out, n), key, params, grown, devices, first_year + start)
+        if sink is None:
+            chunks.append(table)
+        else:
+            sink(start, table)
         if progress is not None:
             progress(n)
 
     pending = None
     for start in range(0, years, chunk_size):
-        year_ids = jax.device_put(np.arange(first_year + start, first_year + start + chunk_size, dtype=np.uint32),
-                                  year_sharding)
-        out = kernel(key, year_ids, params)  # dispatched asynchronously
+        if start in skip:
+            continue
+        ids = np.arange(first_year + start, first_year + start + batch, dtype=np.uint32)
+        out = kernel(key, _global_array(ids, year_sharding), params)  # dispatched asynchronously
         if pending is not None:
-            store(*pending)  # copy the previous chunk while this one runs
+            finish(*pending)  # copy the previous chunk while this one runs
         pending = (start, out)
-    store(*pending)
+    if pending is not None:
+        finish(*pending)
+    if sink is not None:
+        return None
+    if not chunks:
+        raise ValueError("every chunk was skipped: nothing to return")
+    return YearTable.concatenate(chunks)
 
+
+def run_devices(limit: int | None = None) -> tuple[jax.Device, ...]:
+    """The devices a run uses: all of them (every process's, under ``jax.distributed``), or the
+    first ``limit`` local ones."""
+    if limit is None:
+        return tuple(jax.devices())
+    if limit < 1:
+        raise ValueError(f"the device limit must be >= 1, got {limit}")
+    if jax.process_count() > 1:
+        raise ValueError("a device limit applies to one process; with jax.distributed every device is used")
+    return tuple(jax.local_devices()[:limit])
+
+
+def rounded_chunk_size(chunk_size: int, years: int, n_devices: int) -> int:
+    """Years per kernel call: at most ``years``, rounded up to a multiple of the device count."""
+    return -(-min(chunk_size, years) // n_devices) * n_devices
+
+
+def _global_array(values: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    """``values`` (the same on every process) as an array sharded over ``sharding``'s devices."""
+    return jax.make_array_from_callback(values.shape, sharding, lambda index: values[index])
+
+
+def _to_host(out: YearResult, n: int) -> YearResult:
+    """The first ``n`` years of a kernel result as NumPy arrays (gathered from every process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        out = multihost_utils.process_allgather(out, tiled=True)
+    return YearResult(*(np.asarray(field)[:n] for field in out))
+
+
+def _recompute_overflows(out: YearResult, key, params, grown: list[EngineShape], devices, first: int) -> YearTable:
+    """Recompute the years whose buffers overflowed with larger buffers; return the chunk's table.
+
+    ``grown[0]`` keeps the largest buffers used so far, so each size compiles once per run.
+    Every process sees the same chunk, so they all take the same decisions (collectives match).
+    """
+    fields = {name: np.array(value) for name, value in out._asdict().items()}
+    overflow = fields["overflow"].astype(bool)
     recomputed = np.flatnonzero(overflow)
-    todo, big = recomputed, shape
+    todo = recomputed
+    n_devices = len(devices)
     block_size = -(-RECOMPUTE_BLOCK // n_devices) * n_devices
     while todo.size:
-        big = _grow(big, int(events[todo].max()), int((disputes - campaign_disputes)[todo].max()),
-                    int(campaigns[todo].max()), int(campaign_disputes[todo].max()))
-        big_kernel, _, _ = sharded_kernel(big._replace(batch_years=RECOMPUTE_BLOCK), devices)
+        grown[0] = _grow(grown[0], int(fields["events"][todo].max()),
+                         int((fields["disputes"] - fields["campaign_disputes"])[todo].max()),
+                         int(fields["campaigns"][todo].max()), int(fields["campaign_disputes"][todo].max()))
+        big_kernel, year_sharding, _ = sharded_kernel(grown[0]._replace(batch_years=RECOMPUTE_BLOCK), devices)
         for block in range(0, todo.size, block_size):
             rows = todo[block:block + block_size]
-            ids = np.full(block_size, first_year + rows[0], np.uint32)
-            ids[: rows.size] = first_year + rows
-            out = big_kernel(key, jax.device_put(ids, year_sharding), params)
-            put(rows, out, rows.size)
+            ids = np.full(block_size, first + rows[0], np.uint32)
+            ids[: rows.size] = first + rows
+            again = _to_host(big_kernel(key, _global_array(ids, year_sharding), params), rows.size)
+            for name, value in again._asdict().items():
+                fields[name][rows] = value
+        overflow = fields["overflow"].astype(bool)
         todo = todo[overflow[todo]]
-
+    n = overflow.size
+    if grown[0].n_reinsurers == 0:  # the kernel's one-element placeholders: nothing ceded
+        fields["ceded_due"] = fields["recovered"] = np.zeros((n, 0, 0))
+        fields["net"] = np.zeros((n, 0))
+    if grown[0].dev_years == 0:  # payments not tracked
+        fields["payments"] = fields["open_weight"] = np.zeros((n, 0))
+        fields["open_disputes"] = np.zeros((n, 0), np.int32)
     return YearTable(
-        gross=gross,
-        ground_up=ground_up,
-        gross_by_group=by_group,
-        max_dispute=max_dispute,
-        disputes=disputes.astype(np.int32),
-        campaign_disputes=campaign_disputes.astype(np.int32),
-        recomputed_years=recomputed + first_year,
-        ceded_due=ceded_due,
-        recovered=recovered,
-        net=net,
-        net_by_group=net_by_group,
-        payments=payments,
-        open_disputes=open_disputes.astype(np.int32),
-        open_weight=open_weight,
+        gross=fields["gross"],
+        ground_up=fields["ground_up"],
+        gross_by_group=fields["gross_by_group"],
+        max_dispute=fields["max_dispute"],
+        disputes=fields["disputes"].astype(np.int32),
+        campaign_disputes=fields["campaign_disputes"].astype(np.int32),
+        recomputed_years=(recomputed + first).astype(np.int64),
+        ceded_due=fields["ceded_due"],
+        recovered=fields["recovered"],
+        net=fields["net"],
+        net_by_group=fields["net_by_group"],
+        payments=fields["payments"],
+        open_disputes=fields["open_disputes"].astype(np.int32),
+        open_weight=fields["open_weight"],
     )

@@ -65,15 +65,18 @@ def tvar_se(losses: np.ndarray, level: float, value_at_risk: float) -> float:
     return float(excess.std() / ((1.0 - level) * math.sqrt(losses.size)))
 
 
-def risk_measures(losses: np.ndarray, levels=LEVELS) -> dict:
+def risk_measures(losses: np.ndarray, levels=LEVELS, *, presorted: bool = False) -> dict:
     """Mean, std, VaR and TVaR at ``levels``, each with its Monte Carlo standard error.
 
     Keys follow summary.json: ``{"mean", "std", "var": {level: ...}, "tvar": {...}, "se": {...}}``.
+    ``presorted``: ``losses`` are already in ascending order (saves a sorted copy). Every figure
+    is computed from the sorted years, so it does not depend on their order.
     """
     losses = np.asarray(losses, dtype=np.float64)
     if losses.size == 0:
         raise ValueError("no simulated years")
-    ordered = np.sort(losses)
+    ordered = losses if presorted else np.sort(losses)
+    losses = ordered
     n = losses.size
     mean, std = float(losses.mean()), float(losses.std(ddof=1)) if n > 1 else 0.0
     out = {"mean": mean, "std": std, "var": {}, "tvar": {},
@@ -88,12 +91,13 @@ def risk_measures(losses: np.ndarray, levels=LEVELS) -> dict:
     return out
 
 
-def exceedance_curve(losses: np.ndarray, return_periods=RETURN_PERIODS) -> dict:
+def exceedance_curve(losses: np.ndarray, return_periods=RETURN_PERIODS, *, presorted: bool = False) -> dict:
     """Loss exceeded once in T years on average, for T up to a tenth of the simulated years.
 
     For annual totals this is the AEP curve; for the largest dispute of each year, the OEP curve.
     """
-    ordered = np.sort(np.asarray(losses, dtype=np.float64))
+    ordered = np.asarray(losses, dtype=np.float64)
+    ordered = ordered if presorted else np.sort(ordered)
     periods = [t for t in return_periods if t * 10 <= ordered.size]
     return {
         "return_period": periods,
@@ -126,8 +130,16 @@ def parameter_variance_share(losses: np.ndarray, draw: np.ndarray) -> dict:
     (process) variances and the parameter share of their sum (clipped to [0, 1]).
     """
     losses = np.asarray(losses, dtype=np.float64)
-    groups, index, sizes = np.unique(draw, return_inverse=True, return_counts=True)
-    n, k = losses.size, groups.size
+    draw = np.asarray(draw)
+    if draw.dtype.kind in "iu" and draw.size and draw.min() >= 0:  # draw indices: no sort needed
+        counts = np.bincount(draw)
+        index, sizes = draw, counts
+        present = counts > 0
+        if not present.all():
+            index, sizes = (np.cumsum(present) - 1)[draw], counts[present]
+    else:
+        _, index, sizes = np.unique(draw, return_inverse=True, return_counts=True)
+    n, k = losses.size, sizes.size
     if k < 2 or n <= k:
         return {"draws": int(k), "parameter_variance": 0.0, "process_variance": float(losses.var(ddof=1)) if n > 1 else 0.0,
                 "parameter_share": 0.0}

@@ -216,25 +216,31 @@ def reinstated(contract: Contract, due: np.ndarray) -> np.ndarray:
     return np.minimum(due, contract.reinstatements * contract.limit)
 
 
-def price(contract: Contract, due: np.ndarray) -> dict:
-    """The contract's premium and its annual reinstatement premiums (arrays over years).
+def reinstatement_share(contract: Contract, due: np.ndarray) -> np.ndarray:
+    """Each year's reinstated amount as a share of the layer limit (0 for other contracts)."""
+    amount = reinstated(contract, due)
+    return amount / contract.limit if contract.kind == "per_dispute_xl" else np.zeros_like(due)
+
+
+def price_from_means(contract: Contract, mean_due: float, mean_share: float) -> dict:
+    """The contract's premium and ceding commission from the run's mean due and mean reinstated share.
 
     A fixed premium is taken as given. Otherwise the premium is the expected ceded loss times
     ``1 + loading``, net of the expected reinstatement premiums it will earn: for a layer with
     paid reinstatements at rate ``c``, ``P (1 + c E[min(L, k l)] / l) = (1 + loading) E[min(L, (k+1) l)]``
     (Mata 2000; Sundt 1991), where ``due = min(L, (k+1) l)`` is the annual ceded loss.
     """
-    amount = reinstated(contract, due)
-    share = amount / contract.limit if contract.kind == "per_dispute_xl" else np.zeros_like(due)
-    rate = contract.reinstatement_premium
     if contract.premium is not None:
         premium = contract.premium
     else:
-        premium = (1.0 + contract.loading) * float(due.mean()) / (1.0 + rate * float(share.mean()))
+        premium = (1.0 + contract.loading) * mean_due / (1.0 + contract.reinstatement_premium * mean_share)
     commission = contract.ceding_commission * premium if contract.kind == "quota_share" else 0.0
-    return {
-        "premium": premium,
-        "priced": contract.premium is None,
-        "ceding_commission": commission,
-        "reinstatement_premiums": rate * premium * share,  # [year]
-    }
+    return {"premium": premium, "priced": contract.premium is None, "ceding_commission": commission}
+
+
+def price(contract: Contract, due: np.ndarray) -> dict:
+    """:func:`price_from_means` on the years ``due``, plus each year's reinstatement premium."""
+    share = reinstatement_share(contract, due)
+    out = price_from_means(contract, float(due.mean()), float(share.mean()))
+    out["reinstatement_premiums"] = contract.reinstatement_premium * out["premium"] * share  # [year]
+    return out

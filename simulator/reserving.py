@@ -60,22 +60,42 @@ def adequacy(run_off: np.ndarray, reserve: float) -> dict:
 def summarize(payments: np.ndarray, open_disputes: np.ndarray, open_weight: np.ndarray | None = None, *,
               held: float | None = None) -> dict:
     """The ``reserves`` block of summary.json (``open_weight`` defaults to the open counts)."""
-    payments = np.asarray(payments, dtype=np.float64)
-    open_disputes = np.asarray(open_disputes, dtype=np.float64)
-    open_weight = open_disputes if open_weight is None else np.asarray(open_weight, dtype=np.float64)
-    n, n_dev = payments.shape
-    ultimate = payments.sum(axis=1)
-    mean_payments = payments.mean(axis=0)
-    expected_ultimate = float(ultimate.mean())
-    out_k = outstanding(payments)
-    be = best_estimate(open_weight, out_k)
-    run_off = out_k[:, 0]
+    open_weight = open_disputes if open_weight is None else open_weight
+    return summarize_runs(lambda: [(payments, open_disputes, open_weight)], held=held)
+
+
+def summarize_runs(runs, *, held: float | None = None) -> dict:
+    """:func:`summarize` over consecutive runs of years: ``runs()`` yields ``(payments,
+    open_disputes, open_weight)`` arrays [year, development year] and is called once per pass, so
+    memory holds one column of the years at a time, not the whole table."""
+    def each():
+        for p, o, w in runs():
+            yield np.asarray(p, np.float64), np.asarray(o, np.float64), np.asarray(w, np.float64)
+
+    def column(fn) -> np.ndarray:
+        return np.concatenate([fn(*r) for r in each()])
+
+    n, sums = 0, None
+    for p, o, w in each():
+        n += p.shape[0]
+        s = np.stack([p.sum(axis=0), o.sum(axis=0), w.sum(axis=0), outstanding(p).sum(axis=0)])
+        sums = s if sums is None else sums + s
+    mean_payments, mean_open, mean_weight, mean_outstanding = sums / n
+    n_dev = mean_payments.size
+    expected_ultimate = float(mean_payments.sum())
+    per_open = np.where(mean_weight > 0, mean_outstanding / np.where(mean_weight > 0, mean_weight, 1.0), 0.0)
+    run_off = column(lambda p, o, w: outstanding(p)[:, 0])
     expected_outstanding = float(run_off.mean())
-    development = (payments[:, 1] + be[:, 1] - be[:, 0]) if n_dev > 1 else np.zeros(n)
+    be_0 = column(lambda p, o, w: w[:, 0] * per_open[0])
+    best_estimate_covers = float(np.mean(run_off <= be_0))
+    del be_0
+    development = (column(lambda p, o, w: p[:, 1] + (w[:, 1] * per_open[1] - w[:, 0] * per_open[0]))
+                   if n_dev > 1 else np.zeros(n))
     movement = metrics.risk_measures(development, levels=(0.995,))
+    del development
+    quantiles = np.array([np.quantile(column(lambda p, o, w, k=k: p[:, k]), (0.5, 0.995)) for k in range(n_dev)])
     held_reserve = expected_outstanding if held is None else float(held)
-    ordered = np.sort(run_off)
-    return {
+    out = {
         "expected_outstanding": expected_outstanding,
         "expected_outstanding_se": float(run_off.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0,
         "expected_ultimate": expected_ultimate,
@@ -85,11 +105,11 @@ def summarize(payments: np.ndarray, open_disputes: np.ndarray, open_weight: np.n
             "incremental_share": (mean_payments / expected_ultimate if expected_ultimate > 0 else mean_payments * 0).tolist(),
             "cumulative_share": (np.cumsum(mean_payments) / expected_ultimate if expected_ultimate > 0
                                  else mean_payments * 0).tolist(),
-            "payments_q0.5": np.quantile(payments, 0.5, axis=0).tolist(),
-            "payments_q0.995": np.quantile(payments, 0.995, axis=0).tolist(),
+            "payments_q0.5": quantiles[:, 0].tolist(),
+            "payments_q0.995": quantiles[:, 1].tolist(),
         },
-        "expected_outstanding_by_year_end": out_k.mean(axis=0).tolist(),
-        "expected_open_disputes_by_year_end": open_disputes.mean(axis=0).tolist(),
+        "expected_outstanding_by_year_end": mean_outstanding.tolist(),
+        "expected_open_disputes_by_year_end": mean_open.tolist(),
         "one_year_reserve_risk": {
             "mean": movement["mean"],
             "std": movement["std"],
@@ -105,10 +125,12 @@ def summarize(payments: np.ndarray, open_disputes: np.ndarray, open_weight: np.n
             "held": "scenario [reserves] held_cny" if held is not None else "the expected outstanding (best estimate)",
         },
         "best_estimate_adequacy": {
-            "probability": float(np.mean(run_off <= be[:, 0])),
+            "probability": best_estimate_covers,
             "description": "probability that the year-end best estimate BE_0 (set from the open disputes "
                            "and their forums) covers the run-off",
         },
-        "reserve_for_adequacy": {f"{level:g}": metrics.var(ordered, level) for level in ADEQUACY_LEVELS},
         "basis": "gross of reinsurance, CNY, per underwriting year; payments evenly over each dispute's duration",
     }
+    run_off.sort()
+    out["reserve_for_adequacy"] = {f"{level:g}": metrics.var(run_off, level) for level in ADEQUACY_LEVELS}
+    return out

@@ -1,6 +1,10 @@
-"""Turn per-year arrays into the file contracts: summary.json's dict and results.nc's Dataset.
+"""Turn simulated years into the file contracts: summary.json's dict and results.nc.
 
-The only place where the simulator meets xarray (STYLE.md rule 5).
+Years arrive as *records*: one dict of NumPy arrays per chunk of consecutive years (see
+:func:`record`), from memory (:class:`MemoryYears`) or from a run's checkpoint on disk
+(:class:`leisim.simulator.store.ChunkStore`). Every figure is computed in passes over the records,
+holding at most a couple of per-year columns at once, so a run of 1e7 years fits in constant
+memory; in-memory and on-disk years give identical numbers.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ def provenance(*, scenario_name: str, scenario_sha256: str, seed: int, years: in
         "numpyro_version": ver("numpyro"),
         "python_version": platform.python_version(),
         "device": f"{device.platform}:{getattr(device, 'device_kind', '')} x{jax.device_count()}",
+        "processes": jax.process_count(),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command or "",
     }
@@ -57,36 +62,152 @@ def by_country(table: YearTable, group_country: tuple[str, ...], countries: tupl
     return by_label(table.gross_by_group, group_country, countries)
 
 
-def program_outcome(table: YearTable, contracts: tuple[Contract, ...], index: int, premium_cny: float) -> dict:
-    """One reinsurance program's per-year results and prices (program ``index`` of the run).
+def dispute_types(composition) -> tuple[str, ...]:
+    return tuple(sorted(set(composition.group_dispute_type)))
 
-    ``ceded`` is what the reinsurers pay (after default) and ``net = gross - ceded``;
-    ``net_cost`` adds the reinstatement premiums the year triggers (the random part of the
-    reinsurance cost). ``fixed_cost``: premiums minus ceding commissions (the same every year).
+
+def record(table: YearTable, composition) -> dict[str, np.ndarray]:
+    """What the outputs need from a chunk of years (per-cell columns summed by country and type).
+
+    Keys: ``gross, ground_up, max_dispute, disputes, campaign_disputes`` [year];
+    ``gross_by_country, net_by_country`` [year, country]; ``net_by_dispute_type`` [year, type]
+    (the first program's net; gross without reinsurance); ``ceded_due, recovered``
+    [year, program, contract]; ``net`` [year, program]; ``payments, open_disputes, open_weight``
+    [year, development year]; ``recomputed_years`` (year indices).
     """
-    gross = table.gross
+    net_groups = table.net_by_group if composition.programs else table.gross_by_group
+    return {
+        "gross": table.gross, "ground_up": table.ground_up, "max_dispute": table.max_dispute,
+        "disputes": table.disputes, "campaign_disputes": table.campaign_disputes,
+        "gross_by_country": by_label(table.gross_by_group, composition.group_country, composition.countries),
+        "net_by_country": by_label(net_groups, composition.group_country, composition.countries),
+        "net_by_dispute_type": by_label(net_groups, composition.group_dispute_type, dispute_types(composition)),
+        "ceded_due": table.ceded_due, "recovered": table.recovered, "net": table.net,
+        "payments": table.payments, "open_disputes": table.open_disputes, "open_weight": table.open_weight,
+        "recomputed_years": table.recomputed_years,
+    }
+
+
+class MemoryYears:
+    """Records held in memory (a whole run, or one chunk)."""
+
+    def __init__(self, records: list[dict[str, np.ndarray]]):
+        self._records = list(records)
+        self.years = sum(int(r["gross"].shape[0]) for r in self._records)
+
+    def records(self):
+        yield from self._records
+
+
+def _column(years, fn) -> np.ndarray:
+    """``fn(record)`` for every record, concatenated over the years (float64)."""
+    return np.concatenate([np.asarray(fn(r), dtype=np.float64) for r in years.records()])
+
+
+def _sums(years, fn) -> np.ndarray:
+    """Sum over the years of ``fn(record)`` (float64; pairwise within records, then across them)."""
+    return np.sum(np.stack([np.asarray(fn(r), dtype=np.float64).sum(axis=0) for r in years.records()]), axis=0)
+
+
+def program_prices(years, contracts: tuple[Contract, ...], index: int) -> list[dict]:
+    """Each contract of program ``index`` priced on the run's years (one pass)."""
     if not contracts:
-        zero = np.zeros_like(gross)
-        return {"contracts": (), "net": gross.copy(), "ceded": zero, "net_cost": gross.copy(), "due": np.zeros((gross.size, 0)),
-                "recovered": np.zeros((gross.size, 0)), "prices": [], "reinstatement_premiums": np.zeros((gross.size, 0)),
-                "fixed_cost": 0.0, "margin": 0.0, "net_premium": premium_cny}
+        return []
+
+    def moments(r):
+        due = r["ceded_due"][:, index]
+        return np.stack([np.stack([due[:, i], reinsurance.reinstatement_share(c, due[:, i])], axis=1)
+                         for i, c in enumerate(contracts)], axis=2)  # [year, (due, share), contract]
+
+    means = _sums(years, moments) / years.years
+    return [reinsurance.price_from_means(c, float(means[0, i]), float(means[1, i])) for i, c in enumerate(contracts)]
+
+
+def program_chunk(r: dict, contracts: tuple[Contract, ...], index: int, prices: list[dict]) -> dict:
+    """Program ``index``'s per-year results on one record: ``net, ceded, net_cost`` [year],
+    ``due, recovered, reinstatement_premiums`` [year, contract].
+
+    ``ceded`` is what the reinsurers pay (after default) and ``net = gross - ceded``; ``net_cost``
+    adds the reinstatement premiums the year triggers (the random part of the reinsurance cost).
+    """
+    gross = r["gross"]
     n = len(contracts)
-    due, recovered = table.ceded_due[:, index, :n], table.recovered[:, index, :n]
-    net = table.net[:, index]
-    prices = [reinsurance.price(c, due[:, i]) for i, c in enumerate(contracts)]
-    rip = np.stack([p["reinstatement_premiums"] for p in prices], axis=1)
-    fixed = sum(p["premium"] - p["ceding_commission"] for p in prices)
-    margin = fixed + float(rip.sum(axis=1).mean()) - float(recovered.sum(axis=1).mean())
-    return {"contracts": contracts, "net": net, "ceded": gross - net, "net_cost": net + rip.sum(axis=1), "due": due,
-            "recovered": recovered, "prices": prices, "reinstatement_premiums": rip, "fixed_cost": fixed,
-            "margin": margin, "net_premium": premium_cny - fixed}
+    if not n:
+        empty = np.zeros((gross.size, 0))
+        return {"net": gross, "ceded": np.zeros_like(gross), "net_cost": gross, "due": empty, "recovered": empty,
+                "reinstatement_premiums": empty}
+    due, recovered, net = r["ceded_due"][:, index, :n], r["recovered"][:, index, :n], r["net"][:, index]
+    rip = np.stack([c.reinstatement_premium * p["premium"] * reinsurance.reinstatement_share(c, due[:, i])
+                    for i, (c, p) in enumerate(zip(contracts, prices))], axis=1)
+    return {"net": net, "ceded": gross - net, "net_cost": net + rip.sum(axis=1), "due": due, "recovered": recovered,
+            "reinstatement_premiums": rip}
 
 
-def _contract_report(contract: Contract, due: np.ndarray, recovered: np.ndarray, price: dict, rip: np.ndarray) -> dict:
-    n = due.size
+def _fixed_cost(prices: list[dict]) -> float:
+    """Premiums minus ceding commissions (the same every year)."""
+    return sum(p["premium"] - p["ceding_commission"] for p in prices)
+
+
+def program_outcome(table: YearTable, contracts: tuple[Contract, ...], index: int, premium_cny: float) -> dict:
+    """One reinsurance program's per-year results and prices (program ``index`` of an in-memory run).
+
+    ``fixed_cost``: premiums minus ceding commissions; ``margin``: that plus the expected
+    reinstatement premiums minus the expected recoveries.
+    """
+    r = {"gross": table.gross, "ceded_due": table.ceded_due, "recovered": table.recovered, "net": table.net}
+    prices = program_prices(MemoryYears([r]), contracts, index)
+    out = program_chunk(r, contracts, index, prices)
+    fixed = _fixed_cost(prices)
+    out |= {"contracts": contracts, "prices": prices, "fixed_cost": fixed, "net_premium": premium_cny - fixed,
+            "margin": (fixed + float(out["reinstatement_premiums"].sum(axis=1).mean())
+                       - float(out["recovered"].sum(axis=1).mean())) if contracts else 0.0}
+    return out
+
+
+class _Program:
+    """A program's prices and per-contract sums over the years (two passes over the records)."""
+
+    def __init__(self, years, contracts: tuple[Contract, ...], index: int, premium_cny: float):
+        self.years, self.contracts, self.index = years, contracts, index
+        self.prices = program_prices(years, contracts, index)
+        self.fixed_cost = _fixed_cost(self.prices)
+        self.net_premium = premium_cny - self.fixed_cost
+        self.stats = self._contract_sums() / years.years if contracts else None
+
+    def chunks(self):
+        for r in self.years.records():
+            yield r, program_chunk(r, self.contracts, self.index, self.prices)
+
+    def column(self, name: str) -> np.ndarray:
+        return np.concatenate([np.asarray(c[name], np.float64) for _, c in self.chunks()])
+
+    def _contract_sums(self) -> np.ndarray:
+        total = 0.0
+        for _, c in self.chunks():
+            due, recovered, rip = c["due"], c["recovered"], c["reinstatement_premiums"]
+            used = np.stack([reinsurance.reinstatement_share(k, due[:, i]) if k.kind == "per_dispute_xl"
+                             else np.zeros(due.shape[0]) for i, k in enumerate(self.contracts)], axis=1)
+            covers = np.array([k.cover for k in self.contracts])
+            exhausted = np.where(np.isinf(covers), False, due >= np.where(np.isinf(covers), 0.0, covers) * (1 - 1e-12))
+            rows = np.stack([due, recovered, recovered**2, due - recovered, rip, used, due > 0, exhausted])
+            total = total + rows.sum(axis=1)  # [statistic, contract]
+        return total
+
+    @property
+    def margin(self) -> float:
+        if not self.contracts:
+            return 0.0
+        return self.fixed_cost + float(self.stats[4].sum()) - float(self.stats[1].sum())
+
+    def expected_recovered(self) -> np.ndarray:
+        return self.stats[1] if self.contracts else np.zeros(0)
+
+
+def _contract_report(contract: Contract, stats: np.ndarray, price: dict, n: int) -> dict:
+    """One contract's block from its mean statistics (see ``_Program._contract_sums``)."""
+    due, recovered, recovered_sq, default_loss, rip, used, hit, exhausted = stats
     cover = contract.cover
-    reinstatements = (np.minimum(due, contract.reinstatements * contract.limit) / contract.limit
-                      if contract.kind == "per_dispute_xl" and contract.reinstatements > 0 else np.zeros_like(due))
+    recovered_var = max(recovered_sq - recovered**2, 0.0) * n / (n - 1) if n > 1 else 0.0
     return {
         "name": contract.name,
         "type": contract.kind,
@@ -98,68 +219,79 @@ def _contract_report(contract: Contract, due: np.ndarray, recovered: np.ndarray,
         "premium": price["premium"],
         "premium_priced_at_expected_loss": price["priced"],
         "ceding_commission": price["ceding_commission"],
-        "expected_due": float(due.mean()),
-        "expected_recovered": float(recovered.mean()),
-        "expected_recovered_se": float(recovered.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0,
-        "expected_default_loss": float((due - recovered).mean()),
-        "expected_reinstatement_premium": float(rip.mean()),
-        "expected_reinstatements_used": float(reinstatements.mean()),
-        "margin": price["premium"] - price["ceding_commission"] + float(rip.mean()) - float(recovered.mean()),
-        "probability_of_loss": float(np.mean(due > 0)),
-        "probability_exhausted": None if math.isinf(cover) else float(np.mean(due >= cover * (1 - 1e-12))),
+        "expected_due": float(due),
+        "expected_recovered": float(recovered),
+        "expected_recovered_se": math.sqrt(recovered_var / n),
+        "expected_default_loss": float(default_loss),
+        "expected_reinstatement_premium": float(rip),
+        "expected_reinstatements_used": float(used),
+        "margin": price["premium"] - price["ceding_commission"] + float(rip) - float(recovered),
+        "probability_of_loss": float(hit),
+        "probability_exhausted": None if math.isinf(cover) else float(exhausted),
         "default_probability": contract.default_probability,
         "recovery_rate": contract.recovery_rate,
     }
 
 
-def reinsurance_report(outcome: dict) -> dict:
+def reinsurance_report(program: _Program) -> dict:
     """summary.json's ``reinsurance`` block for one program."""
-    contracts = outcome["contracts"]
+    n = program.years.years
     return {
         "applied": True,
-        "contracts": [_contract_report(c, outcome["due"][:, i], outcome["recovered"][:, i], outcome["prices"][i],
-                                       outcome["reinstatement_premiums"][:, i]) for i, c in enumerate(contracts)],
-        "fixed_cost": outcome["fixed_cost"],
-        "margin": outcome["margin"],
-        "net_premium": outcome["net_premium"],
+        "contracts": [_contract_report(c, program.stats[:, i], program.prices[i], n)
+                      for i, c in enumerate(program.contracts)],
+        "fixed_cost": program.fixed_cost,
+        "margin": program.margin,
+        "net_premium": program.net_premium,
         "order": "inuring: each contract applies to what the ones before it leave retained (recoveries deemed "
                  "recoverable); default is applied to each contract's due amount",
         "margin_definition": "premiums - ceding commissions + expected reinstatement premiums - expected recoveries",
     }
 
 
-def capital_report(outcome: dict, table: YearTable, composition, capital_spec: dict) -> dict:
-    """summary.json's ``capital`` block: requirement, ratios, exhaustion and Euler allocation."""
-    contracts = outcome["contracts"]
+def _assess(program: _Program, net_cost: np.ndarray, capital_spec: dict) -> dict:
+    """Required capital and solvency of a program's net cost under ``capital_spec``."""
     charge = 0.0
-    if capital_spec.get("counterparty_charge", False) and contracts:
-        charge = capital.counterparty_charge(contracts, outcome["recovered"].mean(axis=0))
+    if capital_spec.get("counterparty_charge", False) and program.contracts:
+        charge = capital.counterparty_charge(program.contracts, program.expected_recovered())
     available = capital_spec.get("available_cny")
-    out = capital.assess(outcome["net_cost"], available=None if available is None else float(available),
-                         core=capital_spec.get("core_cny"), charge=charge)
+    return capital.assess(net_cost, available=None if available is None else float(available),
+                          core=capital_spec.get("core_cny"), charge=charge)
+
+
+def capital_report(program: _Program, net_cost: np.ndarray, composition, capital_spec: dict) -> dict:
+    """summary.json's ``capital`` block: requirement, ratios, exhaustion and Euler allocation."""
+    out = _assess(program, net_cost, capital_spec)
     out["definition"] = ("required = 99.5% VaR of the net annual cost (net loss + reinstatement premiums) minus "
-                         "its mean" + (" + C-ROSS counterparty charge (factor x expected recoverables)" if charge else "")
+                         "its mean" + (" + C-ROSS counterparty charge (factor x expected recoverables)"
+                                       if out["counterparty_charge"] else "")
                          + "; solvency ratio = available / required; exhaustion: net cost above its mean by more "
                            "than the available capital")
-    net_groups = table.net_by_group if contracts else table.gross_by_group
-    rip = outcome["reinstatement_premiums"].sum(axis=1)
+    with_rip = bool(program.contracts) and float(program.stats[4].sum()) > 0
     allocation = {}
-    for key, labels, group_label in (("by_country", composition.countries, composition.group_country),
-                                     ("by_dispute_type", tuple(sorted(set(composition.group_dispute_type))),
-                                      composition.group_dispute_type)):
-        parts = by_label(net_groups, group_label, labels)
-        names = list(labels)
-        if np.any(rip > 0):
-            parts, names = np.concatenate([parts, rip[:, None]], axis=1), names + ["reinstatement_premiums"]
-        allocation[key] = capital.allocate(parts.sum(axis=1), parts, names, out["insurance_risk"])
+    for key, labels, field in (("by_country", composition.countries, "net_by_country"),
+                               ("by_dispute_type", dispute_types(composition), "net_by_dispute_type")):
+        names = list(labels) + (["reinstatement_premiums"] if with_rip else [])
+
+        def parts(field=field):
+            for r, c in program.chunks():
+                yield (np.concatenate([r[field], c["reinstatement_premiums"].sum(axis=1)[:, None]], axis=1)
+                       if with_rip else r[field])
+
+        allocation[key] = capital.allocate(net_cost, parts, names, out["insurance_risk"])
     allocation["method"] = (f"Euler allocation of TVaR {capital.ALLOCATION_LEVEL:g} (contributions to TVaR - mean), "
                             "scaled to the insurance-risk capital; shares add up to 1")
     out["allocation"] = allocation
     return out
 
 
+def _sorted(values: np.ndarray) -> np.ndarray:
+    values.sort()
+    return values
+
+
 def summarize(
-    table: YearTable,
+    years,
     composition,
     *,
     provenance_attrs: dict,
@@ -171,70 +303,82 @@ def summarize(
     """The summary.json document (DESIGN.md keys, plus extensions).
 
     Args:
+        years: the run's records (:class:`MemoryYears`, a :class:`~leisim.simulator.store.ChunkStore`),
+            or an in-memory :class:`YearTable`.
         composition: the run's :class:`leisim.scenarios.compose.Composition`; its first program
             is the one reported as ``ceded`` and ``net``.
         capital_spec, reserves_spec: the scenario's ``[capital]`` and ``[reserves]`` tables.
         point_estimate: risk measures of the same run at the posterior mean parameters (same seed,
             same years: common random numbers), for the parameter-uncertainty report.
     """
+    if isinstance(years, YearTable):
+        years = MemoryYears([record(years, composition)])
     capital_spec, reserves_spec = capital_spec or {}, reserves_spec or {}
     countries = composition.countries
-    gross = table.gross
-    gross_by_country = by_country(table, composition.group_country, countries)
+    n = years.years
     premium_cny = composition.premium_cny
-    program = composition.programs[0] if composition.programs else ()
-    outcome = program_outcome(table, program, 0, premium_cny)
-    out = {
-        "scenario": provenance_attrs["scenario"],
-        "seed": provenance_attrs["seed"],
-        "years": int(gross.size),
-        "currency": "CNY",
-        "premium": premium_cny,
-        "gross": metrics.risk_measures(gross),
-        "ceded": metrics.risk_measures(outcome["ceded"]),
-        "net": metrics.risk_measures(outcome["net"]),
-        "net_cost": metrics.risk_measures(outcome["net_cost"]),
-    }
-    out["capital"] = capital_report(outcome, table, composition, capital_spec)
+    program = _Program(years, composition.programs[0] if composition.programs else (), 0, premium_cny)
+    out = {"scenario": provenance_attrs["scenario"], "seed": provenance_attrs["seed"], "years": n,
+           "currency": "CNY", "premium": premium_cny}
+
+    gross = _column(years, lambda r: r["gross"])
+    n_draws = composition.n_draws
+    if n_draws > 1:
+        draw = ((np.arange(n, dtype=np.int64) + first_year) % n_draws).astype(np.int32)
+        split = metrics.parameter_variance_share(gross, draw)
+        del draw
+    gross = _sorted(gross)
+    out["gross"] = metrics.risk_measures(gross, presorted=True)
+    aep = metrics.exceedance_curve(gross, presorted=True)
+    threshold = metrics.var(gross, 0.99)
+    del gross
+    for name in ("ceded", "net", "net_cost"):
+        out[name] = metrics.risk_measures(_sorted(program.column(name)), presorted=True)
+    net_cost = program.column("net_cost")
+    out["capital"] = capital_report(program, net_cost, composition, capital_spec)
+    del net_cost
     if composition.dev_years > 0:
-        out["reserves"] = reserving.summarize(table.payments, table.open_disputes, table.open_weight, held=reserves_spec.get("held_cny"))
+        out["reserves"] = reserving.summarize_runs(
+            lambda: ((r["payments"], r["open_disputes"], r["open_weight"]) for r in years.records()),
+            held=reserves_spec.get("held_cny"))
     else:
         out["reserves"] = {"expected_outstanding": None, "adequacy": None, "status": "payment pattern not tracked"}
-    out["reinsurance"] = reinsurance_report(outcome) if program else {"applied": False, "contracts": [],
-                                                                       "status": "no reinsurance: net equals gross"}
+    out["reinsurance"] = reinsurance_report(program) if program.contracts else {
+        "applied": False, "contracts": [], "status": "no reinsurance: net equals gross"}
     out["loss_ratio"] = {
         "gross": out["gross"]["mean"] / premium_cny if premium_cny > 0 else None,
-        "net": out["net"]["mean"] / outcome["net_premium"] if outcome["net_premium"] > 0 else None,
+        "net": out["net"]["mean"] / program.net_premium if program.net_premium > 0 else None,
     }
     out["exceedance"] = {
-        "aep": metrics.exceedance_curve(gross),
-        "oep": metrics.exceedance_curve(table.max_dispute),
-        "aep_net": metrics.exceedance_curve(outcome["net"]),
+        "aep": aep,
+        "oep": metrics.exceedance_curve(_sorted(_column(years, lambda r: r["max_dispute"])), presorted=True),
+        "aep_net": metrics.exceedance_curve(_sorted(program.column("net")), presorted=True),
     }
-    tail = metrics.tail_contributions(gross, gross_by_country, 0.99)
-    means = gross_by_country.mean(axis=0)
+    # Each country's mean over the years in which the total is at or above its 99% VaR
+    # (Euler allocation of TVaR, Tasche 1999).
+    sums = _sums(years, lambda r: np.stack([r["gross_by_country"], r["gross_by_country"] * (r["gross"] >= threshold)[:, None]], axis=1))
+    tail_years = int(_sums(years, lambda r: r["gross"] >= threshold))
+    means, tail = sums[0] / n, sums[1] / max(tail_years, 1)
     out["by_country"] = {
         country: {
             "mean": float(means[c]),
-            "share_of_mean": float(means[c] / gross.mean()) if gross.mean() > 0 else 0.0,
+            "share_of_mean": float(means[c] / out["gross"]["mean"]) if out["gross"]["mean"] > 0 else 0.0,
             "tvar_0.99_contribution": float(tail[c]),
         }
         for c, country in enumerate(countries)
     }
-    out["ground_up"] = {"mean": float(table.ground_up.mean())}
+    counts = _sums(years, lambda r: np.stack([r["ground_up"], r["disputes"]], axis=1)) / n
+    out["ground_up"] = {"mean": float(counts[0])}
     out["disputes"] = {
         "expected_per_year": composition.expected_disputes,
-        "mean_per_year": float(table.disputes.mean()),
-        "max_per_year": int(table.disputes.max()),
-        "years_recomputed_for_buffer_overflow": int(table.recomputed_years.size),
+        "mean_per_year": float(counts[1]),
+        "max_per_year": int(max(int(r["disputes"].max()) for r in years.records())),
+        "years_recomputed_for_buffer_overflow": int(sum(r["recomputed_years"].size for r in years.records())),
     }
-    n_draws = composition.n_draws
     if n_draws > 1:
-        draw = (np.arange(gross.size) + first_year) % n_draws
-        split = metrics.parameter_variance_share(gross, draw)
         entry = {
             "draws": n_draws,
-            "variance_total": float(gross.var(ddof=1)),
+            "variance_total": out["gross"]["std"] ** 2,
             "variance_from_parameters": split["parameter_variance"],
             "variance_from_process": split["process_variance"],
             "parameter_share_of_variance": split["parameter_share"],
@@ -258,75 +402,28 @@ def summarize(
         "var": "lower empirical quantile; SE by the order-statistic (binomial) method",
         "tvar": "empirical expected shortfall; SE by the influence-function (delta) method",
         "mean": "sample mean; SE = sd / sqrt(years)",
+        "sums": "float64, pairwise within each chunk of years, then across chunks",
     }
     out["provenance"] = provenance_attrs
     return out
 
 
-def to_dataset(table: YearTable, composition, *, provenance_attrs: dict) -> xr.Dataset:
-    """results.nc: one value per simulated year (CNY), with provenance in the attributes.
-
-    ``ceded``/``net`` are the first program's; with several programs, ``net_by_program`` holds
-    each program's net on the same years.
-    """
-    year = np.arange(table.gross.size, dtype=np.int32)
-    countries = composition.countries
-    programs = composition.programs
-    outcome = program_outcome(table, programs[0] if programs else (), 0, composition.premium_cny)
-    money = {"units": "CNY"}
-    variables = {
-        "gross": ("year", table.gross, money | {"long_name": "insurer's gross payments"}),
-        "ceded": ("year", outcome["ceded"], money | {"long_name": "recovered from reinsurers (after default)"}),
-        "net": ("year", outcome["net"], money | {"long_name": "net of reinsurance"}),
-        "net_cost": ("year", outcome["net_cost"], money | {"long_name": "net plus reinstatement premiums"}),
-        "ground_up": ("year", table.ground_up, money | {"long_name": "legal costs before policy terms"}),
-        "max_dispute": ("year", table.max_dispute, money | {"long_name": "largest single-dispute payment"}),
-        "disputes": ("year", table.disputes.astype(np.int32), {"long_name": "number of disputes"}),
-        "gross_by_country": (("year", "country"), by_country(table, composition.group_country, countries), money),
-        "net_by_country": (("year", "country"),
-                           by_label(table.net_by_group if programs else table.gross_by_group,
-                                    composition.group_country, countries), money),
-    }
-    coords = {"year": year, "country": np.array(countries, dtype=str)}
-    if outcome["contracts"]:
-        coords["contract"] = np.array([c.name for c in outcome["contracts"]], dtype=str)
-        variables |= {
-            "ceded_by_contract": (("year", "contract"), outcome["recovered"], money | {"long_name": "recovered, by contract"}),
-            "ceded_due_by_contract": (("year", "contract"), outcome["due"], money | {"long_name": "due before default"}),
-            "reinstatement_premium": (("year", "contract"), outcome["reinstatement_premiums"], money),
-        }
-    if len(programs) > 1:
-        coords["program"] = np.arange(len(programs), dtype=np.int32)
-        variables["net_by_program"] = (("year", "program"), table.net, money | {"long_name": "net, by program"})
-    if composition.dev_years > 0:
-        coords["development_year"] = np.arange(composition.dev_years, dtype=np.int32)
-        variables["payments"] = (("year", "development_year"), table.payments,
-                                 money | {"long_name": "gross payments by development year of the underwriting year"})
-        variables["open_disputes"] = (("year", "development_year"), table.open_disputes.astype(np.int32),
-                                      {"long_name": "disputes open at the end of the development year"})
-    ds = xr.Dataset(variables, coords=coords)
-    ds.attrs.update({k: ("" if v is None else v) for k, v in provenance_attrs.items()})
-    return ds
-
-
-def compare_programs(table: YearTable, composition, names: list[str], capital_specs: list[dict]) -> list[dict]:
+def compare_programs(years, composition, names: list[str], capital_specs: list[dict]) -> list[dict]:
     """Each program's key figures on the same simulated years (common random numbers)."""
+    if isinstance(years, YearTable):
+        years = MemoryYears([record(years, composition)])
     rows = []
     for p, (name, contracts, spec) in enumerate(zip(names, composition.programs, capital_specs)):
-        outcome = program_outcome(table, contracts, p, composition.premium_cny)
-        net = metrics.risk_measures(outcome["net"], levels=(0.99, 0.995))
-        charge = (capital.counterparty_charge(contracts, outcome["recovered"].mean(axis=0))
-                  if spec.get("counterparty_charge", False) and contracts else 0.0)
-        available = spec.get("available_cny")
-        cap = capital.assess(outcome["net_cost"], available=None if available is None else float(available),
-                             core=spec.get("core_cny"), charge=charge)
+        program = _Program(years, contracts, p, composition.premium_cny)
+        net = metrics.risk_measures(_sorted(program.column("net")), levels=(0.99, 0.995), presorted=True)
+        cap = _assess(program, program.column("net_cost"), spec)
         rows.append({
             "program": name,
             "contracts": [c.name for c in contracts],
-            "ceded_mean": float(outcome["ceded"].mean()),
-            "reinsurance_cost_fixed": outcome["fixed_cost"],
-            "expected_reinstatement_premiums": float(outcome["reinstatement_premiums"].sum(axis=1).mean()),
-            "margin": outcome["margin"],
+            "ceded_mean": float(program.stats[1].sum()) if contracts else 0.0,
+            "reinsurance_cost_fixed": program.fixed_cost,
+            "expected_reinstatement_premiums": float(program.stats[4].sum()) if contracts else 0.0,
+            "margin": program.margin,
             "net_mean": net["mean"],
             "net_var_0.995": net["var"]["0.995"],
             "net_tvar_0.99": net["tvar"]["0.99"],
@@ -339,3 +436,92 @@ def compare_programs(table: YearTable, composition, names: list[str], capital_sp
             "se": {"net_var_0.995": net["se"]["var"]["0.995"], "net_mean": net["se"]["mean"]},
         })
     return rows
+
+
+def write_netcdf(path, years, composition, *, provenance_attrs: dict) -> None:
+    """results.nc: one value per simulated year (CNY), with provenance in the attributes.
+
+    Written record by record (h5netcdf), so the file may be far larger than memory. ``ceded`` and
+    ``net`` are the first program's; with several programs, ``net_by_program`` holds each
+    program's net on the same years.
+    """
+    import h5netcdf
+    import h5py
+
+    if isinstance(years, YearTable):
+        years = MemoryYears([record(years, composition)])
+    n = years.years
+    programs = composition.programs
+    program = _Program(years, programs[0] if programs else (), 0, composition.premium_cny)
+    money = {"units": "CNY"}
+    per_year = {  # name: (dims, dtype, attrs, value of (record, program chunk))
+        "gross": (("year",), "f8", money | {"long_name": "insurer's gross payments"}, lambda r, c: r["gross"]),
+        "ceded": (("year",), "f8", money | {"long_name": "recovered from reinsurers (after default)"}, lambda r, c: c["ceded"]),
+        "net": (("year",), "f8", money | {"long_name": "net of reinsurance"}, lambda r, c: c["net"]),
+        "net_cost": (("year",), "f8", money | {"long_name": "net plus reinstatement premiums"}, lambda r, c: c["net_cost"]),
+        "ground_up": (("year",), "f8", money | {"long_name": "legal costs before policy terms"}, lambda r, c: r["ground_up"]),
+        "max_dispute": (("year",), "f8", money | {"long_name": "largest single-dispute payment"}, lambda r, c: r["max_dispute"]),
+        "disputes": (("year",), "i4", {"long_name": "number of disputes"}, lambda r, c: r["disputes"]),
+        "gross_by_country": (("year", "country"), "f8", money, lambda r, c: r["gross_by_country"]),
+        "net_by_country": (("year", "country"), "f8", money, lambda r, c: r["net_by_country"]),
+        "net_by_dispute_type": (("year", "dispute_type"), "f8", money | {"long_name": "net, by dispute type"},
+                                lambda r, c: r["net_by_dispute_type"]),
+    }
+    dims = {"year": n, "country": len(composition.countries), "dispute_type": len(dispute_types(composition))}
+    if program.contracts:
+        dims["contract"] = len(program.contracts)
+        per_year |= {
+            "ceded_by_contract": (("year", "contract"), "f8", money | {"long_name": "recovered, by contract"},
+                                  lambda r, c: c["recovered"]),
+            "ceded_due_by_contract": (("year", "contract"), "f8", money | {"long_name": "due before default"},
+                                      lambda r, c: c["due"]),
+            "reinstatement_premium": (("year", "contract"), "f8", money, lambda r, c: c["reinstatement_premiums"]),
+        }
+    if len(programs) > 1:
+        dims["program"] = len(programs)
+        per_year["net_by_program"] = (("year", "program"), "f8", money | {"long_name": "net, by program"},
+                                      lambda r, c: r["net"])
+    if composition.dev_years > 0:
+        dims["development_year"] = composition.dev_years
+        per_year["payments"] = (("year", "development_year"), "f8",
+                                money | {"long_name": "gross payments by development year of the underwriting year"},
+                                lambda r, c: r["payments"])
+        per_year["open_disputes"] = (("year", "development_year"), "i4",
+                                     {"long_name": "disputes open at the end of the development year"},
+                                     lambda r, c: r["open_disputes"])
+    text = h5py.string_dtype()
+    with h5netcdf.File(path, "w") as f:
+        f.dimensions = dims
+        f.create_variable("year", ("year",), "i4")[:] = np.arange(n, dtype=np.int32)
+        f.create_variable("country", ("country",), text)[:] = np.array(composition.countries, dtype=object)
+        f.create_variable("dispute_type", ("dispute_type",), text)[:] = np.array(dispute_types(composition), dtype=object)
+        if program.contracts:
+            f.create_variable("contract", ("contract",), text)[:] = np.array([c.name for c in program.contracts], dtype=object)
+        if "program" in dims:
+            f.create_variable("program", ("program",), "i4")[:] = np.arange(len(programs), dtype=np.int32)
+        if "development_year" in dims:
+            f.create_variable("development_year", ("development_year",), "i4")[:] = np.arange(composition.dev_years, dtype=np.int32)
+        variables = {}
+        for name, (var_dims, dtype, attrs, _) in per_year.items():
+            chunks = (min(n, 65_536),) + tuple(dims[d] for d in var_dims[1:])
+            variables[name] = f.create_variable(name, var_dims, dtype, chunks=chunks)
+            variables[name].attrs.update(attrs)
+        start = 0
+        for r, c in program.chunks():
+            stop = start + r["gross"].shape[0]
+            for name, (_, dtype, _, value) in per_year.items():
+                variables[name][start:stop] = np.asarray(value(r, c)).astype(dtype)
+            start = stop
+        f.attrs.update({k: ("" if v is None else v) for k, v in provenance_attrs.items()})
+
+
+def to_dataset(years, composition, *, provenance_attrs: dict) -> xr.Dataset:
+    """results.nc's content as an in-memory Dataset (small runs, tests)."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "results.nc")
+        write_netcdf(path, years, composition, provenance_attrs=provenance_attrs)
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            return ds.load()

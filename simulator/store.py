@@ -1,0 +1,122 @@
+"""A run's checkpoint on disk: finished chunks of years, each in its own file (host side, I/O).
+
+Layout of a checkpoint directory::
+
+    manifest.json            what the run is (arguments, input fingerprint, chunk size)
+    main-000000000000.npz    the records (results.record) of years 0 .. chunk-1
+    main-000000010000.npz    ...
+    point-000000000000.npz   a second stream (the point-estimate run), if any
+
+Each chunk file is written under a temporary name and renamed into place, so a run killed at
+any moment (SIGKILL included) leaves only whole chunks; a resumed run simulates the missing
+chunks and nothing else. Files hold plain arrays (``np.savez``, read with ``allow_pickle=False``).
+Reading a stream back yields its records in year order, one chunk at a time, so the summary and
+results.nc are computed in constant memory (:mod:`leisim.simulator.results`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+MANIFEST = "manifest.json"
+_CHUNK = re.compile(r"^(?P<stream>[a-z]+)-(?P<start>\d{12})\.npz$")
+
+
+class CheckpointError(ValueError):
+    """The checkpoint is missing, damaged or belongs to another run."""
+
+
+def _write_atomic(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ChunkStore:
+    """Finished chunks of a run, by stream name and first year."""
+
+    def __init__(self, path: Path, manifest: dict):
+        self.path = Path(path)
+        self.manifest = manifest
+
+    @classmethod
+    def create(cls, path: Path, manifest: dict) -> ChunkStore:
+        """A new, empty checkpoint at ``path`` (an existing one there is replaced)."""
+        path = Path(path)
+        if path.exists():
+            for item in path.iterdir():
+                item.unlink()
+        path.mkdir(parents=True, exist_ok=True)
+        _write_atomic(path / MANIFEST, lambda f: f.write((json.dumps(manifest, indent=2) + "\n").encode()))
+        return cls(path, manifest)
+
+    @classmethod
+    def open(cls, path: Path) -> ChunkStore:
+        """The checkpoint at ``path``; leftover temporary files of a killed run are removed."""
+        path = Path(path)
+        try:
+            manifest = json.loads((path / MANIFEST).read_text())
+        except FileNotFoundError:
+            raise CheckpointError(f"{path / MANIFEST}: no checkpoint here (is this the output folder of a "
+                                  "run that was interrupted?)") from None
+        except json.JSONDecodeError as err:
+            raise CheckpointError(f"{path / MANIFEST}: damaged checkpoint manifest ({err})") from None
+        for tmp in path.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+        return cls(path, manifest)
+
+    def chunk_path(self, stream: str, start: int) -> Path:
+        return self.path / f"{stream}-{start:012d}.npz"
+
+    def done(self, stream: str) -> dict[int, int]:
+        """``{start: years}`` of the chunks of ``stream`` already on disk."""
+        out = {}
+        for item in self.path.iterdir():
+            match = _CHUNK.match(item.name)
+            if match and match["stream"] == stream:
+                with np.load(item, allow_pickle=False) as data:
+                    out[int(match["start"])] = int(data["gross"].shape[0])
+        return out
+
+    def put(self, stream: str, start: int, record: dict[str, np.ndarray]) -> None:
+        """Write one chunk's record atomically."""
+        arrays = {name: np.asarray(value) for name, value in record.items()}
+        _write_atomic(self.chunk_path(stream, start), lambda f: np.savez(f, **arrays))
+
+    def years(self, stream: str, total: int) -> StoredYears:
+        """The records of ``stream``, which must cover years ``0 .. total - 1`` exactly."""
+        done = self.done(stream)
+        expected, missing = 0, []
+        for start in sorted(done):
+            if start != expected:
+                missing.append((expected, start))
+            expected = start + done[start]
+        if missing or expected != total:
+            raise CheckpointError(f"{self.path}: stream {stream!r} covers {sum(done.values())} of {total} years "
+                                  f"(gaps: {missing or [(expected, total)]})")
+        return StoredYears([self.chunk_path(stream, s) for s in sorted(done)], total)
+
+
+class StoredYears:
+    """Records read back from chunk files, one file at a time, in year order."""
+
+    def __init__(self, paths: list[Path], years: int):
+        self.paths, self.years = paths, years
+
+    def records(self):
+        for path in self.paths:
+            with np.load(path, allow_pickle=False) as data:
+                yield {name: data[name] for name in data.files}
