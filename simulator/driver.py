@@ -158,7 +158,7 @@ def run_years(
     chunk_size = min(chunk_size, years)
     batch = rounded_chunk_size(chunk_size, years, len(devices))
     kernel, year_sharding, replicated = sharded_kernel(shape, devices)
-    key, params = jax.device_put((key, params), replicated)
+    key, params = _replicate((key, params), replicated)
     grown = [shape]  # buffers that held the largest overflowing year so far
     chunks: list[YearTable] = []
 
@@ -210,6 +210,20 @@ def rounded_chunk_size(chunk_size: int, years: int, n_devices: int) -> int:
 def _global_array(values: np.ndarray, sharding: NamedSharding) -> jax.Array:
     """``values`` (the same on every process) as an array sharded over ``sharding``'s devices."""
     return jax.make_array_from_callback(values.shape, sharding, lambda index: values[index])
+
+
+def _replicate(tree, sharding: NamedSharding):
+    """Put ``tree`` (the same on every process) on every device of ``sharding``."""
+    if sharding.is_fully_addressable:
+        return jax.device_put(tree, sharding)
+
+    def put(leaf):
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            data = np.asarray(jax.random.key_data(leaf))
+            return jax.random.wrap_key_data(_global_array(data, sharding), impl=jax.random.key_impl(leaf))
+        return _global_array(np.asarray(leaf), sharding)
+
+    return jax.tree_util.tree_map(put, tree)
 
 
 def _to_host(out: YearResult, n: int) -> YearResult:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 
-# Two host devices, as the command line sets up on a 2-core machine: every test then runs the
-# sharded kernel, and the device-count test compares it with a single device.
-os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+# Four host devices: every test runs the sharded kernel over a four-device mesh (as on a 4-GPU
+# machine), and the device-count tests compare it with a single device.
+os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

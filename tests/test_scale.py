@@ -1,0 +1,153 @@
+"""Scale-out: devices, processes (jax.distributed), and runs that resume after being killed.
+
+Every run here is the baseline on the same years and seed, so each must reproduce the
+uninterrupted single-process run exactly: the summary (but its provenance) and every variable
+of results.nc, bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from click.testing import CliRunner
+
+from leisim.cli import main
+from leisim.simulator import store as store_module
+
+# 100 chunks of 1000 years: long enough to be killed part-way, the same kernel as the CLI tests.
+RUN = ["simulate", "--years", "100000", "--chunk-size", "1000", "--no-plots", "--no-compare-point-estimate"]
+LAUNCH = [sys.executable, "-c", "from leisim.cli import main; main()"]
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def outputs(out: Path) -> tuple[dict, xr.Dataset]:
+    summary = json.loads((out / "summary.json").read_text())
+    summary.pop("provenance")
+    with xr.open_dataset(out / "results.nc", engine="h5netcdf") as ds:
+        return summary, ds.load()
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    (summary_a, ds_a), (summary_b, ds_b) = outputs(a), outputs(b)
+    assert summary_a == summary_b
+    assert set(ds_a.data_vars) == set(ds_b.data_vars)
+    for name in ds_a.data_vars:
+        np.testing.assert_array_equal(ds_a[name].values, ds_b[name].values, err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("scale") / "reference"
+    result = run(*RUN, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["results.nc", "summary.json"]  # checkpoint removed
+    return out
+
+
+def test_devices_option_limits_the_devices_and_not_the_results(reference, tmp_path):
+    result = run(*RUN, "--devices", "1", "--out", str(tmp_path / "one"))
+    assert result.exit_code == 0, result.output
+    assert "x4" in json.loads((reference / "summary.json").read_text())["provenance"]["device"]
+    assert_same_run(reference, tmp_path / "one")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_one_process_run(reference, tmp_path):
+    # Two processes over loopback, two devices each: four devices in one mesh, as on two hosts.
+    out = tmp_path / "two"
+    env = os.environ | {"XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+                        "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{free_port()}", "JAX_NUM_PROCESSES": "2"}
+    procs = [subprocess.Popen(LAUNCH + RUN + ["--out", str(out), "--distributed"],
+                              env=env | {"JAX_PROCESS_ID": str(i)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for i in (1, 0)]
+    logs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    assert "Wrote" in logs[1] and "Wrote" not in logs[0]  # only process 0 writes
+    assert json.loads((out / "summary.json").read_text())["provenance"]["processes"] == 2
+    assert_same_run(reference, out)
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_uninterrupted_result(reference, tmp_path):
+    out = tmp_path / "killed"
+    checkpoint = out / ".checkpoint"
+    after = random.Random(7).randint(2, 60)  # finished chunks before the kill (fixed seed)
+    proc = subprocess.Popen(LAUNCH + RUN + ["--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if checkpoint.exists() and len(list(checkpoint.glob("main-*.npz"))) >= after:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    chunks = len(list(checkpoint.glob("main-*.npz")))
+    assert after <= chunks < 100
+    assert not (out / "summary.json").exists()
+    result = run("simulate", "--resume", str(out))
+    assert result.exit_code == 0, result.output
+    assert_same_run(reference, out)
+    assert not checkpoint.exists()
+
+
+def test_interrupt_stops_cleanly_and_resumes(reference, tmp_path, monkeypatch):
+    # Ctrl-C is a KeyboardInterrupt in the main thread: raise it while the 4th chunk is written.
+    out = tmp_path / "interrupted"
+    put = store_module.ChunkStore.put
+    written = []
+
+    def interrupted(self, stream, start, record):
+        if len(written) == 3:
+            raise KeyboardInterrupt
+        written.append(start)
+        put(self, stream, start, record)
+
+    monkeypatch.setattr(store_module.ChunkStore, "put", interrupted)
+    result = CliRunner().invoke(main, RUN + ["--out", str(out)])
+    assert result.exit_code == 130
+    assert "leisim simulate --resume" in result.output
+    assert sorted(p.name for p in (out / ".checkpoint").iterdir()) == [
+        "main-000000000000.npz", "main-000000001000.npz", "main-000000002000.npz", "manifest.json"]
+    monkeypatch.setattr(store_module.ChunkStore, "put", put)
+    result = run("simulate", "--resume", str(out))
+    assert result.exit_code == 0, result.output
+    assert_same_run(reference, out)
+
+
+def test_resume_refuses_a_changed_input_or_a_missing_checkpoint(tmp_path):
+    result = CliRunner().invoke(main, ["simulate", "--resume", str(tmp_path / "nothing")])
+    assert result.exit_code == 2
+    assert "no checkpoint here" in result.output
+    result = CliRunner().invoke(main, ["simulate", "--resume", str(tmp_path), "--years", "10"])
+    assert result.exit_code == 2
+    assert "leave out --years" in result.output
+    checkpoint = tmp_path / "run" / ".checkpoint"
+    checkpoint.mkdir(parents=True)
+    manifest = {"leisim_checkpoint": 1, "fingerprint": "0" * 64,
+                "arguments": {"scenario_ref": "baseline", "portfolio_dir": None, "years": 1000, "seed": 0,
+                              "out_dir": str(tmp_path / "run"), "chunk_size": 1000, "plots": False,
+                              "compare_point_estimate": False, "compare": [], "include_own": True}}
+    (checkpoint / "manifest.json").write_text(json.dumps(manifest))
+    result = CliRunner().invoke(main, ["simulate", "--resume", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "changed since the checkpoint" in result.output
