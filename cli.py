@@ -78,6 +78,25 @@ def atomic_directory(target: Path):
         shutil.rmtree(old, ignore_errors=True)
 
 
+def atomic_write(path: Path, write) -> None:
+    """Write one file under a temporary name beside it, then rename it into place.
+
+    ``write`` is the text or bytes to write, or a function of the temporary path that writes it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.parent / f".{path.stem}.partial-{os.getpid()}{path.suffix}"
+    try:
+        if callable(write):
+            write(staging)
+        elif isinstance(write, bytes):
+            staging.write_bytes(write)
+        else:
+            staging.write_text(write, encoding="utf-8")
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+
+
 def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
     for w in caught:
         click.echo(f"Warning: {w.message}", err=True)
@@ -594,13 +613,7 @@ def stress(names, baseline_ref, portfolio_dir, years, seed, out_dir, chunk_size,
         doc = {"baseline": base.name, "seed": seed, "years": reverse_years, "target": {metric: value},
                "results": results}
         # Beside a stress run's outputs (the report reads both): one file, written under a temporary name.
-        out_dir.mkdir(parents=True, exist_ok=True)
-        staging = out_dir / f".reverse.json.partial-{os.getpid()}"
-        try:
-            staging.write_text(json.dumps(doc, indent=2) + "\n")
-            os.replace(staging, out_dir / "reverse.json")
-        finally:
-            staging.unlink(missing_ok=True)
+        atomic_write(out_dir / "reverse.json", json.dumps(doc, indent=2) + "\n")
         click.echo(f"Wrote {out_dir}/reverse.json")
         return
 
@@ -715,13 +728,7 @@ def report(run_dir, out_file, stress_dir, portfolio_dir):
     text = report_mod.render(summary, figures=figures, stress=stress, reverse=reverse, diagnostics=diagnostics,
                              portfolio=portfolio)
     out_file = out_file or run_dir / "report.html"
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    staging = out_file.parent / f".{out_file.name}.partial-{os.getpid()}"
-    try:
-        staging.write_text(text, encoding="utf-8")
-        os.replace(staging, out_file)
-    finally:
-        staging.unlink(missing_ok=True)
+    atomic_write(out_file, text)
     click.echo(f"Wrote {out_file} ({len(text) / 1e6:.1f} MB)")
 
 
@@ -856,3 +863,48 @@ def data_generate(seed, policies, out_dir):
 
 if __name__ == "__main__":
     main()
+
+
+@main.command()
+@click.option("--years", "years_list", type=click.IntRange(min=1), multiple=True,
+              help="Year counts of the years scan (repeat) [default: 1e4, 1e5, 1e6].")
+@click.option("--policies", "policies_list", type=click.IntRange(min=1), multiple=True,
+              help="Portfolio sizes of the policies scan (repeat) [default: 300, 3,000, 30,000].")
+@click.option("--policy-years", type=click.IntRange(min=1), default=20_000, show_default=True,
+              help="Years per run in the policies and devices scans.")
+@click.option("--devices-scan/--no-devices-scan", default=True, show_default=True,
+              help="Also time 1, 2, 4, ... devices (on a CPU: cores).")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=10_000, show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Timed runs per point (the median is kept; runs of 1e6 years or more: one).")
+@click.option("--numpy-max-years", type=click.IntRange(min=0), default=1_000_000, show_default=True,
+              help="Run the NumPy baseline up to this many years.")
+@click.option("--reinsurance/--no-reinsurance", default=False, show_default=True,
+              help="Also apply a quota share, a per-dispute XL and a stop loss in the kernel.")
+@click.option("--reserves/--no-reserves", default=False, show_default=True,
+              help="Also track the payment pattern in the kernel.")
+@click.option("--out", "out_file", type=click.Path(path_type=Path), default=Path("benchmarks/out/bench.json"),
+              show_default=True, help="JSON output; the plot goes beside it (.png).")
+def bench(years_list, policies_list, policy_years, devices_scan, chunk_size, repeats, numpy_max_years, reinsurance,
+          reserves, out_file):
+    """Time the kernel on the reference workload: disputes/s and years/s by years, policies and devices,
+    compile time, the NumPy baseline and the random-number floor, in one run."""
+    _setup_jax()
+    import jax
+
+    from . import bench as bench_mod
+
+    n_devices = jax.local_device_count()
+    counts = sorted({min(2**k, n_devices) for k in range(n_devices.bit_length() + 1)}) if devices_scan else []
+    report = bench_mod.run(years=list(years_list or (10_000, 100_000, 1_000_000)),
+                           policies=list(policies_list or (300, 3_000, 30_000)), policy_years=policy_years,
+                           device_counts=counts, chunk_size=chunk_size, repeats=repeats,
+                           numpy_max_years=numpy_max_years, reinsurance=reinsurance, reserves=reserves,
+                           progress=click.echo)
+    report["command"] = _command_line()
+    import datetime as dt
+
+    report["date"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    atomic_write(out_file, json.dumps(report, indent=2) + "\n")
+    atomic_write(out_file.with_suffix(".png"), lambda path: bench_mod.plot(report, path))
+    click.echo(f"Wrote {out_file} and {out_file.with_suffix('.png')}")
