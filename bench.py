@@ -247,7 +247,11 @@ def plot(report: dict, path) -> None:
         for name, style in (("uniform", ":"), ("normal", "-.")):
             ax.axhline(report["floor"][f"{name}_per_s"], color="grey", linestyle=style, lw=1,
                        label=f"{name} float32 draws/s")
-        ax.set_xscale("log" if x != "devices" else "linear")
+        if x == "devices":
+            ax.set_xticks([r[x] for r in rows])
+        else:
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_yscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel("disputes per second")
