@@ -106,16 +106,22 @@ def layer_usage(dataset, summary: dict, path: Path) -> None:
     contracts = summary["reinsurance"]["contracts"]
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
     years = dataset.sizes["year"]
-    exceed = np.arange(years, 0, -1) / years  # probability of exceeding the i-th smallest
+    # At most 400 return periods from 2 years to the number of years (log-spaced): the i-th
+    # smallest of n years is exceeded with probability (n - i) / n.
+    rank = np.unique(np.round(years - years / np.geomspace(2.0, years, 400)).astype(np.int64))
+    rank = rank[(rank >= 0) & (rank < years)]
+    periods = years / (years - rank)
     for i, (c, colour) in enumerate(zip(contracts, OKABE_ITO * 4)):
-        due = np.sort(dataset["ceded_due_by_contract"][:, i].values)
+        due = dataset["ceded_due_by_contract"][:, i].values
+        mean = due.mean()
+        due.sort()
+        due = due[rank]
         cover = c["aggregate_cover"]
         if cover is None:  # a quota share: relative to its mean
-            usage, label = due / max(due.mean(), 1e-300), f"{c['name']} (x its mean)"
+            usage, label = due / max(mean, 1e-300), f"{c['name']} (x its mean)"
         else:
             usage, label = due / cover, f"{c['name']} (share of aggregate cover)"
-        keep = exceed <= 0.5
-        ax.plot(1.0 / exceed[keep], usage[keep], color=colour, label=label)
+        ax.plot(periods, usage, color=colour, label=label)
     ax.set_xscale("log")
     ax.legend(frameon=False, fontsize=8)
     exhausted = [c for c in contracts if c["probability_exhausted"]]

@@ -29,7 +29,7 @@ COMPREHENSIVE_THRESHOLD = 1.0
 CORE_THRESHOLD = 0.5
 
 
-def tail_rule(total: np.ndarray, level: float) -> tuple[float, float, float]:
+def tail_rule(total: np.ndarray, level: float, *, presorted: bool = False) -> tuple[float, float, float]:
     """``(v, w_above, w_at)``: a year's TVaR weight is ``w_above`` if its total exceeds the VaR ``v``,
     ``w_at`` if it equals it, else 0, and ``sum(w * total) == TVaR_level(total)``.
 
@@ -38,8 +38,13 @@ def tail_rule(total: np.ndarray, level: float) -> tuple[float, float, float]:
     """
     n = total.size
     rank = max(1, math.ceil(n * level - 1e-9))
-    v = float(np.partition(total, rank - 1)[rank - 1])
-    above, at = int(np.count_nonzero(total > v)), int(np.count_nonzero(total == v))
+    if presorted:
+        v = float(total[rank - 1])
+        above = n - int(np.searchsorted(total, v, side="right"))
+        at = n - above - int(np.searchsorted(total, v, side="left"))
+    else:
+        v = float(np.partition(total, rank - 1)[rank - 1])
+        above, at = int(np.count_nonzero(total > v)), int(np.count_nonzero(total == v))
     w_above = 1.0 / (n * (1.0 - level))
     w_at = ((n - rank - above) * w_above + (rank / n - level) / (1.0 - level)) / at
     return v, w_above, w_at
@@ -51,7 +56,7 @@ def tail_weights(total: np.ndarray, level: float) -> np.ndarray:
     return np.where(total > v, w_above, np.where(total == v, w_at, 0.0))
 
 
-def euler_allocation(total: np.ndarray, parts, level: float = ALLOCATION_LEVEL) -> dict:
+def euler_allocation(total: np.ndarray, parts, level: float = ALLOCATION_LEVEL, *, rule=None) -> dict:
     """TVaR Euler contributions of ``parts`` (summing to ``total`` year by year).
 
     ``parts`` is an array [year, part], or a function returning an iterable of such arrays for
@@ -59,12 +64,12 @@ def euler_allocation(total: np.ndarray, parts, level: float = ALLOCATION_LEVEL) 
     Returns the contributions to ``TVaR - mean`` and their Monte Carlo standard errors, from the
     influence function of each contribution, ``psi_i = 1{tail} (x_gi - c_g) / (1 - a) - (x_gi - mu_g)``
     (SE = sd(psi) / sqrt(n); the VaR threshold's own noise is second order for a smooth
-    conditional mean).
+    conditional mean). ``rule``: :func:`tail_rule` of ``total`` when the caller has it.
     """
     total = np.asarray(total, dtype=np.float64)
     pieces = parts if callable(parts) else (lambda: [parts])
     n = total.size
-    v, w_above, w_at = tail_rule(total, level)
+    v, w_above, w_at = rule if rule is not None else tail_rule(total, level)
 
     def runs():
         start = 0
@@ -77,15 +82,18 @@ def euler_allocation(total: np.ndarray, parts, level: float = ALLOCATION_LEVEL) 
             raise ValueError(f"parts cover {start} years, the total {n}")
 
     tail_mean = mean = 0.0
+    tvar = 0.0
+    start = 0
     for piece, w in runs():
         tail_mean = tail_mean + w @ piece  # E[X_g | tail]
         mean = mean + piece.sum(axis=0) / n
+        tvar += float(w @ total[start:start + piece.shape[0]])
+        start += piece.shape[0]
     psi_sum = psi_square = 0.0
     for piece, w in runs():
         psi = (w > 0)[:, None] * (piece - tail_mean) / (1.0 - level) - (piece - mean)
         psi_sum, psi_square = psi_sum + psi.sum(axis=0), psi_square + (psi**2).sum(axis=0)
     psi_var = np.maximum(psi_square / n - (psi_sum / n) ** 2, 0.0)
-    tvar = float(np.where(total > v, w_above, np.where(total == v, w_at, 0.0)) @ total)
     return {
         "contribution": tail_mean - mean,
         "tvar_contribution": tail_mean,
@@ -101,11 +109,14 @@ def counterparty_charge(contracts, expected_recoverable: np.ndarray) -> float:
 
 
 def assess(net_cost: np.ndarray, *, available: float | None, core: float | None = None,
-           charge: float = 0.0) -> dict:
-    """Required capital, solvency ratios and the probability of exhausting the available capital."""
+           charge: float = 0.0, presorted: bool = False) -> dict:
+    """Required capital, solvency ratios and the probability of exhausting the available capital.
+
+    Every figure is a function of the sorted years; ``presorted`` saves the sorted copy."""
     net_cost = np.asarray(net_cost, dtype=np.float64)
     n = net_cost.size
-    ordered = np.sort(net_cost)
+    ordered = net_cost if presorted else np.sort(net_cost)
+    net_cost = ordered
     value_at_risk = metrics.var(ordered, CAPITAL_LEVEL)
     mean = float(net_cost.mean())
     insurance = value_at_risk - mean
@@ -130,7 +141,7 @@ def assess(net_cost: np.ndarray, *, available: float | None, core: float | None 
         "core_50pct": None if out["core_ratio"] is None else bool(out["core_ratio"] >= CORE_THRESHOLD),
     }
     if available is not None:
-        exhausted = float(np.mean(net_cost - mean > available))
+        exhausted = float(n - np.searchsorted(ordered, mean + available, side="right")) / n
         out["exhaustion_probability"] = exhausted
         exhaustion_se = math.sqrt(max(exhausted * (1.0 - exhausted), 1.0 / n) / n)
     else:
@@ -145,9 +156,9 @@ def assess(net_cost: np.ndarray, *, available: float | None, core: float | None 
 
 
 def allocate(net_cost: np.ndarray, parts, labels: list[str], required: float,
-             level: float = ALLOCATION_LEVEL) -> dict:
+             level: float = ALLOCATION_LEVEL, *, rule=None) -> dict:
     """Allocate ``required`` to the labelled parts in proportion to their Euler TVaR contributions."""
-    euler = euler_allocation(net_cost, parts, level)
+    euler = euler_allocation(net_cost, parts, level, rule=rule)
     total_contribution = float(euler["contribution"].sum())
     scale = required / total_contribution if total_contribution > 0 else 0.0
     return {

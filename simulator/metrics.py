@@ -29,6 +29,19 @@ RETURN_PERIODS = (2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10
 _Z95 = 1.959963984540054
 
 
+def gather(pieces, n: int) -> np.ndarray:
+    """Consecutive 1-D pieces (an iterable) into one float64 array of ``n`` values, without a
+    second copy of them all."""
+    out = np.empty(n)
+    start = 0
+    for piece in pieces:
+        out[start:start + len(piece)] = piece
+        start += len(piece)
+    if start != n:
+        raise ValueError(f"pieces hold {start} values, expected {n}")
+    return out
+
+
 def _check_level(level: float) -> None:
     if not 0.0 < level < 1.0:
         raise ValueError(f"risk level must lie strictly between 0 and 1, got {level}")
@@ -60,9 +73,14 @@ def var_se(sorted_losses: np.ndarray, level: float) -> float:
     return float((sorted_losses[hi - 1] - sorted_losses[lo - 1]) / (2.0 * _Z95))
 
 
-def tvar_se(losses: np.ndarray, level: float, value_at_risk: float) -> float:
-    excess = np.maximum(losses - value_at_risk, 0.0)
-    return float(excess.std() / ((1.0 - level) * math.sqrt(losses.size)))
+def tvar_se(losses: np.ndarray, level: float, value_at_risk: float, *, presorted: bool = False) -> float:
+    """sd((X - VaR)+) / ((1 - a) sqrt(n)); with ``presorted`` losses, from the tail alone."""
+    n = losses.size
+    tail = losses[np.searchsorted(losses, value_at_risk, side="right"):] if presorted else losses
+    excess = np.maximum(tail - value_at_risk, 0.0)
+    mean = excess.sum() / n
+    variance = max(float((excess - mean) @ (excess - mean) + (n - excess.size) * mean * mean) / n, 0.0)
+    return math.sqrt(variance) / ((1.0 - level) * math.sqrt(n))
 
 
 def risk_measures(losses: np.ndarray, levels=LEVELS, *, presorted: bool = False) -> dict:
@@ -87,7 +105,7 @@ def risk_measures(losses: np.ndarray, levels=LEVELS, *, presorted: bool = False)
         out["var"][label] = v
         out["tvar"][label] = tvar(ordered, level)
         out["se"]["var"][label] = var_se(ordered, level)
-        out["se"]["tvar"][label] = tvar_se(losses, level, v)
+        out["se"]["tvar"][label] = tvar_se(ordered, level, v, presorted=True)
     return out
 
 
@@ -129,27 +147,37 @@ def parameter_variance_share(losses: np.ndarray, draw: np.ndarray) -> dict:
     not counted as parameter uncertainty. Returns the between-draw (parameter) and within-draw
     (process) variances and the parameter share of their sum (clipped to [0, 1]).
     """
-    losses = np.asarray(losses, dtype=np.float64)
-    draw = np.asarray(draw)
-    if draw.dtype.kind in "iu" and draw.size and draw.min() >= 0:  # draw indices: no sort needed
-        counts = np.bincount(draw)
-        index, sizes = draw, counts
-        present = counts > 0
-        if not present.all():
-            index, sizes = (np.cumsum(present) - 1)[draw], counts[present]
-    else:
-        _, index, sizes = np.unique(draw, return_inverse=True, return_counts=True)
-    n, k = losses.size, sizes.size
+    _, index = np.unique(np.asarray(draw), return_inverse=True)
+    return parameter_variance_share_runs(lambda: [(losses, index)])
+
+
+def parameter_variance_share_runs(runs) -> dict:
+    """:func:`parameter_variance_share` over runs of years: ``runs()`` yields ``(losses, draw)``
+    with draws as indices 0, 1, ...; it is called twice (draw means, then squares about them)."""
+    sums = counts = np.zeros(0)
+    for losses, draw in runs():
+        k = int(draw.max()) + 1 if draw.size else 0
+        grow = max(k - sums.size, 0)
+        sums, counts = np.pad(sums, (0, grow)), np.pad(counts, (0, grow))
+        sums[:k] += np.bincount(draw, weights=np.asarray(losses, np.float64), minlength=k)
+        counts[:k] += np.bincount(draw, minlength=k)
+    present = counts > 0
+    sizes, n, k = counts[present], int(counts.sum()), int(present.sum())
+    means = np.where(present, sums / np.where(present, counts, 1.0), 0.0)
+    grand = float(sums.sum() / n)
+    within = total = 0.0
+    for losses, draw in runs():
+        losses = np.asarray(losses, np.float64)
+        within += float(np.sum((losses - means[draw]) ** 2))
+        total += float(np.sum((losses - grand) ** 2))
     if k < 2 or n <= k:
-        return {"draws": int(k), "parameter_variance": 0.0, "process_variance": float(losses.var(ddof=1)) if n > 1 else 0.0,
+        return {"draws": k, "parameter_variance": 0.0, "process_variance": total / (n - 1) if n > 1 else 0.0,
                 "parameter_share": 0.0}
-    means = np.bincount(index, weights=losses) / sizes
-    grand = losses.mean()
-    msb = float(np.sum(sizes * (means - grand) ** 2) / (k - 1))
-    msw = float(np.sum((losses - means[index]) ** 2) / (n - k))
+    msb = float(np.sum(sizes * (means[present] - grand) ** 2) / (k - 1))
+    msw = within / (n - k)
     n0 = (n - np.sum(sizes**2) / n) / (k - 1)
     between = max((msb - msw) / n0, 0.0)
-    return {"draws": int(k), "parameter_variance": between, "process_variance": msw,
+    return {"draws": k, "parameter_variance": between, "process_variance": msw,
             "parameter_share": between / (between + msw) if between + msw > 0 else 0.0}
 
 

@@ -41,19 +41,21 @@ def best_estimate(open_weight: np.ndarray, outstanding_: np.ndarray) -> np.ndarr
     return open_weight * per_open[None, :]
 
 
-def adequacy(run_off: np.ndarray, reserve: float) -> dict:
+def adequacy(run_off: np.ndarray, reserve: float, *, presorted: bool = False) -> dict:
     """Probability that ``reserve`` covers the run-off and the expected shortfall beyond it."""
     n = run_off.size
-    covered = float(np.mean(run_off <= reserve))
-    shortfall = np.maximum(run_off - reserve, 0.0)
-    short = run_off > reserve
+    ordered = run_off if presorted else np.sort(run_off)
+    excess = ordered[np.searchsorted(ordered, reserve, side="right"):] - reserve  # the years short
+    covered = 1.0 - excess.size / n
+    mean = float(excess.sum()) / n
+    variance = (float((excess - mean) @ (excess - mean)) + (n - excess.size) * mean * mean) / (n - 1) if n > 1 else 0.0
     return {
         "reserve": float(reserve),
         "probability": covered,
         "probability_se": math.sqrt(max(covered * (1.0 - covered), 1.0 / n) / n),
-        "expected_shortfall": float(shortfall.mean()),
-        "expected_shortfall_se": float(shortfall.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0,
-        "mean_shortfall_when_short": float((run_off[short] - reserve).mean()) if short.any() else 0.0,
+        "expected_shortfall": mean,
+        "expected_shortfall_se": math.sqrt(max(variance, 0.0) / n),
+        "mean_shortfall_when_short": float(excess.mean()) if excess.size else 0.0,
     }
 
 
@@ -73,7 +75,7 @@ def summarize_runs(runs, *, held: float | None = None) -> dict:
             yield np.asarray(p, np.float64), np.asarray(o, np.float64), np.asarray(w, np.float64)
 
     def column(fn) -> np.ndarray:
-        return np.concatenate([fn(*r) for r in each()])
+        return metrics.gather((fn(*r) for r in each()), n)
 
     n, sums = 0, None
     for p, o, w in each():
@@ -84,16 +86,18 @@ def summarize_runs(runs, *, held: float | None = None) -> dict:
     n_dev = mean_payments.size
     expected_ultimate = float(mean_payments.sum())
     per_open = np.where(mean_weight > 0, mean_outstanding / np.where(mean_weight > 0, mean_weight, 1.0), 0.0)
-    run_off = column(lambda p, o, w: outstanding(p)[:, 0])
-    expected_outstanding = float(run_off.mean())
-    be_0 = column(lambda p, o, w: w[:, 0] * per_open[0])
-    best_estimate_covers = float(np.mean(run_off <= be_0))
-    del be_0
+    covered_by_be = sum(int(np.count_nonzero(outstanding(p)[:, 0] <= w[:, 0] * per_open[0])) for p, o, w in each())
+    best_estimate_covers = covered_by_be / n
     development = (column(lambda p, o, w: p[:, 1] + (w[:, 1] * per_open[1] - w[:, 0] * per_open[0]))
                    if n_dev > 1 else np.zeros(n))
-    movement = metrics.risk_measures(development, levels=(0.995,))
+    development.sort()
+    movement = metrics.risk_measures(development, levels=(0.995,), presorted=True)
     del development
-    quantiles = np.array([np.quantile(column(lambda p, o, w, k=k: p[:, k]), (0.5, 0.995)) for k in range(n_dev)])
+    quantiles = np.array([np.quantile(column(lambda p, o, w, k=k: p[:, k]), (0.5, 0.995), overwrite_input=True)
+                          for k in range(n_dev)])
+    run_off = column(lambda p, o, w: outstanding(p)[:, 0])
+    run_off.sort()  # every figure below depends on the sorted run-off only
+    expected_outstanding = float(run_off.mean())
     held_reserve = expected_outstanding if held is None else float(held)
     out = {
         "expected_outstanding": expected_outstanding,
@@ -121,7 +125,7 @@ def summarize_runs(runs, *, held: float | None = None) -> dict:
                           "outstanding per unit weight; "
                           "capital = its 99.5% VaR minus its mean",
         },
-        "adequacy": adequacy(run_off, held_reserve) | {
+        "adequacy": adequacy(run_off, held_reserve, presorted=True) | {
             "held": "scenario [reserves] held_cny" if held is not None else "the expected outstanding (best estimate)",
         },
         "best_estimate_adequacy": {
@@ -131,6 +135,5 @@ def summarize_runs(runs, *, held: float | None = None) -> dict:
         },
         "basis": "gross of reinsurance, CNY, per underwriting year; payments evenly over each dispute's duration",
     }
-    run_off.sort()
     out["reserve_for_adequacy"] = {f"{level:g}": metrics.var(run_off, level) for level in ADEQUACY_LEVELS}
     return out

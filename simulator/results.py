@@ -101,7 +101,7 @@ class MemoryYears:
 
 def _column(years, fn) -> np.ndarray:
     """``fn(record)`` for every record, concatenated over the years (float64)."""
-    return np.concatenate([np.asarray(fn(r), dtype=np.float64) for r in years.records()])
+    return metrics.gather((fn(r) for r in years.records()), years.years)
 
 
 def _sums(years, fn) -> np.ndarray:
@@ -179,7 +179,7 @@ class _Program:
             yield r, program_chunk(r, self.contracts, self.index, self.prices)
 
     def column(self, name: str) -> np.ndarray:
-        return np.concatenate([np.asarray(c[name], np.float64) for _, c in self.chunks()])
+        return metrics.gather((c[name] for _, c in self.chunks()), self.years.years)
 
     def _contract_sums(self) -> np.ndarray:
         total = 0.0
@@ -250,18 +250,22 @@ def reinsurance_report(program: _Program) -> dict:
 
 
 def _assess(program: _Program, net_cost: np.ndarray, capital_spec: dict) -> dict:
-    """Required capital and solvency of a program's net cost under ``capital_spec``."""
+    """Required capital and solvency of a program's net cost (sorted) under ``capital_spec``."""
     charge = 0.0
     if capital_spec.get("counterparty_charge", False) and program.contracts:
         charge = capital.counterparty_charge(program.contracts, program.expected_recovered())
     available = capital_spec.get("available_cny")
     return capital.assess(net_cost, available=None if available is None else float(available),
-                          core=capital_spec.get("core_cny"), charge=charge)
+                          core=capital_spec.get("core_cny"), charge=charge, presorted=True)
 
 
-def capital_report(program: _Program, net_cost: np.ndarray, composition, capital_spec: dict) -> dict:
+def capital_report(program: _Program, composition, capital_spec: dict) -> dict:
     """summary.json's ``capital`` block: requirement, ratios, exhaustion and Euler allocation."""
-    out = _assess(program, net_cost, capital_spec)
+    ordered = _sorted(program.column("net_cost"))
+    out = _assess(program, ordered, capital_spec)
+    rule = capital.tail_rule(ordered, capital.ALLOCATION_LEVEL, presorted=True)
+    del ordered
+    net_cost = program.column("net_cost")  # in year order, for the allocation
     out["definition"] = ("required = 99.5% VaR of the net annual cost (net loss + reinstatement premiums) minus "
                          "its mean" + (" + C-ROSS counterparty charge (factor x expected recoverables)"
                                        if out["counterparty_charge"] else "")
@@ -278,7 +282,7 @@ def capital_report(program: _Program, net_cost: np.ndarray, composition, capital
                 yield (np.concatenate([r[field], c["reinstatement_premiums"].sum(axis=1)[:, None]], axis=1)
                        if with_rip else r[field])
 
-        allocation[key] = capital.allocate(net_cost, parts, names, out["insurance_risk"])
+        allocation[key] = capital.allocate(net_cost, parts, names, out["insurance_risk"], rule=rule)
     allocation["method"] = (f"Euler allocation of TVaR {capital.ALLOCATION_LEVEL:g} (contributions to TVaR - mean), "
                             "scaled to the insurance-risk capital; shares add up to 1")
     out["allocation"] = allocation
@@ -321,22 +325,24 @@ def summarize(
     out = {"scenario": provenance_attrs["scenario"], "seed": provenance_attrs["seed"], "years": n,
            "currency": "CNY", "premium": premium_cny}
 
-    gross = _column(years, lambda r: r["gross"])
     n_draws = composition.n_draws
     if n_draws > 1:
-        draw = ((np.arange(n, dtype=np.int64) + first_year) % n_draws).astype(np.int32)
-        split = metrics.parameter_variance_share(gross, draw)
-        del draw
-    gross = _sorted(gross)
+        def by_draw():
+            start = first_year
+            for r in years.records():
+                size = r["gross"].shape[0]
+                yield r["gross"], (np.arange(start, start + size, dtype=np.int64) % n_draws)
+                start += size
+
+        split = metrics.parameter_variance_share_runs(by_draw)
+    gross = _sorted(_column(years, lambda r: r["gross"]))
     out["gross"] = metrics.risk_measures(gross, presorted=True)
     aep = metrics.exceedance_curve(gross, presorted=True)
     threshold = metrics.var(gross, 0.99)
     del gross
     for name in ("ceded", "net", "net_cost"):
         out[name] = metrics.risk_measures(_sorted(program.column(name)), presorted=True)
-    net_cost = program.column("net_cost")
-    out["capital"] = capital_report(program, net_cost, composition, capital_spec)
-    del net_cost
+    out["capital"] = capital_report(program, composition, capital_spec)
     if composition.dev_years > 0:
         out["reserves"] = reserving.summarize_runs(
             lambda: ((r["payments"], r["open_disputes"], r["open_weight"]) for r in years.records()),
@@ -416,7 +422,7 @@ def compare_programs(years, composition, names: list[str], capital_specs: list[d
     for p, (name, contracts, spec) in enumerate(zip(names, composition.programs, capital_specs)):
         program = _Program(years, contracts, p, composition.premium_cny)
         net = metrics.risk_measures(_sorted(program.column("net")), levels=(0.99, 0.995), presorted=True)
-        cap = _assess(program, program.column("net_cost"), spec)
+        cap = _assess(program, _sorted(program.column("net_cost")), spec)
         rows.append({
             "program": name,
             "contracts": [c.name for c in contracts],

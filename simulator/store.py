@@ -20,6 +20,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +112,11 @@ class ChunkStore:
 
 
 class StoredYears:
-    """Records read back from chunk files, one file at a time, in year order."""
+    """Records read back from chunk files, one file at a time, in year order.
+
+    Each record reads an array from its file only when it is first looked up, so a pass that
+    needs one column reads that column and not the whole chunk.
+    """
 
     def __init__(self, paths: list[Path], years: int):
         self.paths, self.years = paths, years
@@ -119,4 +124,20 @@ class StoredYears:
     def records(self):
         for path in self.paths:
             with np.load(path, allow_pickle=False) as data:
-                yield {name: data[name] for name in data.files}
+                yield _LazyRecord(data)
+
+
+class _LazyRecord(Mapping):
+    def __init__(self, data):
+        self._data, self._cache = data, {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._cache:
+            self._cache[name] = self._data[name]
+        return self._cache[name]
+
+    def __iter__(self):
+        return iter(self._data.files)
+
+    def __len__(self) -> int:
+        return len(self._data.files)
