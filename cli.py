@@ -169,6 +169,9 @@ def _run_options(command):
         click.option("--chunk-size", type=click.IntRange(min=1), default=10_000, show_default=True,
                      help="Years per kernel call: changes memory use and speed, never the results."),
         click.option("--plots/--no-plots", default=True, show_default=True, help="Write PNG figures."),
+        click.option("--overwrite", is_flag=True, help="Replace the output folder if it already holds a run."),
+        click.option("--x64", is_flag=True, help="Sample in float64 too (default: float32 sampling with float64 "
+                     "accumulation, which agrees within Monte Carlo error and runs faster)."),
         click.option("--devices", type=click.IntRange(min=1), default=None,
                      help="Use at most this many local devices [default: all; on a CPU, one per core]. "
                           "Never changes the results."),
@@ -208,8 +211,8 @@ def main() -> None:
               help="--distributed: number of processes [env JAX_NUM_PROCESSES].")
 @click.option("--process-id", envvar="JAX_PROCESS_ID", type=click.IntRange(min=0), default=None,
               help="--distributed: this process's index, 0 .. N-1 [env JAX_PROCESS_ID].")
-def simulate(scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plots, devices, compare_point_estimate,
-             compare, resume_dir, distributed, coordinator, num_processes, process_id):
+def simulate(scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plots, overwrite, x64, devices,
+             compare_point_estimate, compare, resume_dir, distributed, coordinator, num_processes, process_id):
     """Simulate annual payouts and write summary.json, results.nc and figures.
 
     Finished chunks of years are checkpointed in OUT/.checkpoint; after an interruption (Ctrl-C,
@@ -222,7 +225,7 @@ def simulate(scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plot
     run = {"scenario_ref": scenario_ref, "portfolio_dir": None if portfolio_dir is None else str(portfolio_dir),
            "years": years, "seed": seed, "out_dir": None if out_dir is None else str(out_dir),
            "chunk_size": chunk_size, "plots": plots, "compare_point_estimate": compare_point_estimate,
-           "compare": list(compare), "include_own": True}
+           "compare": list(compare), "include_own": True, "overwrite": overwrite, "x64": x64}
     if resume_dir is not None:
         ctx = click.get_current_context()
         given = [name for name in ("scenario_ref", "portfolio_dir", "years", "seed", "out_dir", "chunk_size", "compare")
@@ -249,7 +252,8 @@ def reinsurance() -> None:
 @_run_options
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Output folder [default: results/<scenario>-reinsurance/].")
-def reinsurance_compare(programs, scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plots, devices):
+def reinsurance_compare(programs, scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plots, overwrite,
+                        x64, devices):
     """Compare reinsurance programs side by side on the same simulated years.
 
     Each PROGRAM.toml holds [[reinsurance]] tables (and optionally name and [capital]); `none` is
@@ -261,11 +265,27 @@ def reinsurance_compare(programs, scenario_ref, portfolio_dir, years, seed, out_
         out_dir = Path("results") / f"{load_scenario(scenario_ref).name}-reinsurance"
     run = {"scenario_ref": scenario_ref, "portfolio_dir": None if portfolio_dir is None else str(portfolio_dir),
            "years": years, "seed": seed, "out_dir": str(out_dir), "chunk_size": chunk_size, "plots": plots,
-           "compare_point_estimate": False, "compare": list(programs), "include_own": False}
+           "compare_point_estimate": False, "compare": list(programs), "include_own": False, "overwrite": overwrite, "x64": x64}
     _run_simulation(run, devices=devices)
 
 
 CHECKPOINT = ".checkpoint"  # inside the output folder: finished chunks of an unfinished run
+
+
+def refuse_existing_run(out_dir: Path) -> None:
+    """Outputs never replace an earlier run (or an unfinished one) unless --overwrite is given."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise InputError(f"{out_dir} is a file, not an output folder; give --out another path",
+                         field="--out", value=str(out_dir))
+    entries = {p.name for p in out_dir.iterdir()}
+    if entries == {CHECKPOINT}:
+        raise InputError(f"{out_dir} holds an unfinished run: `leisim simulate --resume {_quote(out_dir)}` finishes "
+                         "it, --overwrite starts again", field="--out", value=str(out_dir))
+    if entries:
+        raise InputError(f"{out_dir} already holds outputs ({', '.join(sorted(entries)[:4])}); pass --overwrite to "
+                         "replace them, or choose another --out", field="--out", value=str(out_dir))
 
 
 def _checkpoint_arguments(out_dir: Path) -> dict:
@@ -369,7 +389,7 @@ def _run_simulation(run: dict, *, resume: bool = False, devices: int | None = No
         raise InputError(str(err), field="--devices", value=devices) from None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        composition = compose(scenario, portfolio, programs=programs)
+        composition = compose(scenario, portfolio, programs=programs, x64=run.get("x64", False))
     _show_warnings(caught)
     point_composition = None
     if composition.n_draws > 1 and run["compare_point_estimate"]:
@@ -377,10 +397,12 @@ def _run_simulation(run: dict, *, resume: bool = False, devices: int | None = No
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the same warnings were shown above
             point_composition = compose(Scenario(name=scenario.name, raw=raw, source=scenario.source), portfolio,
-                                        programs=[], dev_years=0)
+                                        programs=[], dev_years=0, x64=run.get("x64", False))
     years = run["years"] or scenario.years
     seed = scenario.seed if run["seed"] is None else run["seed"]
     out_dir = Path(run["out_dir"] or Path("results") / scenario.name)
+    if not resume and not run.get("overwrite", False):
+        refuse_existing_run(out_dir)
     chunk_size = min(run["chunk_size"], years)
     run = run | {"years": years, "seed": seed, "out_dir": str(out_dir)}
     fingerprint = _fingerprint([c for c in (composition, point_composition) if c is not None], years, seed, chunk_size)
@@ -583,9 +605,13 @@ def _parse_target(text: str) -> tuple[str, float]:
 @click.option("--reverse-years", type=click.IntRange(min=1), default=20_000, show_default=True,
               help="Simulated years per evaluation of the reverse stress test.")
 @click.option("--plots/--no-plots", default=True, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace a stress run already in the output folder.")
 def stress(names, baseline_ref, portfolio_dir, years, seed, out_dir, chunk_size, sensitivities, sensitivity_years,
-           reverse, target, shock_specs, reverse_years, plots):
+           reverse, target, shock_specs, reverse_years, plots, overwrite):
     """Run scenarios side by side on common random numbers (or a reverse stress test)."""
+    if not reverse and not overwrite and (out_dir / "stress.json").exists():
+        raise InputError(f"{out_dir} already holds a stress run; pass --overwrite to replace it, or choose another "
+                         "--out", field="--out", value=str(out_dir))
     from .data.generate import default_portfolio_dir
     from .scenarios import stress as stress_mod
     from .scenarios.portfolio import load_portfolio

@@ -25,9 +25,22 @@ def _style(ax, xlabel: str, ylabel: str, title: str) -> None:
         ax.spines[side].set_visible(False)
 
 
-def loss_distribution(gross: np.ndarray, summary: dict, path: Path) -> None:
+def histogram(values, bins: int = 120, block: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and edges of ``values`` (an array or a lazily read 1-D variable), read in blocks."""
+    n = values.shape[0]
+    blocks = [(i, min(i + block, n)) for i in range(0, n, block)]
+    low = min(float(np.min(values[a:b])) for a, b in blocks)
+    high = max(float(np.max(values[a:b])) for a, b in blocks)
+    edges = np.linspace(low, high if high > low else low + 1.0, bins + 1)
+    counts = sum(np.histogram(np.asarray(values[a:b]), bins=edges)[0] for a, b in blocks)
+    return counts, edges
+
+
+def loss_distribution(gross, summary: dict, path: Path) -> None:
+    """Histogram of the annual gross payments (``gross``: an array or a lazily read variable)."""
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
-    ax.hist(gross, bins=120, color=OKABE_ITO[0], alpha=0.85)
+    counts, edges = histogram(gross)
+    ax.stairs(counts, edges, fill=True, color=OKABE_ITO[0], alpha=0.85)
     mean, var995 = summary["gross"]["mean"], summary["gross"]["var"]["0.995"]
     ax.axvline(mean, color=OKABE_ITO[1], lw=2, label=f"mean {mean / 1e6:,.1f}M")
     ax.axvline(var995, color=OKABE_ITO[3], lw=2, ls="--", label=f"99.5% VaR {var995 / 1e6:,.1f}M")
@@ -187,7 +200,7 @@ def write_all(dataset, summary: dict, directory: Path) -> list[Path]:
         draw(*args, path)
         paths.append(path)
 
-    add("loss_distribution.png", loss_distribution, dataset["gross"].values, summary)
+    add("loss_distribution.png", loss_distribution, dataset["gross"].variable, summary)
     add("exceedance.png", exceedance, summary)
     add("country_contributions.png", country_contributions, summary)
     add("capital_allocation.png", capital_allocation, summary)

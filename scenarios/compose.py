@@ -397,7 +397,7 @@ def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarr
 
 
 def compose(scenario: Scenario, portfolio: Portfolio, *, batch_years: int = 128, posterior=None,
-            programs: list[list[Contract]] | None = None, dev_years: int = DEV_YEARS) -> Composition:
+            programs: list[list[Contract]] | None = None, dev_years: int = DEV_YEARS, x64: bool = False) -> Composition:
     """Turn a scenario and a portfolio into engine arrays.
 
     Args:
@@ -407,6 +407,7 @@ def compose(scenario: Scenario, portfolio: Portfolio, *, batch_years: int = 128,
             the scenario's own ``[[reinsurance]]``, if any]. The first is the one reported as
             ``ceded``/``net``.
         dev_years: development years of the payment pattern (0: reserves not tracked).
+        x64: sample in float64 as well (default: float32 sampling, float64 accumulation).
     """
     shocks = scenario.shocks
     missing = shock_rules.unknown_sectors(portfolio, shocks)
@@ -431,7 +432,7 @@ def compose(scenario: Scenario, portfolio: Portfolio, *, batch_years: int = 128,
                                        programs=programs, dev_years=dev_years)
     return Composition(
         params=params,
-        shape=shape,
+        shape=shape._replace(x64=x64),
         group_country=tables.cell_country,
         group_dispute_type=tables.cell_dispute_type,
         countries=portfolio.countries,

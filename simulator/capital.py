@@ -122,7 +122,7 @@ def assess(net_cost: np.ndarray, *, available: float | None, core: float | None 
     insurance = value_at_risk - mean
     required = insurance + charge
     # Both estimates move together, so adding their variances overstates the SE a little.
-    required_se = math.hypot(metrics.var_se(ordered, CAPITAL_LEVEL), float(net_cost.std(ddof=1)) / math.sqrt(n))
+    required_se = math.hypot(metrics.var_se(ordered, CAPITAL_LEVEL), metrics.sd(net_cost) / math.sqrt(n))
     core = available if core is None else core
     out = {
         "required": required,

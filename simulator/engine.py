@@ -94,6 +94,7 @@ class EngineShape(NamedTuple):
     n_reinsurers: int = 0  # 0: no reinsurance program; else default uniforms drawn per year
     program_kinds: tuple[tuple[int, ...], ...] = ()  # each reinsurance program's contract kinds (reinsurance.py)
     dev_years: int = 0  # 0: no payment pattern; else development years tracked (the last takes the tail)
+    x64: bool = False  # sample in float64 too (default: float32 sampling, float64 accumulation)
 
 
 class EngineParams(NamedTuple):
@@ -163,14 +164,20 @@ class YearResult(NamedTuple):
     open_weight: jax.Array  # f64[dev_year]: their case-reserve weights summed (reserving.py)
 
 
-def _uniform_from_bits(bits: jax.Array, n_bits: int = 32) -> jax.Array:
-    """Map ``n_bits``-bit integers to float32 uniforms strictly inside (0, 1).
+def _real(shape: EngineShape):
+    """The sampling precision: float32 (default; totals are accumulated in float64 anyway), or
+    float64 throughout with ``shape.x64`` (``leisim simulate --x64``, for precision checks)."""
+    return jnp.float64 if shape.x64 else jnp.float32
+
+
+def _uniform_from_bits(bits: jax.Array, n_bits: int = 32, dtype=jnp.float32) -> jax.Array:
+    """Map ``n_bits``-bit integers to uniforms strictly inside (0, 1) (float32 unless ``dtype``).
 
     Small values keep full float32 relative precision, so survival-form quantiles resolve
     the tail down to 2**-n_bits. Values that round up to 1 are held just below it.
     """
-    u = (bits.astype(jnp.float32) + 0.5) * jnp.float32(2.0**-n_bits)
-    return jnp.minimum(u, jnp.float32(1.0 - 2.0**-24))
+    u = (bits.astype(dtype) + 0.5) * dtype(2.0**-n_bits)
+    return jnp.minimum(u, dtype(1.0 - 2.0 ** -(24 if dtype == jnp.float32 else 53)))
 
 
 def _alias_pick(low32: jax.Array, count: jax.Array, accept: jax.Array, alias: jax.Array,
@@ -205,8 +212,8 @@ def _low32(word: jax.Array) -> jax.Array:
     return word & jnp.uint64(0xFFFFFFFF)
 
 
-def _high_uniform(word: jax.Array) -> jax.Array:
-    return _uniform_from_bits((word >> jnp.uint64(32)).astype(jnp.uint32))
+def _high_uniform(word: jax.Array, dtype=jnp.float32) -> jax.Array:
+    return _uniform_from_bits((word >> jnp.uint64(32)).astype(jnp.uint32), dtype=dtype)
 
 
 def _quantile(key: jax.Array, u: jax.Array, family: jax.Array | None, theta: tuple[jax.Array, ...],
@@ -227,7 +234,7 @@ def _quantile(key: jax.Array, u: jax.Array, family: jax.Array | None, theta: tup
         cost = pick(PARETO, c + b * jnp.expm1(-jnp.log(u) / a), cost)
     if has_gamma:
         # Gamma has no cheap quantile; draw it by rejection from the slot's own key.
-        draws = jax.random.gamma(key, a if single else jnp.where(family == GAMMA, a, 1.0), dtype=jnp.float32)
+        draws = jax.random.gamma(key, a if single else jnp.where(family == GAMMA, a, 1.0), dtype=_real(shape))
         cost = pick(GAMMA, draws * b, cost)
     return cost
 
@@ -318,11 +325,12 @@ def simulate_year(key: jax.Array, year: jax.Array, params: EngineParams, shape: 
 
     # 0. Year shocks.
     k_year, k_fx = jax.random.split(k_shock)
-    level = jnp.exp(params.year_sigma[draw] * jax.random.normal(k_year, dtype=jnp.float32)) if shape.year_effect \
-        else jnp.float32(1.0)
+    real = _real(shape)
+    level = jnp.exp(params.year_sigma[draw] * jax.random.normal(k_year, dtype=real)) if shape.year_effect \
+        else real(1.0)
     if shape.fx:
         sigma = params.fx_sigma
-        fx_factor = jnp.exp(sigma * jax.random.normal(k_fx, sigma.shape, jnp.float32) - 0.5 * sigma * sigma)
+        fx_factor = jnp.exp(sigma * jax.random.normal(k_fx, sigma.shape, real) - 0.5 * sigma * sigma)
     else:
         fx_factor = None
 
@@ -346,7 +354,7 @@ def simulate_year(key: jax.Array, year: jax.Array, params: EngineParams, shape: 
         entry = _alias_pick(_low32(word), jnp.int32(params.entry_accept.shape[0]), params.entry_accept,
                             params.entry_alias)
     row = params.entry_row[entry]
-    u_high = _high_uniform(word)
+    u_high = _high_uniform(word, real)
 
     if shape.clustered:
         # 3. Thinning and Kemp's LK: L = 1 + floor(log V / log(1 - (1 - theta)^U)).
@@ -359,8 +367,8 @@ def simulate_year(key: jax.Array, year: jax.Array, params: EngineParams, shape: 
         log1p_ratio = jnp.log1p(ratio)
         keep_probability = jnp.where(nb, log1p_ratio / jnp.maximum(ratio, 1e-30), 1.0)
         size_word = jax.random.bits(k_size, (shape.event_buffer,), dtype=jnp.uint64)
-        kept = _uniform_from_bits((size_word & jnp.uint64(0xFFFFFFFF)).astype(jnp.uint32)) < keep_probability
-        v = _high_uniform(size_word)
+        kept = _uniform_from_bits((size_word & jnp.uint64(0xFFFFFFFF)).astype(jnp.uint32), dtype=real) < keep_probability
+        v = _high_uniform(size_word, real)
         r = -jnp.expm1(-u_high * log1p_ratio)  # 1 - (1 - theta)^U with log(1 - theta) = -log1p(ratio)
         size = 1.0 + jnp.floor(jnp.log(v) / jnp.log(r))
         size = jnp.where(nb, jnp.clip(size, 1.0, 2.0**30), 1.0).astype(jnp.int32)
@@ -371,7 +379,7 @@ def simulate_year(key: jax.Array, year: jax.Array, params: EngineParams, shape: 
         owner = jnp.minimum(jnp.searchsorted(cum_size, slot, side="right"), shape.event_buffer - 1)
         row = row[owner]
         valid = slot < n_disputes
-        u_cost = _uniform_from_bits(jax.random.bits(k_cost, (shape.dispute_buffer,), dtype=jnp.uint32))
+        u_cost = _uniform_from_bits(jax.random.bits(k_cost, (shape.dispute_buffer,), dtype=jnp.uint32), dtype=real)
         overflow = (n_events > shape.event_buffer) | (n_disputes > shape.dispute_buffer)
     else:
         valid, n_disputes, u_cost = event_valid, n_events, u_high
@@ -394,7 +402,7 @@ def simulate_year(key: jax.Array, year: jax.Array, params: EngineParams, shape: 
         cum_kind = jnp.cumsum(kind_rates) / jnp.maximum(kind_rates.sum(), 1e-300)
         kind = jnp.minimum(jnp.sum(u_kind[:, None] >= cum_kind[None, :-1], axis=1), kind_rates.shape[0] - 1)
         mean_extra, concentration = _per_draw(params.campaign_size, draw, kind)
-        mixing = jax.random.gamma(k_gamma, concentration, dtype=jnp.float32) / concentration
+        mixing = jax.random.gamma(k_gamma, concentration, dtype=real) / concentration
         extra = jax.random.poisson(k_extra, mean_extra * mixing, dtype=jnp.int32)
         hits = jnp.where(camp_slot < n_campaigns, 1 + extra, 0)
         cum_hits = jnp.cumsum(hits)
@@ -409,7 +417,7 @@ def simulate_year(key: jax.Array, year: jax.Array, params: EngineParams, shape: 
                              hit_kind * n_targets)
         hit_policy = params.campaign_policy.reshape(-1)[target]
         hit_cell = params.campaign_cell[hit_kind]
-        hit_cost, hit_stage = _dispute_costs(k_camp_sev, shape.campaign_dispute_buffer, hit_cell, _high_uniform(hit_word),
+        hit_cost, hit_stage = _dispute_costs(k_camp_sev, shape.campaign_dispute_buffer, hit_cell, _high_uniform(hit_word, real),
                                   draw, fx_factor, params, shape)
         terms = params.policy_terms[hit_policy]
         overflow = overflow | (n_campaigns > shape.campaign_buffer) | (n_campaign_disputes > shape.campaign_dispute_buffer)

@@ -42,6 +42,17 @@ def gather(pieces, n: int) -> np.ndarray:
     return out
 
 
+def sd(values: np.ndarray, ddof: int = 1, block: int = 1 << 20) -> float:
+    """Standard deviation in blocks (two-pass: the mean, then squares about it), so that a
+    column of 1e7 years needs no second 1e7-long temporary."""
+    n = values.size
+    if n <= ddof:
+        return 0.0
+    mean = float(values.sum()) / n
+    square = sum(float(np.square(values[i:i + block] - mean).sum()) for i in range(0, n, block))
+    return math.sqrt(square / (n - ddof))
+
+
 def _check_level(level: float) -> None:
     if not 0.0 < level < 1.0:
         raise ValueError(f"risk level must lie strictly between 0 and 1, got {level}")
@@ -96,7 +107,7 @@ def risk_measures(losses: np.ndarray, levels=LEVELS, *, presorted: bool = False)
     ordered = losses if presorted else np.sort(losses)
     losses = ordered
     n = losses.size
-    mean, std = float(losses.mean()), float(losses.std(ddof=1)) if n > 1 else 0.0
+    mean, std = float(losses.mean()), sd(losses)
     out = {"mean": mean, "std": std, "var": {}, "tvar": {},
            "se": {"mean": std / math.sqrt(n), "var": {}, "tvar": {}}}
     for level in levels:

@@ -101,7 +101,7 @@ def summarize_runs(runs, *, held: float | None = None) -> dict:
     held_reserve = expected_outstanding if held is None else float(held)
     out = {
         "expected_outstanding": expected_outstanding,
-        "expected_outstanding_se": float(run_off.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0,
+        "expected_outstanding_se": metrics.sd(run_off) / math.sqrt(n),
         "expected_ultimate": expected_ultimate,
         "development_year": list(range(n_dev)),
         "payment_pattern": {

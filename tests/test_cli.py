@@ -153,7 +153,7 @@ def test_a_failed_run_leaves_the_previous_outputs(baseline_run, tmp_path, monkey
 
     monkeypatch.setattr(plots, "write_all", broken)
     with pytest.raises(OSError, match="disk full"):
-        run("simulate", *SMALL, "--seed", "5", "--out", str(out))
+        run("simulate", *SMALL, "--seed", "5", "--out", str(out), "--overwrite")
     assert (out / "summary.json").read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no partial directory left behind
 
@@ -253,3 +253,21 @@ def test_bad_scenario_files_exit_2_from_stress(tmp_path, text, fragment):
     assert result.exit_code == 2, result.output
     assert str(path) in result.output and fragment.lower() in result.output.lower(), result.output
     assert not out.exists()
+
+
+def test_outputs_are_not_replaced_without_overwrite(baseline_run, tmp_path):
+    out, _ = baseline_run
+    before = (out / "summary.json").read_bytes()
+    result = CliRunner().invoke(main, ["simulate", *SMALL, "--out", str(out)])
+    assert result.exit_code == 2
+    assert "already holds outputs" in result.output and "--overwrite" in result.output
+    assert (out / "summary.json").read_bytes() == before
+    (tmp_path / "unfinished" / ".checkpoint").mkdir(parents=True)
+    result = CliRunner().invoke(main, ["simulate", *SMALL, "--out", str(tmp_path / "unfinished")])
+    assert result.exit_code == 2
+    assert "--resume" in result.output
+    (tmp_path / "stress").mkdir()
+    (tmp_path / "stress" / "stress.json").write_text("{}")
+    result = CliRunner().invoke(main, ["stress", "--out", str(tmp_path / "stress")])
+    assert result.exit_code == 2
+    assert "already holds a stress run" in result.output
