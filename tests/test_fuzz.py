@@ -34,6 +34,7 @@ EXPOSURES = [{"policy_id": "P1", "country": "US", "exposure": "2.5"}, {"policy_i
              {"policy_id": "P2", "country": "US", "exposure": "0.5"}]
 NUMERIC = {"premium_cny", "deductible_cny", "coinsurance", "limit_per_dispute_cny", "aggregate_limit_cny",
            "subsidy_share", "exposure"}
+OPTIONAL = {"subsidy_share"}  # may be left out or empty (no subsidy)
 # Values no numeric column may hold.
 INVALID_NUMBERS = ["nan", "NaN", "inf", "-inf", "Infinity", "-1", "-0.5", "abc", "", " ", "1e400", "0x10", "1,5",
                    "None", "true", "1.2.3", "--1", "1e", "ten"]
@@ -66,10 +67,11 @@ def table_mutation(draw, rows: list[dict]):
         column = draw(st.sampled_from(columns))
         value = draw(st.sampled_from(HOSTILE_TEXT)) if kind == "cell" else draw(st.text(max_size=30))
         rows[r][column] = value
-        invalid = column in NUMERIC and value in INVALID_NUMBERS
+        invalid = column in NUMERIC and value in INVALID_NUMBERS and not (column in OPTIONAL and not value.strip())
     elif kind == "drop_column":
-        columns.remove(draw(st.sampled_from(columns)))
-        invalid = True
+        column = draw(st.sampled_from(columns))
+        columns.remove(column)
+        invalid = column not in OPTIONAL
     elif kind == "duplicate_row":
         rows.append(dict(rows[draw(st.integers(0, len(rows) - 1))]))
     elif kind == "empty":
