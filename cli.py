@@ -401,8 +401,15 @@ def _run_simulation(run: dict, *, resume: bool = False, devices: int | None = No
     years = run["years"] or scenario.years
     seed = scenario.seed if run["seed"] is None else run["seed"]
     out_dir = Path(run["out_dir"] or Path("results") / scenario.name)
-    if not resume and not run.get("overwrite", False):
-        refuse_existing_run(out_dir)
+    refusal = None
+    if not resume and not run.get("overwrite", False) and jax.process_index() == 0:
+        try:
+            refuse_existing_run(out_dir)
+        except InputError as err:
+            refusal = err
+    if _agreed(np.array([refusal is not None]))[0]:  # every process stops, not only process 0
+        raise refusal or InputError("process 0 refused the output folder (see its message)", field="--out",
+                                    value=str(out_dir))
     chunk_size = min(run["chunk_size"], years)
     run = run | {"years": years, "seed": seed, "out_dir": str(out_dir)}
     fingerprint = _fingerprint([c for c in (composition, point_composition) if c is not None], years, seed, chunk_size)

@@ -18,7 +18,7 @@ ATTRS = {"scenario": "baseline", "seed": 0}
 def table(baseline):
     import jax
 
-    from tests.conftest import SEED
+    from conftest import SEED
 
     return run_years(jax.random.key(SEED), baseline.params, baseline.shape, years=3000, chunk_size=1000)
 
