@@ -151,3 +151,31 @@ def test_resume_refuses_a_changed_input_or_a_missing_checkpoint(tmp_path):
     result = CliRunner().invoke(main, ["simulate", "--resume", str(tmp_path / "run")])
     assert result.exit_code == 2
     assert "changed since the checkpoint" in result.output
+
+
+@pytest.mark.slow
+def test_killed_while_writing_leaves_the_previous_outputs_or_the_new_ones(reference, tmp_path):
+    # A run replacing a previous one (--overwrite) is killed at a random moment after it starts
+    # writing its outputs (the staging folder exists): the folder must then hold either the
+    # previous outputs, byte for byte, or the new run's complete outputs, never a mixture.
+    import shutil
+
+    out = tmp_path / "previous"
+    shutil.copytree(reference, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    delay = random.Random(11).uniform(0.0, 1.5)
+    proc = subprocess.Popen(LAUNCH + RUN + ["--out", str(out), "--overwrite", "--seed", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None and not list(tmp_path.glob(".previous.*.partial")):
+        time.sleep(0.005)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    after = {p.name: p for p in out.iterdir() if p.name != ".checkpoint"}
+    if set(after) == set(before) and all(after[n].read_bytes() == before[n] for n in before):
+        return  # the previous outputs, untouched
+    assert set(after) == {"summary.json", "results.nc"}  # the new run, complete
+    assert json.loads(after["summary.json"].read_text())["seed"] == 1
+    with xr.open_dataset(after["results.nc"], engine="h5netcdf") as ds:
+        assert ds.sizes["year"] == 100_000
