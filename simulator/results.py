@@ -15,7 +15,6 @@ import platform
 
 import jax
 import numpy as np
-import xarray as xr
 
 from . import capital, metrics, reinsurance, reserving
 from .driver import YearTable
@@ -55,11 +54,6 @@ def by_label(values: np.ndarray, group_label: tuple[str, ...], labels: tuple[str
     for g, label in enumerate(group_label):
         out[:, labels.index(label)] += values[:, g]
     return out
-
-
-def by_country(table: YearTable, group_country: tuple[str, ...], countries: tuple[str, ...]) -> np.ndarray:
-    """Sum the per-group totals into per-country totals: [year, country]."""
-    return by_label(table.gross_by_group, group_country, countries)
 
 
 def dispute_types(composition) -> tuple[str, ...]:
@@ -519,15 +513,3 @@ def write_netcdf(path, years, composition, *, provenance_attrs: dict) -> None:
                 variables[name][start:stop] = np.asarray(value(r, c)).astype(dtype)
             start = stop
         f.attrs.update({k: ("" if v is None else v) for k, v in provenance_attrs.items()})
-
-
-def to_dataset(years, composition, *, provenance_attrs: dict) -> xr.Dataset:
-    """results.nc's content as an in-memory Dataset (small runs, tests)."""
-    import os
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "results.nc")
-        write_netcdf(path, years, composition, provenance_attrs=provenance_attrs)
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
-            return ds.load()
