@@ -454,7 +454,7 @@ def _run_simulation(run: dict, *, resume: bool = False, devices: int | None = No
     main_years = store.years("main", years)
     point = None
     if point_composition is not None:
-        point = metrics.risk_measures(_sorted_column(store.years("point", years)), presorted=True)
+        point = metrics.risk_measures(results.sorted_column(store.years("point", years), "gross"), presorted=True)
     attrs = results.provenance(scenario_name=scenario.name, scenario_sha256=scenario.sha256, seed=seed,
                                years=years, command=_command_line())
     attrs["portfolio"] = str(Path(portfolio_dir or default_portfolio_dir()).resolve())
@@ -484,15 +484,6 @@ def _run_simulation(run: dict, *, resume: bool = False, devices: int | None = No
     if "reinsurance_comparison" in summary:
         _print_comparison(summary["reinsurance_comparison"]["programs"])
     click.echo(f"\nWrote {out_dir}/summary.json, results.nc" + (" and figures" if run["plots"] else ""))
-
-
-def _sorted_column(years, name: str = "gross"):
-    """One per-year column of stored years, sorted (one array, no second copy)."""
-    from .simulator.metrics import gather
-
-    column = gather((r[name] for r in years.records()), years.years)
-    column.sort()
-    return column
 
 
 def _quote(path) -> str:

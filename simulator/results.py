@@ -103,6 +103,11 @@ def _sums(years, fn) -> np.ndarray:
     return np.sum(np.stack([np.asarray(fn(r), dtype=np.float64).sum(axis=0) for r in years.records()]), axis=0)
 
 
+def sorted_column(years, name: str) -> np.ndarray:
+    """One per-year field of the records, sorted (one array, sorted in place)."""
+    return _sorted(_column(years, lambda r: r[name]))
+
+
 def program_prices(years, contracts: tuple[Contract, ...], index: int) -> list[dict]:
     """Each contract of program ``index`` priced on the run's years (one pass)."""
     if not contracts:
@@ -253,9 +258,11 @@ def _assess(program: _Program, net_cost: np.ndarray, capital_spec: dict) -> dict
                           core=capital_spec.get("core_cny"), charge=charge, presorted=True)
 
 
-def capital_report(program: _Program, composition, capital_spec: dict) -> dict:
-    """summary.json's ``capital`` block: requirement, ratios, exhaustion and Euler allocation."""
-    ordered = _sorted(program.column("net_cost"))
+def capital_report(program: _Program, composition, capital_spec: dict, *, ordered: np.ndarray | None = None) -> dict:
+    """summary.json's ``capital`` block: requirement, ratios, exhaustion and Euler allocation.
+
+    ``ordered``: the program's net cost, sorted, when the caller has it already."""
+    ordered = _sorted(program.column("net_cost")) if ordered is None else ordered
     out = _assess(program, ordered, capital_spec)
     rule = capital.tail_rule(ordered, capital.ALLOCATION_LEVEL, presorted=True)
     del ordered
@@ -329,14 +336,19 @@ def summarize(
                 start += size
 
         split = metrics.parameter_variance_share_runs(by_draw)
-    gross = _sorted(_column(years, lambda r: r["gross"]))
+    gross = sorted_column(years, "gross")
     out["gross"] = metrics.risk_measures(gross, presorted=True)
     aep = metrics.exceedance_curve(gross, presorted=True)
     threshold = metrics.var(gross, 0.99)
     del gross
-    for name in ("ceded", "net", "net_cost"):
-        out[name] = metrics.risk_measures(_sorted(program.column(name)), presorted=True)
-    out["capital"] = capital_report(program, composition, capital_spec)
+    out["ceded"] = metrics.risk_measures(_sorted(program.column("ceded")), presorted=True)
+    ordered = _sorted(program.column("net"))
+    out["net"] = metrics.risk_measures(ordered, presorted=True)
+    aep_net = metrics.exceedance_curve(ordered, presorted=True)
+    ordered = _sorted(program.column("net_cost"))
+    out["net_cost"] = metrics.risk_measures(ordered, presorted=True)
+    out["capital"] = capital_report(program, composition, capital_spec, ordered=ordered)
+    del ordered
     if composition.dev_years > 0:
         out["reserves"] = reserving.summarize_runs(
             lambda: ((r["payments"], r["open_disputes"], r["open_weight"]) for r in years.records()),
@@ -351,8 +363,8 @@ def summarize(
     }
     out["exceedance"] = {
         "aep": aep,
-        "oep": metrics.exceedance_curve(_sorted(_column(years, lambda r: r["max_dispute"])), presorted=True),
-        "aep_net": metrics.exceedance_curve(_sorted(program.column("net")), presorted=True),
+        "oep": metrics.exceedance_curve(sorted_column(years, "max_dispute"), presorted=True),
+        "aep_net": aep_net,
     }
     # Each country's mean over the years in which the total is at or above its 99% VaR
     # (Euler allocation of TVaR, Tasche 1999).
