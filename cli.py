@@ -15,6 +15,10 @@ import click
 
 from .errors import InputError
 from .models.settings import FIT_DEFAULTS
+from .scenarios.schema import MAX_SEED, MAX_YEARS
+
+YEARS = click.IntRange(1, MAX_YEARS)
+SEED = click.IntRange(0, MAX_SEED)
 
 
 class _Group(click.Group):
@@ -41,6 +45,25 @@ def _command_line() -> str:
     return shlex.join(["leisim"] + (args if args is not None else sys.argv[1:]))
 
 
+def compilation_cache_dir() -> str | None:
+    """Where compiled kernels are kept between runs; None when caching is off.
+
+    JAX_COMPILATION_CACHE_DIR (JAX's own setting) wins; else LEISIM_COMPILATION_CACHE (a folder, or
+    ``off``); else ``$XDG_CACHE_HOME/leisim/jax`` (``~/.cache/leisim/jax``). A cached kernel is the
+    same executable XLA would compile (the key covers the program, the JAX/XLA versions, the flags and
+    the devices), so results never depend on it; a second run skips ~15 s of compilation per kernel.
+    """
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return os.environ["JAX_COMPILATION_CACHE_DIR"]
+    chosen = os.environ.get("LEISIM_COMPILATION_CACHE", "")
+    if chosen.lower() in ("off", "0", "false", "no"):
+        return None
+    if chosen:
+        return chosen
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "leisim", "jax")
+
+
 def _setup_jax() -> None:
     from .simulator.driver import host_device_flags
 
@@ -51,6 +74,9 @@ def _setup_jax() -> None:
 
     # Sample in float32, accumulate in float64 (STYLE.md rule 12): float64 must be available.
     jax.config.update("jax_enable_x64", True)
+    cache = compilation_cache_dir()
+    if cache is not None and not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", cache)
 
 
 @contextlib.contextmanager
@@ -164,8 +190,8 @@ def _run_options(command):
     for option in reversed((
         click.option("--portfolio", "portfolio_dir", type=click.Path(path_type=Path), default=None,
                      help="Folder with policies.csv and exposures.csv [default: the embedded pilot portfolio]."),
-        click.option("--years", type=click.IntRange(min=1), default=None, help="Simulated years [default: the scenario's]."),
-        click.option("--seed", type=click.IntRange(min=0), default=None, help="Random seed [default: the scenario's]."),
+        click.option("--years", type=YEARS, default=None, help="Simulated years [default: the scenario's]."),
+        click.option("--seed", type=SEED, default=None, help="Random seed [default: the scenario's]."),
         click.option("--chunk-size", type=click.IntRange(min=1), default=10_000, show_default=True,
                      help="Years per kernel call: changes memory use and speed, never the results."),
         click.option("--plots/--no-plots", default=True, show_default=True, help="Write PNG figures."),
@@ -583,15 +609,15 @@ def _parse_target(text: str) -> tuple[str, float]:
               help="The scenario the others are compared with.")
 @click.option("--portfolio", "portfolio_dir", type=click.Path(path_type=Path), default=None,
               help="Folder with policies.csv and exposures.csv [default: the embedded pilot portfolio].")
-@click.option("--years", type=click.IntRange(min=1), default=100_000, show_default=True,
+@click.option("--years", type=YEARS, default=100_000, show_default=True,
               help="Simulated years per scenario.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--seed", type=SEED, default=0, show_default=True,
               help="One seed for every scenario (common random numbers).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("results/stress"), show_default=True)
 @click.option("--chunk-size", type=click.IntRange(min=1), default=10_000, show_default=True)
 @click.option("--sensitivities/--no-sensitivities", default=True, show_default=True,
               help="Per country: change in net VaR 99.5 / TVaR 99 per +10% frequency and severity.")
-@click.option("--sensitivity-years", type=click.IntRange(min=1), default=20_000, show_default=True)
+@click.option("--sensitivity-years", type=YEARS, default=20_000, show_default=True)
 @click.option("--reverse", is_flag=True, help="Run a reverse stress test instead of the scenario set.")
 @click.option("--target", default="solvency_ratio=1.0", show_default=True,
               help="Reverse stress target, metric=value: " + ", ".join(
@@ -600,7 +626,7 @@ def _parse_target(text: str) -> tuple[str, float]:
 @click.option("--shock", "shock_specs", multiple=True, default=("frequency:US",), show_default=True,
               help="Reverse stress: the shock to scale, kind:key (frequency:US, frequency:*, severity:*, fx:USD, "
                    "frequency_by_type:patent, campaigns:schedule_a). Repeat for several.")
-@click.option("--reverse-years", type=click.IntRange(min=1), default=20_000, show_default=True,
+@click.option("--reverse-years", type=YEARS, default=20_000, show_default=True,
               help="Simulated years per evaluation of the reverse stress test.")
 @click.option("--plots/--no-plots", default=True, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace a stress run already in the output folder.")
@@ -734,12 +760,9 @@ def report(run_dir, out_file, stress_dir, portfolio_dir):
     from .scenarios.portfolio import load_portfolio
 
     summary_path = run_dir / "summary.json"
-    if not summary_path.is_file():
+    summary = report_mod.load_json(summary_path)
+    if summary is None:
         raise InputError("no summary.json here: give the --out folder of a `leisim simulate` run", file=str(run_dir))
-    try:
-        summary = json.loads(summary_path.read_text())
-    except json.JSONDecodeError as err:
-        raise InputError(f"not valid JSON ({err.msg}, line {err.lineno})", file=str(summary_path))
     for key in ("scenario", "gross", "net", "capital", "reserves", "reinsurance"):
         if key not in summary:
             raise InputError("missing key: re-run `leisim simulate` with this version", file=str(summary_path),
@@ -758,8 +781,15 @@ def report(run_dir, out_file, stress_dir, portfolio_dir):
     figures = {p.name: p.read_bytes() for p in run_dir.glob("*.png")}
     if stress_dir is not None:
         figures |= {p.name: p.read_bytes() for p in stress_dir.glob("*.png")}
-    text = report_mod.render(summary, figures=figures, stress=stress, reverse=reverse, diagnostics=diagnostics,
-                             portfolio=portfolio)
+    try:
+        text = report_mod.render(summary, figures=figures, stress=stress, reverse=reverse, diagnostics=diagnostics,
+                                 portfolio=portfolio)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        # A hand-edited or foreign summary.json / stress.json: say which files, not a traceback.
+        sources = [str(summary_path)] + [str(stress_dir / n) for n in ("stress.json", "reverse.json")
+                                         if stress_dir is not None and (stress_dir / n).is_file()]
+        raise InputError(f"the run's outputs do not have the shape this leisim writes ({type(err).__name__}: {err}); "
+                         "re-run `leisim simulate` (and `leisim stress`) with this version", file=", ".join(sources)) from None
     out_file = out_file or run_dir / "report.html"
     atomic_write(out_file, text)
     click.echo(f"Wrote {out_file} ({len(text) / 1e6:.1f} MB)")
@@ -804,7 +834,7 @@ def _print_stress(doc: dict, names: list[str]) -> None:
 @click.option("--chains", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--warmup", type=click.IntRange(min=10), default=FIT_DEFAULTS.warmup, show_default=True)
 @click.option("--samples", type=click.IntRange(min=10), default=FIT_DEFAULTS.samples, show_default=True)
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--target-accept", type=click.FloatRange(0.5, 0.999), default=FIT_DEFAULTS.target_accept,
               show_default=True, help="NUTS target acceptance: higher removes divergences, costs time.")
 @click.option("--checks/--no-checks", default=False, show_default=True,
@@ -864,46 +894,89 @@ def data() -> None:
     """The embedded synthetic data."""
 
 
+def _refuse_existing_folder(out_dir: Path, what: str) -> None:
+    """Generated data never replaces a folder that holds files unless --overwrite is given."""
+    if out_dir.is_file():
+        raise InputError(f"{out_dir} is a file; give --out a folder", field="--out", value=str(out_dir))
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        raise InputError(f"{out_dir} already holds files; pass --overwrite to replace the folder with the new {what}, "
+                         "or choose another --out", field="--out", value=str(out_dir))
+
+
 @data.command("history")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--portfolio", "portfolio_dir", type=click.Path(path_type=Path), default=None,
               help="The book the history is drawn on [default: the embedded pilot portfolio].")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("history"), show_default=True)
-def data_history(seed, portfolio_dir, out_dir):
+@click.option("--overwrite", is_flag=True, help="Replace the --out folder if it already holds files.")
+def data_history(seed, portfolio_dir, out_dir, overwrite):
     """Write a synthetic dispute history drawn from the documented true parameters (seed 0: the shipped one)."""
     from .data.generate import default_portfolio_dir
     from .models.history import HISTORY_YEARS, generate_history, write_history
     from .scenarios.portfolio import load_portfolio
 
     portfolio = load_portfolio(portfolio_dir or default_portfolio_dir())
+    if not overwrite:
+        _refuse_existing_folder(out_dir, "history")
     rows = generate_history(portfolio, seed=seed)
-    write_history(out_dir, rows)
+    with atomic_directory(out_dir) as staging:  # the three files appear together or not at all
+        write_history(staging, rows)
     click.echo(f"Wrote {out_dir}/exposures.csv, disputes.csv, campaigns.csv: {HISTORY_YEARS[0]}-{HISTORY_YEARS[-1]}, "
                f"{len(rows['disputes'])} paid disputes, {len(rows['campaigns'])} campaigns (seed {seed})")
 
 
 @data.command("generate")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--policies", type=click.IntRange(min=1), default=300, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("portfolio"), show_default=True)
-def data_generate(seed, policies, out_dir):
+@click.option("--overwrite", is_flag=True, help="Replace the --out folder if it already holds files.")
+def data_generate(seed, policies, out_dir, overwrite):
     """Write a synthetic pilot portfolio (policies.csv, exposures.csv); seed 0 is the embedded default."""
     from .data.generate import write_portfolio
 
-    write_portfolio(out_dir, seed=seed, n_policies=policies)
+    if not overwrite:
+        _refuse_existing_folder(out_dir, "portfolio")
+    with atomic_directory(out_dir) as staging:  # both files appear together or not at all
+        write_portfolio(staging, seed=seed, n_policies=policies)
     click.echo(f"Wrote {out_dir}/policies.csv and {out_dir}/exposures.csv ({policies} policies, seed {seed})")
 
 
-if __name__ == "__main__":
-    main()
+@data.command("validate")
+@click.option("--portfolio", "portfolio_dir", type=click.Path(path_type=Path), default=None,
+              help="A portfolio folder (policies.csv, exposures.csv) [default: the embedded one, unless --history "
+                   "is given alone].")
+@click.option("--history", "history_dir", type=click.Path(path_type=Path), default=None,
+              help="A dispute-history folder (exposures.csv, disputes.csv, campaigns.csv).")
+def data_validate(portfolio_dir, history_dir):
+    """Check portfolio and history files without simulating; exit 2 naming the file, row, column and value of
+    the first problem."""
+    import numpy as np
+
+    from .data.generate import default_portfolio_dir
+    from .models.history import load_history
+    from .scenarios.portfolio import load_portfolio
+
+    if portfolio_dir is not None or history_dir is None:
+        p = load_portfolio(portfolio_dir or default_portfolio_dir())
+        exposed = [c for i, c in enumerate(p.countries) if p.exposure[:, i].sum() > 0]
+        click.echo(f"ok  portfolio {p.source}: {p.n_policies:,} policies in {len(p.sectors)} sectors, premium "
+                   f"{p.premium_cny.sum() / 1e6:,.2f} million CNY, exposure {p.exposure.sum():,.1f} million CNY to "
+                   f"{len(exposed)} countries ({', '.join(exposed)})")
+        if not np.all(p.exposure.sum(axis=1) > 0):
+            click.echo(f"    note: {int(np.sum(p.exposure.sum(axis=1) == 0))} policies have no exposure (no disputes)")
+    if history_dir is not None:
+        h = load_history(history_dir)
+        click.echo(f"ok  history {history_dir}: years {h.years[0]}-{h.years[-1]}, {len(h.cell_exposure):,} exposure "
+                   f"cells, {int(h.cell_disputes.sum()):,} disputes ({len(h.dispute_cost):,} with a payment), "
+                   f"{len(h.campaign_dispute_cost):,} campaign disputes with a payment")
 
 
 @main.command()
-@click.option("--years", "years_list", type=click.IntRange(min=1), multiple=True,
+@click.option("--years", "years_list", type=YEARS, multiple=True,
               help="Year counts of the years scan (repeat) [default: 1e4, 1e5, 1e6].")
 @click.option("--policies", "policies_list", type=click.IntRange(min=1), multiple=True,
               help="Portfolio sizes of the policies scan (repeat) [default: 300, 3,000, 30,000].")
-@click.option("--policy-years", type=click.IntRange(min=1), default=20_000, show_default=True,
+@click.option("--policy-years", type=YEARS, default=20_000, show_default=True,
               help="Years per run in the policies and devices scans.")
 @click.option("--devices-scan/--no-devices-scan", default=True, show_default=True,
               help="Also time 1, 2, 4, ... devices (on a CPU: cores).")
@@ -941,3 +1014,7 @@ def bench(years_list, policies_list, policy_years, devices_scan, chunk_size, rep
     atomic_write(out_file, json.dumps(report, indent=2) + "\n")
     atomic_write(out_file.with_suffix(".png"), lambda path: bench_mod.plot(report, path))
     click.echo(f"Wrote {out_file} and {out_file.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -358,7 +358,19 @@ def diagnostics_table(tree_path) -> dict | None:
 
 
 def load_json(path) -> dict | None:
+    """A JSON object from ``path``; None where the file does not exist, InputError where it is not one."""
+    from .errors import InputError
+
     try:
-        return json.loads(path.read_text())
+        doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
+    except json.JSONDecodeError as err:
+        raise InputError(f"not valid JSON ({err.msg}, line {err.lineno}); re-run the command that wrote it",
+                         file=str(path)) from None
+    except (UnicodeDecodeError, IsADirectoryError) as err:
+        raise InputError(f"not a JSON text file ({err})", file=str(path)) from None
+    if not isinstance(doc, dict):
+        raise InputError("must hold a JSON object (leisim writes one); re-run the command that wrote it",
+                         file=str(path), value=type(doc).__name__)
+    return doc

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -36,6 +37,14 @@ def library_path(name: str) -> Path:
 
 # ---------------------------------------------------------------------------------------------
 # Schema: for each table, its keys and a checker. A checker returns the clean value or raises.
+
+
+MAX_YEARS = 10**10  # simulated years: beyond this a run would take months
+MAX_SEED = 2**63 - 1  # jax.random.key takes a signed 64-bit seed
+
+# A scenario's name is the default output folder (results/<name>) and a key of stress.json: no path
+# separators or traversal, nothing a file system or the report's key paths (a|b|c) would misread.
+SAFE_NAME = re.compile(r"(?!\.)(?!.*\.\.)[^/\\|:*?\"<>\x00-\x1f\x7f]{1,100}")
 
 
 class _Checker:
@@ -275,12 +284,15 @@ def validate(raw: dict, file: str) -> dict:
     ck = _Checker(file)
     ck.table(raw, "", TOP_KEYS, required=("name",))
     ck.string(raw["name"], "name")
+    if not SAFE_NAME.fullmatch(raw["name"]):
+        ck.fail("name", "must be 1-100 characters without / \\ | : * ? \" < >, control characters, a leading dot "
+                "or '..' (the name becomes the default output folder, results/<name>)", raw["name"])
     if "description" in raw:
         ck.string(raw["description"], "description")
     if "years" in raw:
-        ck.integer(raw["years"], "years", low=1, high=10**10)
+        ck.integer(raw["years"], "years", low=1, high=MAX_YEARS)
     if "seed" in raw:
-        ck.integer(raw["seed"], "seed", low=0, high=2**63 - 1)
+        ck.integer(raw["seed"], "seed", low=0, high=MAX_SEED)
 
     model = ck.table(raw.get("model", {}), "model", {
         "parameters": "posterior | fixed",

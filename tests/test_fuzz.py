@@ -266,3 +266,144 @@ def test_deep_and_cyclic_extends_and_paths_outside_are_refused(tmp_path):
     (tmp_path / "d.toml").write_text('name = "d"\nextends = "../../../../../../etc/hostname.toml"\n')
     with pytest.raises(InputError, match="not found"):
         load_scenario(str(tmp_path / "d.toml"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Through the command line: exit status 2, a message naming the file, no traceback, nothing written.
+
+from click.testing import CliRunner  # noqa: E402
+
+from leisim.cli import main  # noqa: E402
+
+CLI_FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def cli(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def assert_refused(result, *names: str) -> None:
+    """Exit 2 with the project's one-line error naming one of ``names``; never a traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output and "Error:" in result.output
+    assert any(n in result.output for n in names), result.output
+
+
+@CLI_FUZZ
+@given(target=st.sampled_from(["policies.csv", "exposures.csv"]), data=st.data())
+def test_cli_portfolio(target, data):
+    """`leisim data validate` accepts or refuses (exit 0 or 2); an invalid portfolio stops `simulate` too,
+    before anything is written."""
+    rows = POLICIES if target == "policies.csv" else EXPOSURES
+    mutated, columns, transform, invalid = data.draw(table_mutation(rows))
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / "portfolio"
+        directory.mkdir()
+        for name, original in (("policies.csv", POLICIES), ("exposures.csv", EXPOSURES)):
+            if name == target:
+                write(directory / name, mutated, columns, transform)
+            else:
+                write(directory / name, original, list(original[0]), None)
+        result = cli("data", "validate", "--portfolio", str(directory))
+        if result.exit_code == 0:
+            assert not invalid, f"accepted an invalid {target}"
+            assert result.output.startswith("ok  portfolio")
+            return
+        assert_refused(result, target)
+        out = Path(tmp) / "out"
+        refused = cli("simulate", "--portfolio", str(directory), "--years", "10", "--out", str(out))
+        assert_refused(refused, target)
+        assert not out.exists() and sorted(p.name for p in Path(tmp).iterdir()) == ["portfolio"]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(target=st.sampled_from(["exposures.csv", "disputes.csv", "campaigns.csv"]), data=st.data())
+def test_cli_history(target, data):
+    """`leisim data validate --history` and `leisim fit` refuse a bad history with exit 2 and write no posterior."""
+    rows, columns = HISTORY[target]
+    if not rows:
+        return
+    mutated, new_columns, transform, _ = data.draw(table_mutation([dict(r) for r in rows]))
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / "history"
+        directory.mkdir()
+        for name, (original, cols) in HISTORY.items():
+            write(directory / name, *((mutated, new_columns, transform) if name == target else (original, cols, None)))
+        result = cli("data", "validate", "--history", str(directory))
+        if result.exit_code == 0:
+            return
+        files = list(HISTORY)  # a change to one file can make another inconsistent (years, ids): either is named
+        assert_refused(result, *files)
+        posterior = Path(tmp) / "posterior.nc"
+        assert_refused(cli("fit", "--history", str(directory), "--out", str(posterior)), *files)
+        assert not posterior.exists()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(key=st.sampled_from(TOML_KEYS + ["shocks.fx", "reinsurance.cession", "capital.unknown"]),
+       value=st.sampled_from(TOML_VALUES + ['{ XXX = 1.1 }', '{ USD = -1 }', '{ "*" = "a" }', '"<b>bold</b>"']),
+       junk=st.one_of(st.none(), st.binary(max_size=60)))
+def test_cli_scenario(key, value, junk):
+    """`leisim scenarios validate` accepts or refuses; a refused scenario stops `simulate` before writing."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "fuzz.toml"
+        if junk is not None:
+            path.write_bytes(junk)
+        else:
+            table, _, leaf = key.rpartition(".")
+            body = VALID_SCENARIO
+            if table == "reinsurance":
+                body = body.replace(f"\n{leaf} = ", f"\nold_{leaf} = ") + f"{leaf} = {value}\n"
+            elif table:
+                body = body.replace("[[reinsurance]]", f"[{table}]\n{leaf} = {value}\n[[reinsurance]]", 1)
+                if table == "shocks":
+                    body = body.replace("[shocks]\nfrequency = { US = 1.5 }\n", "", 1) if leaf != "frequency" else body
+            else:
+                body = f"{leaf} = {value}\n" + "\n".join(line for line in body.splitlines() if not line.startswith(f"{leaf} ="))
+            path.write_text(body, encoding="utf-8")
+        result = cli("scenarios", "validate", str(path))
+        if result.exit_code == 0:
+            return
+        assert_refused(result, "fuzz.toml", "etc")
+        out = Path(tmp) / "out"
+        assert_refused(cli("simulate", "--scenario", str(path), "--years", "10", "--out", str(out)), "fuzz.toml", "etc")
+        assert not out.exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["simulate", "--years", "0"], "--years"), (["simulate", "--years", "ten"], "--years"),
+    (["simulate", "--years", "1e99"], "--years"), (["simulate", "--seed", "-1"], "--seed"),
+    (["simulate", "--seed", str(2**64)], "--seed"), (["simulate", "--years", str(10**11)], "--years"),
+    (["simulate", "--chunk-size", "0"], "--chunk-size"), (["simulate", "--devices", "0"], "--devices"),
+    (["simulate", "--scenario", "no_such_scenario"], "no_such_scenario"),
+    (["simulate", "--scenario", "../../etc/passwd"], "passwd"),
+    (["simulate", "--portfolio", "/nonexistent/portfolio"], "/nonexistent/portfolio"),
+    (["simulate", "--coordinator", "localhost:1"], "--distributed"),
+    (["simulate", "--compare-reinsurance", "/nonexistent/program.toml"], "program.toml"),
+    (["stress", "--scenarios", "baseline,no_such"], "no_such"),
+    (["report", "/nonexistent/run"], "/nonexistent/run"),
+    (["fit", "--history", "/nonexistent/history"], "/nonexistent/history"),
+    (["data", "validate", "--portfolio", "/nonexistent/p"], "/nonexistent/p"),
+    (["scenarios", "validate", "/nonexistent/s.toml"], "s.toml"),
+    (["reinsurance", "compare", "/nonexistent/program.toml"], "program.toml"),
+])
+def test_cli_options_out_of_range_exit_2(tmp_path, args, fragment):
+    out = tmp_path / "out"
+    result = cli(*args, *(["--out", str(out)] if args[0] in ("simulate", "stress", "fit", "reinsurance") else []))
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "Traceback" not in result.output and fragment in result.output, result.output
+    assert not out.exists()
+
+
+def test_hand_edited_run_outputs_are_refused_by_report(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for text, fragment in (("{not json", "not valid JSON"), ("[1, 2]", "JSON object"), ('{"scenario": "x"}', "missing key"),
+                           ('{"scenario": "x", "gross": 1, "net": [], "capital": "c", "reserves": {}, "reinsurance": 3}',
+                            "shape")):
+        (run_dir / "summary.json").write_text(text)
+        result = cli("report", str(run_dir))
+        assert_refused(result, "summary.json")
+        assert fragment in result.output, result.output
+        assert not (run_dir / "report.html").exists()

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from leisim import report
 from leisim.cli import main
@@ -164,3 +166,82 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert report._fmt(summary["capital"]["required"], "M") in dom
     assert report._fmt(summary["capital"]["solvency_ratio"], "%") in dom
+
+
+class _Structure(HTMLParser):
+    """The page's markup (tags and attribute names, in order) and its text with entities decoded."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.tags, self.text = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, tuple(name for name, _ in attrs)))
+        self.text.extend(value or "" for _, value in attrs)
+
+    def handle_endtag(self, tag):
+        self.tags.append(("/" + tag, ()))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+HOSTILE_HTML = ["<script>alert(1)</script>", "</td></tr></table>", "<img src=x onerror=alert(1)>", "<!--", "-->",
+                "&amp;", "&lt;b&gt;", "\"'><svg onload=alert(1)>", "<![CDATA[x]]>", "</style><style>", "javascript:x",
+                "<a href='//evil'>", "</body></html>", "&#60;script&#62;", "<", ">", "&", "\"", "'"]
+# Printable text only (the report is text, and HTML has no escape for control characters).
+hostile_text = st.lists(st.one_of(st.sampled_from(HOSTILE_HTML),
+                                  st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=12)),
+                        min_size=1, max_size=4).map("".join)
+
+
+def _page_with(strings: dict[str, str], summary: dict, stress: dict) -> str:
+    """The report with ``strings`` in every slot a user (or a hand-edited file) controls."""
+    import copy
+
+    s, t = copy.deepcopy(summary), copy.deepcopy(stress)
+    s["scenario"] = strings["scenario"]
+    s["provenance"] = {k: strings["provenance"] for k in s["provenance"]} | {strings["key"]: strings["provenance"]}
+    for contract in s["reinsurance"].get("contracts", []):
+        contract["name"], contract["type"] = strings["contract"], strings["type"]
+    s["capital"]["definition"] = strings["definition"]
+    by_country = s["capital"]["allocation"]["by_country"]
+    by_country[strings["country"]] = by_country.pop(next(iter(by_country)))
+    # Stress scenario names are keys of the report's a|b|c paths; scenario names cannot hold "|" (schema.SAFE_NAME).
+    names = [k for k in t if not k.startswith("_")]
+    renamed = strings["stress"].replace("|", "/")
+    t = {(renamed if k == names[-1] else k): v for k, v in t.items()}
+    t[renamed]["description"] = strings["description"]
+    portfolio = {"policies": 2, "premium_cny": 1e6, "subsidy_share": 0.8, "limits": strings["limits"],
+                 "deductibles": "0M", "by_country": [(strings["country"], 1.0, 1)],
+                 "by_sector": [(strings["sector"], 2, 1e6)], "ids_sample": [strings["policy"], "P2"]}
+    diagnostics = {"rows": [{"parameter": f"sigma[{strings['parameter']}]", "mean": 1.0, "sd": 0.1, "q05": 0.8,
+                             "q95": 1.2, "r_hat": 1.0, "ess_bulk": 900.0, "ess_tail": 800.0}],
+                   "divergences": 0, "settings": strings["settings"], "command": strings["command"], "created": "x"}
+    reverse = {"results": {strings["shock"]: {"found": True, "multiplier": 1.5, "multiplier_se": 0.1,
+                                                "target": strings["target"], "value": 1.0}}}
+    return report.render(s, figures={}, stress=t, reverse=reverse, diagnostics=diagnostics, portfolio=portfolio)
+
+
+SLOTS = ("scenario", "provenance", "key", "contract", "type", "definition", "country", "stress", "description",
+         "limits", "sector", "policy", "parameter", "settings", "command", "shock", "target")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(strings=st.fixed_dictionaries({slot: hostile_text for slot in SLOTS}))
+def test_every_user_string_is_escaped(run_dir, strings):
+    """Whatever the strings, the page has exactly the markup of a page with harmless strings (no tag or
+    attribute comes from the data), and each string reads back whole from the decoded text."""
+    out, stress_dir = run_dir
+    summary = json.loads((out / "summary.json").read_text())
+    stress = json.loads((stress_dir / "stress.json").read_text())
+    plain = _Structure()
+    plain.feed(_page_with({slot: f"plain{i}" for i, slot in enumerate(SLOTS)}, summary, stress))
+    hostile = _Structure()
+    hostile.feed(_page_with(strings, summary, stress))
+    hostile.close()
+    assert hostile.tags == plain.tags
+    text = "".join(hostile.text)
+    for slot, value in strings.items():
+        shown = value.replace("|", "/") if slot == "stress" else value
+        assert shown in text, (slot, value)
