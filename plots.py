@@ -47,8 +47,9 @@ def loss_distribution(gross, summary: dict, path: Path) -> None:
     ax.set_yscale("log")
     ax.xaxis.set_major_formatter(MILLIONS)
     ax.legend(frameon=False)
-    _style(ax, "annual gross payments (CNY million)", "simulated years",
-           f"{summary['scenario']}: a 1-in-200 year costs {var995 / mean:,.1f}x the mean year")
+    finding = (f"a 1-in-200 year costs {var995 / mean:,.1f}x the mean year" if mean > 0
+               else "no payments in any simulated year")
+    _style(ax, "annual gross payments (CNY million)", "simulated years", f"{summary['scenario']}: {finding}")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -133,7 +134,7 @@ def layer_usage(dataset, summary: dict, path: Path) -> None:
         if cover is None:  # a quota share: relative to its mean
             usage, label = due / max(mean, 1e-300), f"{c['name']} (x its mean)"
         else:
-            usage, label = due / cover, f"{c['name']} (share of aggregate cover)"
+            usage, label = due / max(cover, 1e-300), f"{c['name']} (share of aggregate cover)"
         ax.plot(periods, usage, color=colour, label=label)
     ax.set_xscale("log")
     ax.legend(frameon=False, fontsize=8)
@@ -159,9 +160,12 @@ def capital_allocation(summary: dict, path: Path) -> None:
         ax.xaxis.set_major_formatter(MILLIONS)
         _style(ax, "capital (CNY million)", "", title)
     rows = alloc["by_country"]
-    top = max(rows, key=lambda k: rows[k]["capital"]) if rows else "-"
-    fig.suptitle(f"Required capital {summary['capital']['required'] / 1e6:,.1f}M CNY: {top} takes "
-                 f"{rows[top]['share']:.0%} (Euler TVaR allocation, bars ±2 SE)", fontsize=11, x=0.01, ha="left")
+    top = max(rows, key=lambda k: rows[k]["capital"]) if rows else None
+    share = rows[top]["share"] if top is not None else None
+    finding = (f"{top} takes {share:.0%}" if share is not None and summary["capital"]["required"] > 0
+               else "nothing to allocate")
+    fig.suptitle(f"Required capital {summary['capital']['required'] / 1e6:,.1f}M CNY: {finding} "
+                 "(Euler TVaR allocation, bars ±2 SE)", fontsize=11, x=0.01, ha="left")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

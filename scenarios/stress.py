@@ -94,10 +94,15 @@ def _series(comp: Composition, table: YearTable) -> dict:
 
 
 def simulate(scenarios: list[Scenario], portfolio: Portfolio, *, key: jax.Array, years: int, chunk_size: int = 10_000,
-             posterior=None, progress: Callable[[int], None] | None = None, dev_years: int | None = None) -> list[Run]:
-    """Simulate each scenario on the same key and years (common random numbers)."""
+             posterior=None, progress: Callable[[int], None] | None = None, dev_years: int | None = None,
+             share_within: float = SHARE_WITHIN) -> list[Run]:
+    """Simulate each scenario on the same key and years (common random numbers).
+
+    ``share_within``: scenarios whose buffers differ by at most this factor share one compiled
+    kernel (:func:`unify_shapes`); ``math.inf`` compiles one kernel for all (best for few years).
+    """
     kwargs = {} if dev_years is None else {"dev_years": dev_years}
-    comps = unify_shapes([compose(s, portfolio, posterior=posterior, **kwargs) for s in scenarios], SHARE_WITHIN)
+    comps = unify_shapes([compose(s, portfolio, posterior=posterior, **kwargs) for s in scenarios], share_within)
     runs = []
     for scenario, comp in zip(scenarios, comps):
         table = run_years(key, comp.params, comp.shape, years=years, chunk_size=chunk_size, progress=progress)

@@ -9,6 +9,11 @@ import tempfile
 # Four host devices: every test runs the sharded kernel over a four-device mesh (as on a 4-GPU
 # machine), and the device-count tests compare it with a single device.
 os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+# The suite is compile-bound (small runs of large kernels): LLVM's optimisation level 1 instead of
+# the default compiles the baseline kernel in ~13 s instead of ~17 s on 2 cores and runs it as fast
+# (20,000 baseline years: 1.49 s either way, the same annual totals). Subprocesses inherit it.
+if "xla_backend_optimization_level" not in os.environ["XLA_FLAGS"]:
+    os.environ["XLA_FLAGS"] += " --xla_backend_optimization_level=1"
 
 # One compilation cache for the session, shared by every xdist worker and every `leisim`
 # subprocess (they inherit the variable): a kernel compiled by one test file is loaded, not

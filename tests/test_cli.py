@@ -271,3 +271,44 @@ def test_outputs_are_not_replaced_without_overwrite(baseline_run, tmp_path):
     result = CliRunner().invoke(main, ["stress", "--out", str(tmp_path / "stress")])
     assert result.exit_code == 2
     assert "already holds a stress run" in result.output
+
+
+def _strict_json(path: Path) -> dict:
+    """summary.json as strict JSON: NaN or Infinity (which Python's json would accept) fail the test."""
+    def refuse(constant):
+        raise AssertionError(f"{path.name} holds {constant}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_one_policy_with_limits_of_zero_and_1e12_through_the_posterior(tmp_path):
+    """The full default model (posterior draws, lifecycle, campaigns, FX, reinsurance, reserves) on a
+    portfolio of one policy: with limits of 0 nothing is paid and every output is finite or null (no
+    ratio to a zero); with limits of 1e12 CNY and no deductible or coinsurance the policy pays every
+    dispute in full (gross equals ground-up, year by year). The disputes are the same in both runs."""
+    outs = {}
+    for limit in ("0", "1e12"):
+        folder = tmp_path / f"portfolio-{limit}"
+        folder.mkdir()
+        (folder / "policies.csv").write_text(
+            "policy_id,sector,premium_cny,deductible_cny,coinsurance,limit_per_dispute_cny,aggregate_limit_cny\n"
+            f"P1,new_energy,10000,0,0,{limit},{limit}\n")
+        (folder / "exposures.csv").write_text("policy_id,country,exposure\nP1,US,100\n")
+        outs[limit] = tmp_path / f"run-{limit}"
+        result = run("simulate", "--portfolio", str(folder), "--years", "1000", "--chunk-size", "1000",
+                     "--no-compare-point-estimate", "--out", str(outs[limit]))
+        assert result.exit_code == 0, result.output
+    zero, full = (xr.open_dataset(outs[k] / "results.nc", engine="h5netcdf") for k in ("0", "1e12"))
+    with zero, full:
+        np.testing.assert_array_equal(zero["ground_up"].values, full["ground_up"].values)
+        assert zero["ground_up"].values.sum() > 0 and full["disputes"].values.sum() > 0
+        for name in ("gross", "ceded", "net", "net_cost", "gross_by_country", "payments"):
+            assert np.all(zero[name].values == 0.0), name
+        np.testing.assert_allclose(full["gross"].values, full["ground_up"].values, rtol=1e-6)
+    summary = _strict_json(outs["0"] / "summary.json")
+    assert summary["gross"]["var"]["0.995"] == 0.0 and summary["capital"]["required"] == 0.0
+    assert summary["capital"]["solvency_ratio"] is None  # available / 0 is not a ratio
+    assert {p.name for p in outs["0"].glob("*.png")} >= {"loss_distribution.png", "capital_allocation.png",
+                                                         "layer_usage.png", "exceedance.png"}
+    summary = _strict_json(outs["1e12"] / "summary.json")
+    assert summary["gross"]["mean"] > 0 and np.isfinite(summary["capital"]["solvency_ratio"])

@@ -25,8 +25,9 @@ from click.testing import CliRunner
 from leisim.cli import main
 from leisim.simulator import store as store_module
 
-# 100 chunks of 1000 years: long enough to be killed part-way, the same kernel as the CLI tests.
-RUN = ["simulate", "--years", "100000", "--chunk-size", "1000", "--no-plots", "--no-compare-point-estimate"]
+# 40 chunks of 1000 years: long enough to be killed part-way, the same kernel as the CLI tests.
+CHUNKS = 40
+RUN = ["simulate", "--years", str(CHUNKS * 1000), "--chunk-size", "1000", "--no-plots", "--no-compare-point-estimate"]
 LAUNCH = [sys.executable, "-c", "from leisim.cli import main; main()"]
 
 
@@ -91,7 +92,7 @@ def test_two_processes_give_the_one_process_run(reference, tmp_path):
 def test_a_killed_run_resumes_to_the_uninterrupted_result(reference, tmp_path):
     out = tmp_path / "killed"
     checkpoint = out / ".checkpoint"
-    after = random.Random(7).randint(2, 60)  # finished chunks before the kill (fixed seed)
+    after = random.Random(7).randint(2, CHUNKS * 2 // 3)  # finished chunks before the kill (fixed seed)
     proc = subprocess.Popen(LAUNCH + RUN + ["--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
@@ -102,7 +103,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(reference, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     chunks = len(list(checkpoint.glob("main-*.npz")))
-    assert after <= chunks < 100
+    assert after <= chunks < CHUNKS
     assert not (out / "summary.json").exists()
     result = run("simulate", "--resume", str(out))
     assert result.exit_code == 0, result.output
@@ -178,4 +179,4 @@ def test_killed_while_writing_leaves_the_previous_outputs_or_the_new_ones(refere
     assert set(after) == {"summary.json", "results.nc"}  # the new run, complete
     assert json.loads(after["summary.json"].read_text())["seed"] == 1
     with xr.open_dataset(after["results.nc"], engine="h5netcdf") as ds:
-        assert ds.sizes["year"] == 100_000
+        assert ds.sizes["year"] == CHUNKS * 1000
