@@ -208,6 +208,18 @@ def _per_draw(table: jax.Array, draw: jax.Array, index: jax.Array) -> jax.Array 
     return tuple(table[:, :, j].reshape(-1)[flat_index] for j in range(table.shape[2]))
 
 
+def _poisson_each(key: jax.Array, lam: jax.Array) -> jax.Array:
+    """Independent Poisson draws, element ``i`` from its own key ``split(key, n)[i]``: prefix-stable.
+
+    ``jax.random.poisson`` on an array is not: its rejection sampler (for rates >= 10) loops until
+    every element is accepted and overwrites an element's draw each time it is accepted again, so
+    a slot's value depends on the other slots, hence on the buffer size. Vectorised over
+    per-element keys, each element's loop stops at its own first acceptance.
+    """
+    keys = jax.random.split(key, lam.shape[0])
+    return jax.vmap(lambda k, rate: jax.random.poisson(k, rate, dtype=jnp.int32))(keys, lam)
+
+
 def _low32(word: jax.Array) -> jax.Array:
     return word & jnp.uint64(0xFFFFFFFF)
 
@@ -403,7 +415,7 @@ def simulate_year(key: jax.Array, year: jax.Array, params: EngineParams, shape: 
         kind = jnp.minimum(jnp.sum(u_kind[:, None] >= cum_kind[None, :-1], axis=1), kind_rates.shape[0] - 1)
         mean_extra, concentration = _per_draw(params.campaign_size, draw, kind)
         mixing = jax.random.gamma(k_gamma, concentration, dtype=real) / concentration
-        extra = jax.random.poisson(k_extra, mean_extra * mixing, dtype=jnp.int32)
+        extra = _poisson_each(k_extra, mean_extra * mixing)
         hits = jnp.where(camp_slot < n_campaigns, 1 + extra, 0)
         cum_hits = jnp.cumsum(hits)
         n_campaign_disputes = cum_hits[-1]

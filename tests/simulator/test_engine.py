@@ -172,6 +172,27 @@ def test_overflowing_years_are_recomputed_exactly(key):
     np.testing.assert_allclose(tight.gross_by_group, roomy.gross_by_group, rtol=1e-12, atol=0)
 
 
+def test_campaign_draws_do_not_depend_on_the_buffer_sizes(key, baseline):
+    # Schedule A campaigns name 10+ sellers: their size draws go through Poisson's rejection
+    # sampler, which (as jax.random.poisson on an array) is not prefix-stable. Every buffer
+    # doubled must leave every year unchanged (overflow recomputation and the stress library's
+    # shared kernels rely on it).
+    doubled = baseline.shape._replace(**{b: 2 * getattr(baseline.shape, b) for b in
+                                         ("event_buffer", "dispute_buffer", "campaign_buffer", "campaign_dispute_buffer")})
+    first = run_years(key, baseline.params, baseline.shape, years=1000, chunk_size=1000)
+    second = run_years(key, baseline.params, doubled, years=1000, chunk_size=1000)
+    assert first.campaign_disputes.max() >= 10
+    np.testing.assert_array_equal(second.disputes, first.disputes)
+    np.testing.assert_allclose(second.gross, first.gross, rtol=1e-12, atol=0)
+
+
+def test_poisson_slots_are_prefix_stable():
+    lam = jax.numpy.linspace(0.5, 60.0, 64)
+    short = jax.jit(engine._poisson_each)(jax.random.key(1), lam)
+    long = jax.jit(engine._poisson_each)(jax.random.key(1), jax.numpy.concatenate([lam, lam[::-1]]))
+    np.testing.assert_array_equal(long[:64], short)
+
+
 def test_new_scenario_numbers_reuse_the_compiled_kernel(key):
     portfolio = make_portfolio(exposure=[[1.0], [2.0]])
     first = composition([cell(frequency={"distribution": "poisson", "rate": 0.5}, severity=LOGNORMAL)], portfolio)
