@@ -839,14 +839,21 @@ def _print_stress(doc: dict, names: list[str]) -> None:
               show_default=True, help="NUTS target acceptance: higher removes divergences, costs time.")
 @click.option("--checks/--no-checks", default=False, show_default=True,
               help="Prior and posterior predictive checks, plotted beside --out.")
-def fit(history_dir, out_path, chains, warmup, samples, seed, target_accept, checks):
+@click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
+def fit(history_dir, out_path, chains, warmup, samples, seed, target_accept, checks, overwrite):
     """Fit the frequency and severity models to a dispute history with NUTS."""
-    _setup_jax()
-    from .models import fit as fitting
     from .models.history import default_history_dir, load_history
-    from .models.posterior import write_tree
 
     history = load_history(history_dir or default_history_dir())
+    if out_path.is_dir():
+        raise InputError("is a folder; give --out the path of a .nc file", field="--out", value=str(out_path))
+    if out_path.exists() and not overwrite:
+        raise InputError("already exists; pass --overwrite to replace it (a posterior can take hours to fit), or "
+                         "choose another --out", field="--out", value=str(out_path))
+    _setup_jax()
+    from .models import fit as fitting
+    from .models.posterior import write_tree
+
     settings = fitting.FitSettings(chains=chains, warmup=warmup, samples=samples, seed=seed,
                                    target_accept=target_accept)
     click.echo(f"Fitting {history.source}: {history.cell_disputes.sum()} disputes in {len(history.years)} years, "

@@ -7,6 +7,8 @@ interval of the counts the model predicts before seeing the data (prior predicti
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 import jax
@@ -60,6 +62,11 @@ def predictive_checks(history: History, result: FitResult, directory: Path, *, s
     fig.tight_layout()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "checks_frequency.png"
-    fig.savefig(path)
-    plt.close(fig)
+    staging = directory / f".{path.stem}.partial-{os.getpid()}.png"  # written beside it, renamed at the end
+    try:
+        fig.savefig(staging)
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+        plt.close(fig)
     return [path]

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..countries import COUNTRIES
 from ..errors import InputError
-from ..scenarios.portfolio import Portfolio, read_rows, read_number
+from ..scenarios.portfolio import MAX_AMOUNT_CNY, MAX_EXPOSURE, Portfolio, read_number, read_rows
 from ..simulator.engine import STAGES
 from .truth import (
     BASE_FX_CNY, CAMPAIGN_KINDS, CAMPAIGN_TARGETS, DISPUTE_TYPES, REFERENCE_SECTOR, TRUTH, fee_shifting,
@@ -288,7 +288,7 @@ def load_history(directory: str | Path) -> History:
             raise InputError("must be a whole number", file=str(exp_path),
                              field=f"row {row['_line']}, column disputes", value=row["disputes"])
         parsed.append((year_of(row, exp_path), country, dispute_type, row["sector"],
-                       read_number(row, "exposure", exp_path, low=0.0), int(count), row["policy_id"]))
+                       read_number(row, "exposure", exp_path, low=0.0, high=MAX_EXPOSURE), int(count), row["policy_id"]))
     years = tuple(sorted({p[0] for p in parsed}))
     countries = tuple(sorted({p[1] for p in parsed}))
     sectors = tuple(sorted({p[3] for p in parsed} | {REFERENCE_SECTOR}))
@@ -312,10 +312,10 @@ def load_history(directory: str | Path) -> History:
         status = _choice(row, "status", dis_path, ("closed", "open"))
         stage = STAGES.index(_choice(row, "stage", dis_path, STAGES))
         outcome = _choice(row, "outcome", dis_path, OUTCOMES)
-        cost = read_number(row, "cost_cny", dis_path, low=0.0)
-        deductible = read_number(row, "deductible_cny", dis_path, low=0.0)
+        cost = read_number(row, "cost_cny", dis_path, low=0.0, high=MAX_AMOUNT_CNY)
+        deductible = read_number(row, "deductible_cny", dis_path, low=0.0, high=MAX_AMOUNT_CNY)
         read_number(row, "coinsurance", dis_path, low=0.0, high=1.0)
-        read_number(row, "limit_cny", dis_path, low=0.0)
+        read_number(row, "limit_cny", dis_path, low=0.0, high=MAX_AMOUNT_CNY)
         at_limit = _flag(row, "at_limit", dis_path)
         if cost <= deductible:
             raise InputError("cost_cny must exceed deductible_cny: disputes under the deductible are not paid and "

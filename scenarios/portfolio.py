@@ -95,6 +95,14 @@ def read_rows(path: Path, required: tuple[str, ...], *, allow_empty: bool = Fals
     return rows
 
 
+# Upper bounds that no real book reaches, so that a typo (a value in CNY where CNY million was meant,
+# an exponent too many) is refused instead of overflowing float32 sampling or the buffers: amounts
+# up to 1e15 CNY (limits of 1e12 are legal); exposure up to 1e6 CNY million (1 trillion CNY of
+# exports to one country, above any single exporter's revenue).
+MAX_AMOUNT_CNY = 1e15
+MAX_EXPOSURE = 1e6
+
+
 def read_number(row: dict[str, str], column: str, path: Path, *, low: float, high: float = math.inf) -> float:
     text = row.get(column, "")
     where = f"row {row['_line']}, column {column}"
@@ -106,6 +114,8 @@ def read_number(row: dict[str, str], column: str, path: Path, *, low: float, hig
         raise InputError("must be a finite number (no NaN or inf)", file=str(path), field=where, value=text)
     if not low <= value <= high:
         bound = f"between {low:g} and {high:g}" if math.isfinite(high) else f">= {low:g}"
+        if column == "exposure" and value > high:
+            bound += " (exposure is export revenue in CNY million)"
         raise InputError(f"must be {bound}", file=str(path), field=where, value=text)
     return value
 
@@ -143,7 +153,7 @@ def load_portfolio(directory: str | Path) -> Portfolio:
             raise InputError("empty sector", file=str(policies_path), field=f"row {row['_line']}, column sector")
         sectors.append(row["sector"])
         for column in ("premium_cny", "deductible_cny", "limit_per_dispute_cny", "aggregate_limit_cny"):
-            numbers[column].append(read_number(row, column, policies_path, low=0.0))
+            numbers[column].append(read_number(row, column, policies_path, low=0.0, high=MAX_AMOUNT_CNY))
         numbers["coinsurance"].append(read_number(row, "coinsurance", policies_path, low=0.0, high=1.0))
         subsidy = row.get("subsidy_share", "")
         numbers["subsidy_share"].append(
@@ -180,7 +190,7 @@ def load_portfolio(directory: str | Path) -> Portfolio:
                 field=where,
                 value=f"{policy_id},{country}",
             )
-        cells[key] = read_number(row, "exposure", exposures_path, low=0.0)
+        cells[key] = read_number(row, "exposure", exposures_path, low=0.0, high=MAX_EXPOSURE)
 
     countries = tuple(sorted({country for _, country in cells}))
     column = {country: c for c, country in enumerate(countries)}

@@ -37,8 +37,8 @@ One simulated year, in order:
    scratch row in float64). Capped policies are attributed to cells pro rata, so cell totals add
    up to the portfolio total to float64 rounding.
 
-Randomness. Year ``y`` uses ``fold_in(key, y)`` only; per-slot draws are 1-D ``random.bits``,
-which are prefix-stable: a year recomputed with larger buffers after an overflow draws the same
+Randomness. Year ``y`` uses ``fold_in(key, y)`` only; per-slot draws are 1-D ``random.bits``
+(and per-slot keys for Poisson, see :func:`_poisson_each`), which are prefix-stable: a year recomputed with larger buffers after an overflow draws the same
 disputes, and a year's result depends neither on chunk size nor on device count.
 """
 

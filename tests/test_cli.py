@@ -312,3 +312,21 @@ def test_one_policy_with_limits_of_zero_and_1e12_through_the_posterior(tmp_path)
                                                          "layer_usage.png", "exceedance.png"}
     summary = _strict_json(outs["1e12"] / "summary.json")
     assert summary["gross"]["mean"] > 0 and np.isfinite(summary["capital"]["solvency_ratio"])
+
+
+def test_generated_data_and_posteriors_are_not_replaced_without_overwrite(tmp_path):
+    folder = tmp_path / "p"
+    assert run("data", "generate", "--policies", "5", "--out", str(folder)).exit_code == 0
+    before = (folder / "policies.csv").read_bytes()
+    result = run("data", "generate", "--policies", "7", "--seed", "3", "--out", str(folder))
+    assert result.exit_code == 2 and "--overwrite" in result.output
+    assert (folder / "policies.csv").read_bytes() == before
+    result = run("data", "generate", "--policies", "7", "--seed", "3", "--out", str(folder), "--overwrite")
+    assert result.exit_code == 0 and (folder / "policies.csv").read_bytes() != before
+    assert sorted(p.name for p in folder.iterdir()) == ["exposures.csv", "policies.csv"]
+    assert run("data", "validate", "--portfolio", str(folder)).output.startswith("ok  portfolio")
+    posterior = tmp_path / "posterior.nc"
+    posterior.write_bytes(b"an earlier fit")
+    result = run("fit", "--out", str(posterior))
+    assert result.exit_code == 2 and "--overwrite" in result.output
+    assert posterior.read_bytes() == b"an earlier fit"

@@ -37,8 +37,8 @@ NUMERIC = {"premium_cny", "deductible_cny", "coinsurance", "limit_per_dispute_cn
 OPTIONAL = {"subsidy_share"}  # may be left out or empty (no subsidy)
 # Values no numeric column may hold.
 INVALID_NUMBERS = ["nan", "NaN", "inf", "-inf", "Infinity", "-1", "-0.5", "abc", "", " ", "1e400", "0x10", "1,5",
-                   "None", "true", "1.2.3", "--1", "1e", "ten"]
-HOSTILE_TEXT = INVALID_NUMBERS + ["0", "1", "1e12", "1e308", "ZZ", "us", "U S", "é" * 5000, "x" * 100_000,
+                   "None", "true", "1.2.3", "--1", "1e", "ten", "1e308", "1e16"]  # > 1e15 CNY, > 1e6 CNY million
+HOSTILE_TEXT = INVALID_NUMBERS + ["0", "1", "1e12", "ZZ", "us", "U S", "é" * 5000, "x" * 100_000,
                                   "\ufeffP1", "P1", "P2", "P3", "=cmd|' /C calc'!A0", "<script>alert(1)</script>",
                                   "'; DROP TABLE policies;--", "\\..\\..", "../../etc/passwd", "\t", "\u202e", "🙂"]
 

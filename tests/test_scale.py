@@ -25,8 +25,8 @@ from click.testing import CliRunner
 from leisim.cli import main
 from leisim.simulator import store as store_module
 
-# 40 chunks of 1000 years: long enough to be killed part-way, the same kernel as the CLI tests.
-CHUNKS = 40
+# 30 chunks of 1000 years: long enough to be killed part-way, the same kernel as the CLI tests.
+CHUNKS = 30
 RUN = ["simulate", "--years", str(CHUNKS * 1000), "--chunk-size", "1000", "--no-plots", "--no-compare-point-estimate"]
 LAUNCH = [sys.executable, "-c", "from leisim.cli import main; main()"]
 
