@@ -170,7 +170,7 @@ def _influences(run: Run, held_reserve: float | None) -> dict:
         out["reserve_adequacy"] = covered - covered.mean()
     if available is not None:
         mean = s["net_cost"].mean()
-        hit = (s["net_cost"] - mean > available).astype(float)
+        hit = (s["net_cost"] > mean + available).astype(float)  # as capital.assess counts it
         out["exhaustion_probability"] = hit - hit.mean()
     return out
 
