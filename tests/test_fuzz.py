@@ -184,21 +184,24 @@ def _history_tables() -> dict[str, tuple[list[dict], list[str]]]:
 HISTORY = _history_tables()
 
 
+def write_mutated_history(directory: Path, target: str, data) -> bool:
+    """The three history files, ``target`` with one hostile change; False if it has no rows to change."""
+    rows, _ = HISTORY[target]
+    if not rows:
+        return False
+    mutated, columns, transform, _ = data.draw(table_mutation([dict(r) for r in rows]))
+    directory.mkdir(exist_ok=True)
+    for name, (original, cols) in HISTORY.items():
+        write(directory / name, *((mutated, columns, transform) if name == target else (original, cols, None)))
+    return True
+
+
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(target=st.sampled_from(["exposures.csv", "disputes.csv", "campaigns.csv"]), data=st.data())
 def test_history_csvs(target, data):
-    rows, columns = HISTORY[target]
-    if not rows:
-        return
-    mutated, new_columns, transform, _ = data.draw(table_mutation([dict(r) for r in rows]))
     with tempfile.TemporaryDirectory() as tmp:
-        directory = Path(tmp)
-        for name, (original, cols) in HISTORY.items():
-            if name == target:
-                write(directory / name, mutated, new_columns, transform)
-            else:
-                write(directory / name, original, cols, None)
-        check(load_history, directory, target, False)
+        if write_mutated_history(Path(tmp), target, data):
+            check(load_history, Path(tmp), target, False)
 
 
 VALID_SCENARIO = '''name = "fuzz"
@@ -321,15 +324,10 @@ def test_cli_portfolio(target, data):
 @given(target=st.sampled_from(["exposures.csv", "disputes.csv", "campaigns.csv"]), data=st.data())
 def test_cli_history(target, data):
     """`leisim data validate --history` and `leisim fit` refuse a bad history with exit 2 and write no posterior."""
-    rows, columns = HISTORY[target]
-    if not rows:
-        return
-    mutated, new_columns, transform, _ = data.draw(table_mutation([dict(r) for r in rows]))
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp) / "history"
-        directory.mkdir()
-        for name, (original, cols) in HISTORY.items():
-            write(directory / name, *((mutated, new_columns, transform) if name == target else (original, cols, None)))
+        if not write_mutated_history(directory, target, data):
+            return
         result = cli("data", "validate", "--history", str(directory))
         if result.exit_code == 0:
             return
