@@ -38,6 +38,9 @@ from .schema import Scenario
 BUFFER_SDS = 4.5
 BUFFER_TAIL = 1e-5
 BUFFER_SAMPLES = 400_000
+# Dispute slots per year at most: beyond this the buffers of a batch of years would not fit in
+# memory (the pilot expects ~40 disputes a year; 30,000 policies ~5,000).
+MAX_SLOTS = 1 << 20
 # Development years tracked by the payment pattern; the last one takes the tail. The longest
 # median stage duration is 3.5 years (appeals), so 10 leaves well under 1% of costs to the tail.
 DEV_YEARS = 10
@@ -304,7 +307,11 @@ def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarr
     var_square = np.where(nb_entry, lam_entry**2 / np.where(nb_entry, k_entry, 1.0), 0.0).sum(axis=1)
 
     def quantile_buffer(mean: np.ndarray, variance: np.ndarray) -> int:
-        high = np.quantile(mean + BUFFER_SDS * np.sqrt(np.maximum(variance, 0.0)), 1.0 - BUFFER_TAIL)
+        high = float(np.quantile(mean + BUFFER_SDS * np.sqrt(np.maximum(variance, 0.0)), 1.0 - BUFFER_TAIL))
+        if not high <= MAX_SLOTS:  # also NaN and inf
+            raise InputError(f"the portfolio and scenario give up to {high:,.0f} disputes in a year, more than "
+                             f"leisim simulates ({MAX_SLOTS:,}); check the exposure units (CNY million of exports), "
+                             "the frequency rates and the frequency or exposure shocks", field="frequency")
         return int(math.ceil((high + 16) / 32.0) * 32)
 
     event_mean = total_rate[draw] * level

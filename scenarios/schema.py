@@ -203,7 +203,7 @@ def _check_cell(ck: _Checker, cell: Any, path: str) -> dict:
     fpath, freq = f"{path}.frequency", cell["frequency"]
     ck.table(freq, fpath, FREQUENCY_KEYS, required=("distribution", "rate"))
     dist = ck.string(freq["distribution"], f"{fpath}.distribution", ("poisson", "negative_binomial"))
-    ck.number(freq["rate"], f"{fpath}.rate", low=0.0)
+    ck.number(freq["rate"], f"{fpath}.rate", low=0.0, high=100.0)  # per CNY million of exports: ~0.004 typical
     if dist == "negative_binomial":
         if "concentration" not in freq:
             ck.fail(f"{fpath}.concentration", "missing: negative_binomial needs concentration k > 0 "
@@ -238,8 +238,17 @@ def _check_cell(ck: _Checker, cell: Any, path: str) -> dict:
         if key == "distribution":
             continue
         low_open = key in ("median_cny", "shape", "mean_cny", "scale_cny", "alpha")
-        ck.number(sev[key], f"{spath}.{key}", low=0.0, low_open=low_open)
+        ck.number(sev[key], f"{spath}.{key}", low=SEVERITY_LOW.get(key, 0.0), high=SEVERITY_HIGH.get(key, math.inf),
+                  low_open=low_open)
     return cell
+
+
+# Severity parameters whose draws stay finite in float32 sampling (max 3.4e38): a lognormal with
+# sigma <= 5 and median <= 1e12 CNY reaches ~1e23 at the most extreme normal float32 can draw; a
+# Pareto with alpha >= 0.5 reaches scale x 2^48 (tail index 0.8, infinite mean, is legal).
+SEVERITY_LOW = {"alpha": 0.5}
+SEVERITY_HIGH = {"sigma": 5.0, "median_cny": 1e12, "mean_cny": 1e12, "scale_cny": 1e12, "threshold_cny": 1e12,
+                 "shape": 1e6}
 
 
 def _check_reinsurance(ck: _Checker, contract: Any, path: str) -> dict:

@@ -405,3 +405,46 @@ def test_hand_edited_run_outputs_are_refused_by_report(tmp_path):
         assert_refused(result, "summary.json")
         assert fragment in result.output, result.output
         assert not (run_dir / "report.html").exists()
+
+
+FIXED = '''name = "fixed"
+[model]
+parameters = "fixed"
+[[model.cells]]
+country = "US"
+dispute_type = "patent"
+frequency = {{ distribution = "poisson", rate = {rate} }}
+severity = {severity}
+'''
+
+
+@pytest.mark.parametrize("severity, accepted", [
+    ('{ distribution = "lognormal", median_cny = 1e6, sigma = 4.0 }', True),
+    ('{ distribution = "lognormal", median_cny = 1e6, sigma = 6.0 }', False),
+    ('{ distribution = "lognormal", median_cny = 1e13, sigma = 1.0 }', False),
+    ('{ distribution = "pareto", alpha = 0.8, scale_cny = 1e5 }', True),
+    ('{ distribution = "pareto", alpha = 0.3, scale_cny = 1e5 }', False),
+])
+def test_severities_that_would_overflow_float32_are_refused(tmp_path, severity, accepted):
+    path = tmp_path / "fixed.toml"
+    path.write_text(FIXED.format(rate=0.01, severity=severity))
+    result = cli("scenarios", "validate", str(path))
+    if accepted:
+        assert result.exit_code == 0, result.output
+    else:
+        assert_refused(result, "fixed.toml")
+
+
+def test_a_year_with_more_disputes_than_memory_holds_is_refused(tmp_path):
+    # 100 disputes per CNY million of exports on 1e6 CNY million: 1e8 disputes a year, refused
+    # before anything is compiled or written, with what to check.
+    (tmp_path / "p").mkdir()
+    write(tmp_path / "p" / "policies.csv", POLICIES[:1], list(POLICIES[0]), None)
+    write(tmp_path / "p" / "exposures.csv", [{"policy_id": "P1", "country": "US", "exposure": "1e6"}],
+          ["policy_id", "country", "exposure"], None)
+    path = tmp_path / "huge.toml"
+    path.write_text(FIXED.format(rate=100, severity='{ distribution = "lognormal", median_cny = 1e6, sigma = 1.0 }'))
+    out = tmp_path / "out"
+    result = cli("simulate", "--scenario", str(path), "--portfolio", str(tmp_path / "p"), "--out", str(out))
+    assert result.exit_code == 2 and "more than leisim simulates" in result.output and "exposure units" in result.output
+    assert not out.exists()
