@@ -92,9 +92,9 @@ class _Checker:
             self.fail(path, "not a valid choice", value, choices=sorted(choices))
         return value
 
-    def multipliers(self, value: Any, path: str, keys, what: str) -> dict[str, float]:
+    def multipliers(self, value: Any, path: str, keys, what: str, high: float = shock_rules.MAX_MULTIPLIER) -> dict[str, float]:
         self.table(value, path, {k: what for k in keys})
-        return {k: self.number(v, f"{path}.{k}", low=0.0) for k, v in value.items()}
+        return {k: self.number(v, f"{path}.{k}", low=0.0, high=high) for k, v in value.items()}
 
 
 FREQUENCY_KEYS = {
@@ -340,7 +340,7 @@ def validate(raw: dict, file: str) -> dict:
 
     fx_table = ck.table(raw.get("fx", {}), "fx", {"volatility": "by currency: annual log-volatility, 0-1"})
     if "volatility" in fx_table:
-        vols = ck.multipliers(fx_table["volatility"], "fx.volatility", CURRENCIES, "annual log-volatility")
+        vols = ck.multipliers(fx_table["volatility"], "fx.volatility", CURRENCIES, "annual log-volatility", high=1.0)
         for currency, value in vols.items():
             if value > 1.0:
                 ck.fail(f"fx.volatility.{currency}", "must be <= 1 (an annual log-volatility, e.g. 0.04 for 4%)", value)

@@ -32,6 +32,10 @@ import numpy as np
 from ..countries import COUNTRIES, CURRENCIES, DISPUTE_TYPES
 from .portfolio import Portfolio
 
+# The largest shock multiplier: beyond it costs overflow float32 sampling and counts the buffers
+# (the reverse stress test searches up to 256).
+MAX_MULTIPLIER = 1000.0
+
 STAGE_NAMES = ("early", "discovery", "trial", "appeal")
 CAMPAIGN_NAMES = ("schedule_a", "itc_337")
 
@@ -71,7 +75,7 @@ def validate(ck, shocks: dict, path: str = "shocks") -> dict:
             if not isinstance(table, dict):
                 ck.fail(f"{path}.{key}", "must be a table of sector = multiplier", table)
             for sector, value in table.items():
-                ck.number(value, f"{path}.{key}.{sector}", low=0.0)
+                ck.number(value, f"{path}.{key}.{sector}", low=0.0, high=MAX_MULTIPLIER)
     if "severity_by_stage" in shocks:
         ck.multipliers(shocks["severity_by_stage"], f"{path}.severity_by_stage", STAGE_NAMES, "multiplier >= 0")
     if "fx" in shocks:
@@ -86,7 +90,7 @@ def validate(ck, shocks: dict, path: str = "shocks") -> dict:
         for kind, spec in campaigns.items():
             spec = ck.table(spec, f"{path}.campaigns.{kind}", {"rate": "multiplier >= 0", "size": "multiplier >= 0"})
             for key, value in spec.items():
-                ck.number(value, f"{path}.campaigns.{kind}.{key}", low=0.0)
+                ck.number(value, f"{path}.campaigns.{kind}.{key}", low=0.0, high=MAX_MULTIPLIER)
     if "subsidy_withdrawal" in shocks:
         spec = ck.table(shocks["subsidy_withdrawal"], f"{path}.subsidy_withdrawal",
                         {"lapse_elasticity": "0-1: lapse probability per unit of subsidy share",
