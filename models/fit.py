@@ -91,10 +91,11 @@ def run_nuts_many(model, datasets: list, *, key: jax.Array, settings: FitSetting
         return constrained, num_steps[settings.warmup:], diverging[settings.warmup:]
 
     rngs = jax.random.split(keys[0], len(datasets))
-    # Spread the fits over the local devices (one per core on a CPU) when they divide evenly.
+    # Spread the fits over as many local devices (one per core on a CPU) as divide them evenly.
     devices = jax.local_devices()
-    if len(devices) > 1 and len(datasets) % len(devices) == 0:
-        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+    devices = devices[:max(d for d in range(1, len(devices) + 1) if len(datasets) % d == 0)]
+    if len(devices) > 1:
+        from jax.sharding import Mesh, PartitionSpec
 
         mapped = jax.shard_map(jax.vmap(one), mesh=Mesh(np.array(devices), ("fit",)), in_specs=PartitionSpec("fit"),
                                out_specs=PartitionSpec("fit"), check_vma=False)

@@ -288,7 +288,7 @@ def reverse(scenario: Scenario, portfolio: Portfolio, *, kind: str, key: str, ta
             high = mid
         else:
             low = mid
-    at_high, at_low = metric_at(high), metric_at(low)
+    at_high = metric_at(high)
     # The slope over a 10% span: over the final bracket alone, CRN steps would dominate it.
     span = max(0.9 * high, 1e-9) if high > 0 else low
     slope = (at_high[target] - metric_at(span)[target]) / (high - span) if high > span else math.nan

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import warnings
 
-import jax
 import numpy as np
 import pytest
 import xarray as xr
@@ -15,11 +14,8 @@ from leisim.models.fit import fit
 from leisim.models.history import default_history_dir, load_history
 from leisim.models.posterior import default_posterior_path, load_posterior, posterior_tables
 from leisim.models.settings import FIT_DEFAULTS, FitSettings
-from leisim.scenarios.compose import compose
 from leisim.scenarios.portfolio import load_portfolio
 from leisim.scenarios.schema import Scenario, load_scenario
-from leisim.simulator import metrics
-from leisim.simulator.driver import run_years
 
 
 def test_shipped_posterior_was_fitted_with_default_settings_and_converged():
@@ -72,28 +68,3 @@ def test_a_fresh_fit_reproduces_the_shipped_posterior():
         if name == "log_rate":
             new, old, sd = new[:, :2], old[:, :2], sd[:, :2]
         assert np.all(np.abs(new - old) < 0.5 * sd), (name, new, old, sd)
-
-
-@pytest.mark.slow
-def test_parameter_uncertainty_widens_the_tail(key):
-    # Same years, same key (common random numbers): the posterior run's 99.5% VaR exceeds the run
-    # at the posterior mean by more than 3 standard errors of the difference (SEs combined as if
-    # independent, which overstates them under common random numbers).
-    portfolio = load_portfolio(default_portfolio_dir())
-    scenario = load_scenario("baseline")
-    point = Scenario(name="p", raw=scenario.raw | {"model": {"parameters": "posterior", "point_estimate": True}},
-                     source="p")
-    measures = []
-    for s in (scenario, point):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            comp = compose(s, portfolio, programs=[], dev_years=0)  # gross only
-        # Chunks of 1,000 years: the point-estimate kernel is the one `leisim simulate` compiles for
-        # its comparison run (the CLI tests), so the session's compilation cache may hold it.
-        out = run_years(jax.random.key(3), comp.params, comp.shape, years=40_000, chunk_size=1000)
-        measures.append(metrics.risk_measures(out.gross))
-    with_uncertainty, at_mean = measures
-    se = np.hypot(with_uncertainty["se"]["var"]["0.995"], at_mean["se"]["var"]["0.995"])
-    assert with_uncertainty["var"]["0.995"] - at_mean["var"]["0.995"] > 3 * se
-    split = metrics.parameter_variance_share(np.zeros(10), np.arange(10) % 5)
-    assert split["parameter_share"] == 0.0

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 
-import jax
 import numpy as np
 from helpers import make_portfolio
 from scipy import stats
