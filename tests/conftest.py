@@ -26,6 +26,13 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# Property-based tests draw the same cases on every run (a CI failure reproduces locally);
+# HYPOTHESIS_PROFILE=explore draws fresh ones.
+settings.register_profile("reproducible", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reproducible"))
 
 jax.config.update("jax_enable_x64", True)
 
