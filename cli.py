@@ -300,17 +300,20 @@ CHECKPOINT = ".checkpoint"  # inside the output folder: finished chunks of an un
 
 def refuse_existing_run(out_dir: Path) -> None:
     """Outputs never replace an earlier run (or an unfinished one) unless --overwrite is given."""
-    if not out_dir.exists():
-        return
-    if not out_dir.is_dir():
-        raise InputError(f"{out_dir} is a file, not an output folder; give --out another path",
-                         field="--out", value=str(out_dir))
-    entries = {p.name for p in out_dir.iterdir()}
-    if entries == {CHECKPOINT}:
+    if out_dir.is_dir() and {p.name for p in out_dir.iterdir()} == {CHECKPOINT}:
         raise InputError(f"{out_dir} holds an unfinished run: `leisim simulate --resume {_quote(out_dir)}` finishes "
                          "it, --overwrite starts again", field="--out", value=str(out_dir))
+    refuse_existing_folder(out_dir, "outputs")
+
+
+def refuse_existing_folder(out_dir: Path, what: str) -> None:
+    """Nothing replaces a folder that holds files unless --overwrite is given."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir} is a file, not an output folder; give --out another path",
+                         field="--out", value=str(out_dir))
+    entries = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
     if entries:
-        raise InputError(f"{out_dir} already holds outputs ({', '.join(sorted(entries)[:4])}); pass --overwrite to "
+        raise InputError(f"{out_dir} already holds {what} ({', '.join(entries[:4])}); pass --overwrite to "
                          "replace them, or choose another --out", field="--out", value=str(out_dir))
 
 
@@ -901,15 +904,6 @@ def data() -> None:
     """The embedded synthetic data."""
 
 
-def _refuse_existing_folder(out_dir: Path, what: str) -> None:
-    """Generated data never replaces a folder that holds files unless --overwrite is given."""
-    if out_dir.is_file():
-        raise InputError(f"{out_dir} is a file; give --out a folder", field="--out", value=str(out_dir))
-    if out_dir.is_dir() and any(out_dir.iterdir()):
-        raise InputError(f"{out_dir} already holds files; pass --overwrite to replace the folder with the new {what}, "
-                         "or choose another --out", field="--out", value=str(out_dir))
-
-
 @data.command("history")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--portfolio", "portfolio_dir", type=click.Path(path_type=Path), default=None,
@@ -924,7 +918,7 @@ def data_history(seed, portfolio_dir, out_dir, overwrite):
 
     portfolio = load_portfolio(portfolio_dir or default_portfolio_dir())
     if not overwrite:
-        _refuse_existing_folder(out_dir, "history")
+        refuse_existing_folder(out_dir, "files")
     rows = generate_history(portfolio, seed=seed)
     with atomic_directory(out_dir) as staging:  # the three files appear together or not at all
         write_history(staging, rows)
@@ -942,7 +936,7 @@ def data_generate(seed, policies, out_dir, overwrite):
     from .data.generate import write_portfolio
 
     if not overwrite:
-        _refuse_existing_folder(out_dir, "portfolio")
+        refuse_existing_folder(out_dir, "files")
     with atomic_directory(out_dir) as staging:  # both files appear together or not at all
         write_portfolio(staging, seed=seed, n_policies=policies)
     click.echo(f"Wrote {out_dir}/policies.csv and {out_dir}/exposures.csv ({policies} policies, seed {seed})")
@@ -969,8 +963,9 @@ def data_validate(portfolio_dir, history_dir):
         click.echo(f"ok  portfolio {p.source}: {p.n_policies:,} policies in {len(p.sectors)} sectors, premium "
                    f"{p.premium_cny.sum() / 1e6:,.2f} million CNY, exposure {p.exposure.sum():,.1f} million CNY to "
                    f"{len(exposed)} countries ({', '.join(exposed)})")
-        if not np.all(p.exposure.sum(axis=1) > 0):
-            click.echo(f"    note: {int(np.sum(p.exposure.sum(axis=1) == 0))} policies have no exposure (no disputes)")
+        unexposed = int(np.sum(p.exposure.sum(axis=1) == 0))
+        if unexposed:
+            click.echo(f"    note: {unexposed} policies have no exposure (no disputes)")
     if history_dir is not None:
         h = load_history(history_dir)
         click.echo(f"ok  history {history_dir}: years {h.years[0]}-{h.years[-1]}, {len(h.cell_exposure):,} exposure "

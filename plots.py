@@ -134,7 +134,7 @@ def layer_usage(dataset, summary: dict, path: Path) -> None:
         if cover is None:  # a quota share: relative to its mean
             usage, label = due / max(mean, 1e-300), f"{c['name']} (x its mean)"
         else:
-            usage, label = due / max(cover, 1e-300), f"{c['name']} (share of aggregate cover)"
+            usage, label = due / cover, f"{c['name']} (share of aggregate cover)"
         ax.plot(periods, usage, color=colour, label=label)
     ax.set_xscale("log")
     ax.legend(frameon=False, fontsize=8)

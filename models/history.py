@@ -33,7 +33,7 @@ import numpy as np
 
 from ..countries import COUNTRIES
 from ..errors import InputError
-from ..scenarios.portfolio import MAX_AMOUNT_CNY, MAX_EXPOSURE, Portfolio, read_number, read_rows
+from ..scenarios.portfolio import EXPOSURE_UNIT, MAX_AMOUNT_CNY, MAX_EXPOSURE, Portfolio, read_number, read_rows
 from ..simulator.engine import STAGES
 from .truth import (
     BASE_FX_CNY, CAMPAIGN_KINDS, CAMPAIGN_TARGETS, DISPUTE_TYPES, REFERENCE_SECTOR, TRUTH, fee_shifting,
@@ -288,7 +288,7 @@ def load_history(directory: str | Path) -> History:
             raise InputError("must be a whole number", file=str(exp_path),
                              field=f"row {row['_line']}, column disputes", value=row["disputes"])
         parsed.append((year_of(row, exp_path), country, dispute_type, row["sector"],
-                       read_number(row, "exposure", exp_path, low=0.0, high=MAX_EXPOSURE), int(count), row["policy_id"]))
+                       read_number(row, "exposure", exp_path, low=0.0, high=MAX_EXPOSURE, hint=EXPOSURE_UNIT), int(count), row["policy_id"]))
     years = tuple(sorted({p[0] for p in parsed}))
     countries = tuple(sorted({p[1] for p in parsed}))
     sectors = tuple(sorted({p[3] for p in parsed} | {REFERENCE_SECTOR}))

@@ -101,9 +101,12 @@ def read_rows(path: Path, required: tuple[str, ...], *, allow_empty: bool = Fals
 # exports to one country, above any single exporter's revenue).
 MAX_AMOUNT_CNY = 1e15
 MAX_EXPOSURE = 1e6
+EXPOSURE_UNIT = " (exposure is export revenue in CNY million)"
 
 
-def read_number(row: dict[str, str], column: str, path: Path, *, low: float, high: float = math.inf) -> float:
+def read_number(row: dict[str, str], column: str, path: Path, *, low: float, high: float = math.inf,
+                hint: str = "") -> float:
+    """The cell as a finite number in [low, high]; InputError naming file, row, column, value (and ``hint``)."""
     text = row.get(column, "")
     where = f"row {row['_line']}, column {column}"
     try:
@@ -114,9 +117,7 @@ def read_number(row: dict[str, str], column: str, path: Path, *, low: float, hig
         raise InputError("must be a finite number (no NaN or inf)", file=str(path), field=where, value=text)
     if not low <= value <= high:
         bound = f"between {low:g} and {high:g}" if math.isfinite(high) else f">= {low:g}"
-        if column == "exposure" and value > high:
-            bound += " (exposure is export revenue in CNY million)"
-        raise InputError(f"must be {bound}", file=str(path), field=where, value=text)
+        raise InputError(f"must be {bound}{hint}", file=str(path), field=where, value=text)
     return value
 
 
@@ -190,7 +191,7 @@ def load_portfolio(directory: str | Path) -> Portfolio:
                 field=where,
                 value=f"{policy_id},{country}",
             )
-        cells[key] = read_number(row, "exposure", exposures_path, low=0.0, high=MAX_EXPOSURE)
+        cells[key] = read_number(row, "exposure", exposures_path, low=0.0, high=MAX_EXPOSURE, hint=EXPOSURE_UNIT)
 
     countries = tuple(sorted({country for _, country in cells}))
     column = {country: c for c, country in enumerate(countries)}

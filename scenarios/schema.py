@@ -340,7 +340,7 @@ def validate(raw: dict, file: str) -> dict:
 
     fx_table = ck.table(raw.get("fx", {}), "fx", {"volatility": "by currency: annual log-volatility, 0-1"})
     if "volatility" in fx_table:
-        vols = ck.multipliers(fx_table["volatility"], "fx.volatility", CURRENCIES, "annual log-volatility", high=1.0)
+        vols = ck.multipliers(fx_table["volatility"], "fx.volatility", CURRENCIES, "annual log-volatility")
         for currency, value in vols.items():
             if value > 1.0:
                 ck.fail(f"fx.volatility.{currency}", "must be <= 1 (an annual log-volatility, e.g. 0.04 for 4%)", value)

@@ -38,8 +38,8 @@ One simulated year, in order:
    up to the portfolio total to float64 rounding.
 
 Randomness. Year ``y`` uses ``fold_in(key, y)`` only; per-slot draws are 1-D ``random.bits``
-(and per-slot keys for Poisson, see :func:`_poisson_each`), which are prefix-stable: a year recomputed with larger buffers after an overflow draws the same
-disputes, and a year's result depends neither on chunk size nor on device count.
+(and per-slot keys for Poisson, see :func:`_poisson_each`), which are prefix-stable: a year
+recomputed with larger buffers after an overflow draws the same disputes, and a year's result depends neither on chunk size nor on device count.
 """
 
 from __future__ import annotations
