@@ -127,6 +127,15 @@ def _accept(threshold: np.ndarray) -> np.ndarray:
     return np.minimum(np.ceil(threshold * 2.0**32), 2.0**32).astype(np.uint64)
 
 
+def alias_rows(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The engine's form of :func:`alias_table`: (integer acceptance, alias) with alias indices
+    local to the table (0 .. len - 1), the one convention ``engine._alias_pick`` reads."""
+    threshold, alias = alias_table(weights)
+    if alias.size and not (alias.min() >= 0 and alias.max() < alias.size):
+        raise AssertionError("alias indices must be local to their table")
+    return _accept(threshold), alias
+
+
 def _severity_params(sev: dict, multiplier: float) -> tuple[int, tuple[float, float, float]]:
     """Engine parameters of a severity, scaled by ``multiplier`` (cost inflation times FX)."""
     family = FAMILIES.index(sev["distribution"])
@@ -248,8 +257,7 @@ def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarr
     entry_accept, entry_alias = np.empty(n_entries, np.uint64), np.empty(n_entries, np.int64)
     for s in range(n_strata):
         lo, hi = offsets[s], offsets[s] + counts[s]
-        threshold, alias = alias_table(weights[lo:hi])
-        entry_accept[lo:hi], entry_alias[lo:hi] = _accept(threshold), alias + lo
+        entry_accept[lo:hi], entry_alias[lo:hi] = alias_rows(weights[lo:hi])
 
     stratum_weight = np.array([weights[offsets[s]:offsets[s] + counts[s]].sum() for s in range(n_strata)])
     stratum_rate = tables.stratum_scale * stratum_weight[None, :]  # [draw, stratum] expected disputes
@@ -258,8 +266,7 @@ def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarr
     stratum_accept = np.empty((n_draws, n_strata), np.uint64)
     stratum_alias = np.empty((n_draws, n_strata), np.int64)
     for d in range(n_draws):
-        threshold, alias = alias_table(stratum_rate[d])
-        stratum_accept[d], stratum_alias[d] = _accept(threshold), alias
+        stratum_accept[d], stratum_alias[d] = alias_rows(stratum_rate[d])
 
     row = np.zeros((n_entries, ROW_WIDTH))
     row[:, ROW_DEDUCTIBLE] = portfolio.deductible_cny[policies]
@@ -282,8 +289,7 @@ def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarr
     campaign_count = np.ones(max(n_kinds, 1), np.int64)
     for k in range(n_kinds):
         n = len(tables.campaign_policies[k])
-        threshold, alias = alias_table(tables.campaign_weights[k])
-        campaign_accept[k, :n], campaign_alias[k, :n] = _accept(threshold), alias + k * width
+        campaign_accept[k, :n], campaign_alias[k, :n] = alias_rows(tables.campaign_weights[k])
         campaign_policy[k, :n], campaign_count[k] = tables.campaign_policies[k], n
     campaign_rate = tables.campaign_rate if n_kinds else np.zeros((n_draws, 1))
     campaign_size = tables.campaign_size if n_kinds else np.ones((n_draws, 1, 2))

@@ -34,6 +34,7 @@ class YearTable:
     gross: np.ndarray  # [year]
     ground_up: np.ndarray  # [year]
     gross_by_group: np.ndarray  # [year, group]
+    disputes_by_group: np.ndarray  # [year, group] int32, campaigns' disputes included
     max_dispute: np.ndarray  # [year]
     disputes: np.ndarray  # [year] int32, campaigns' disputes included
     campaign_disputes: np.ndarray  # [year] int32
@@ -164,7 +165,8 @@ def run_years(
 
     def finish(start: int, out: YearResult) -> None:
         n = min(start + chunk_size, years) - start
-        table = _recompute_overflows(_to_host(out, n), key, params, grown, devices, first_year + start)
+        ids = np.arange(first_year + start, first_year + start + n, dtype=np.int64)
+        table = _recompute_overflows(_to_host(out, n), key, params, grown, devices, ids)
         if sink is None:
             chunks.append(table)
         else:
@@ -187,6 +189,33 @@ def run_years(
         return None
     if not chunks:
         raise ValueError("every chunk was skipped: nothing to return")
+    return YearTable.concatenate(chunks)
+
+
+def run_year_ids(key: jax.Array, year_ids: np.ndarray, params: EngineParams, shape: EngineShape, *,
+                 chunk_size: int = 10_000, devices: Sequence[jax.Device] | None = None) -> YearTable:
+    """Simulate the given year indices (any order, any subset), exactly as :func:`run_years` would.
+
+    Year ``y`` draws only from ``fold_in(key, y)``, so its row equals row ``y`` of a run of all the
+    years. Used to study one posterior draw at a time (year ``y`` uses draw ``y mod n_draws``).
+    """
+    _require_x64()
+    year_ids = np.asarray(year_ids, dtype=np.int64)
+    if year_ids.ndim != 1 or year_ids.size == 0 or year_ids.min() < 0 or year_ids.max() >= 2**32:
+        raise ValueError("year_ids must be a non-empty 1-D array of indices in [0, 2**32)")
+    devices = tuple(devices or run_devices())
+    chunk_size = min(chunk_size, year_ids.size)
+    batch = rounded_chunk_size(chunk_size, year_ids.size, len(devices))
+    kernel, year_sharding, replicated = sharded_kernel(shape, devices)
+    key, params = _replicate((key, params), replicated)
+    grown = [shape]
+    chunks = []
+    for start in range(0, year_ids.size, chunk_size):
+        ids = year_ids[start:start + chunk_size]
+        padded = np.full(batch, ids[0], np.uint32)
+        padded[: ids.size] = ids
+        out = kernel(key, _global_array(padded, year_sharding), params)
+        chunks.append(_recompute_overflows(_to_host(out, ids.size), key, params, grown, devices, ids))
     return YearTable.concatenate(chunks)
 
 
@@ -235,7 +264,7 @@ def _to_host(out: YearResult, n: int) -> YearResult:
     return YearResult(*(np.asarray(field)[:n] for field in out))
 
 
-def _recompute_overflows(out: YearResult, key, params, grown: list[EngineShape], devices, first: int) -> YearTable:
+def _recompute_overflows(out: YearResult, key, params, grown: list[EngineShape], devices, ids: np.ndarray) -> YearTable:
     """Recompute the years whose buffers overflowed with larger buffers; return the chunk's table.
 
     ``grown[0]`` keeps the largest buffers used so far, so each size compiles once per run.
@@ -254,9 +283,9 @@ def _recompute_overflows(out: YearResult, key, params, grown: list[EngineShape],
         big_kernel, year_sharding, _ = sharded_kernel(grown[0]._replace(batch_years=RECOMPUTE_BLOCK), devices)
         for block in range(0, todo.size, block_size):
             rows = todo[block:block + block_size]
-            ids = np.full(block_size, first + rows[0], np.uint32)
-            ids[: rows.size] = first + rows
-            again = _to_host(big_kernel(key, _global_array(ids, year_sharding), params), rows.size)
+            block_ids = np.full(block_size, ids[rows[0]], np.uint32)
+            block_ids[: rows.size] = ids[rows]
+            again = _to_host(big_kernel(key, _global_array(block_ids, year_sharding), params), rows.size)
             for name, value in again._asdict().items():
                 fields[name][rows] = value
         overflow = fields["overflow"].astype(bool)
@@ -272,10 +301,11 @@ def _recompute_overflows(out: YearResult, key, params, grown: list[EngineShape],
         gross=fields["gross"],
         ground_up=fields["ground_up"],
         gross_by_group=fields["gross_by_group"],
+        disputes_by_group=fields["disputes_by_group"].astype(np.int32),
         max_dispute=fields["max_dispute"],
         disputes=fields["disputes"].astype(np.int32),
         campaign_disputes=fields["campaign_disputes"].astype(np.int32),
-        recomputed_years=(recomputed + first).astype(np.int64),
+        recomputed_years=np.asarray(ids)[recomputed].astype(np.int64),
         ceded_due=fields["ceded_due"],
         recovered=fields["recovered"],
         net=fields["net"],

@@ -110,7 +110,7 @@ class EngineParams(NamedTuple):
     # per draw
     total_rate: jax.Array  # f64[draw]              events per year at the dominating rate
     stratum_accept: jax.Array  # u64[draw, stratum]  alias acceptance (keep iff frac32 < accept)
-    stratum_alias: jax.Array  # i32[draw, stratum]
+    stratum_alias: jax.Array  # i32[draw, stratum]  alias stratum (local: 0 .. stratum - 1)
     stratum_scale: jax.Array  # f32[draw, stratum]   expected disputes per unit weight
     cell_concentration: jax.Array  # f32[draw, cell] NB2 k; 0 otherwise
     cell_dispersion: jax.Array  # f32[draw, cell]    NB1 delta; 0 otherwise (0 and 0: Poisson)
@@ -125,14 +125,14 @@ class EngineParams(NamedTuple):
     stratum_offset: jax.Array  # i32[stratum]       first entry of the stratum
     stratum_count: jax.Array  # i32[stratum]        entries in it (>= 1)
     entry_accept: jax.Array  # u64[entry]           alias acceptance within the stratum
-    entry_alias: jax.Array  # i32[entry]            alias entry (global index)
+    entry_alias: jax.Array  # i32[entry]            alias entry (local to its stratum's block)
     entry_row: jax.Array  # f32[entry, ROW_WIDTH]   terms, policy, cell and weight of the entry
     cell_family: jax.Array  # i32[cell]
     cell_currency: jax.Array  # i32[cell]           index into fx_sigma
     fx_sigma: jax.Array  # f32[currency]            annual log-volatility against CNY
     campaign_cell: jax.Array  # i32[kind]
     campaign_accept: jax.Array  # u64[kind, target] alias over the campaign's target policies
-    campaign_alias: jax.Array  # i32[kind, target]
+    campaign_alias: jax.Array  # i32[kind, target]  alias target (local to the kind's row)
     campaign_policy: jax.Array  # i32[kind, target]
     campaign_count: jax.Array  # i32[kind]          targets in use (>= 1)
     policy_terms: jax.Array  # f32[policy, 3]       (deductible, coinsurance, limit per dispute)
@@ -149,6 +149,7 @@ class YearResult(NamedTuple):
     gross: jax.Array  # f64: insurer's payments after all policy terms, CNY
     ground_up: jax.Array  # f64: legal costs before policy terms, CNY
     gross_by_group: jax.Array  # f64[cell]
+    disputes_by_group: jax.Array  # i32[cell]: disputes per cell, campaigns' included
     max_dispute: jax.Array  # f64: largest single-dispute payment (OEP), CNY
     disputes: jax.Array  # i32: number of disputes, campaigns' included
     events: jax.Array  # i32: events at the dominating rate (before thinning)
@@ -185,13 +186,40 @@ def _alias_pick(low32: jax.Array, count: jax.Array, accept: jax.Array, alias: ja
     """Walker's alias draw from 32 random bits (held in a uint64), in integer arithmetic.
 
     ``low32 * count`` splits into the column (high part) and a 32-bit fraction (low part), so
-    each outcome's probability is exact to ``count * 2**-32``. ``accept``/``alias`` are indexed
-    by ``offset + column``; ``alias`` holds global indices.
+    each outcome's probability is exact to ``count * 2**-32``. The table occupies
+    ``accept[offset : offset + count]`` and ``alias[offset : offset + count]``; ``alias`` holds
+    indices *local to the table* (0 .. count - 1), and so does the result: every alias table in
+    leisim (strata per draw, entries per stratum, targets per campaign kind) uses this one
+    convention, built by :func:`leisim.scenarios.compose.alias_rows`.
     """
     scaled = low32 * count.astype(jnp.uint64)
-    column = offset + (scaled >> jnp.uint64(32)).astype(jnp.int32)
+    column = (scaled >> jnp.uint64(32)).astype(jnp.int32)
     fraction = scaled & jnp.uint64(0xFFFFFFFF)
-    return jnp.where(fraction < accept[column], column, alias[column])
+    at = offset + column
+    return jnp.where(fraction < accept[at], column, alias[at])
+
+
+def pick_entries(word: jax.Array, stratum_word: jax.Array | None, draw: jax.Array, params: EngineParams,
+                 shape: EngineShape) -> tuple[jax.Array, jax.Array]:
+    """Each event slot's stratum and entry (policy, cell) under draw ``draw``, from the slot's words.
+
+    With several strata, the stratum comes from the draw's alias table (``stratum_word``), then
+    the entry from the stratum's own table (``word``); with one stratum, ``word`` alone picks
+    from the single table over every entry. Exposed so that tests can set the picks' empirical
+    frequencies against the intended probabilities draw by draw.
+    """
+    if shape.stratified:
+        n_strata = params.stratum_offset.shape[0]
+        stratum = _alias_pick(_low32(stratum_word), jnp.int32(n_strata), params.stratum_accept.reshape(-1),
+                              params.stratum_alias.reshape(-1), draw * n_strata)
+        first = params.stratum_offset[stratum]
+        entry = first + _alias_pick(_low32(word), params.stratum_count[stratum], params.entry_accept,
+                                    params.entry_alias, first)
+    else:  # one stratum: a single alias table over every entry
+        stratum = jnp.zeros(word.shape, jnp.int32)
+        entry = _alias_pick(_low32(word), jnp.int32(params.entry_accept.shape[0]), params.entry_accept,
+                            params.entry_alias)
+    return stratum, entry
 
 
 def _per_draw(table: jax.Array, draw: jax.Array, index: jax.Array) -> jax.Array | tuple[jax.Array, ...]:
@@ -354,17 +382,8 @@ def simulate_year(key: jax.Array, year: jax.Array, params: EngineParams, shape: 
 
     # 2. Stratum, then entry, from the slot's words.
     word = jax.random.bits(k_event, (shape.event_buffer,), dtype=jnp.uint64)
-    if shape.stratified:
-        stratum_word = jax.random.bits(k_stratum, (shape.event_buffer,), dtype=jnp.uint64)
-        n_strata = params.stratum_offset.shape[0]
-        stratum = _alias_pick(_low32(stratum_word), jnp.int32(n_strata), params.stratum_accept.reshape(-1),
-                              params.stratum_alias.reshape(-1), draw * n_strata) - draw * n_strata
-        entry = _alias_pick(_low32(word), params.stratum_count[stratum], params.entry_accept, params.entry_alias,
-                            params.stratum_offset[stratum])
-    else:  # one stratum: a single alias table over every entry
-        stratum = jnp.zeros(shape.event_buffer, jnp.int32)
-        entry = _alias_pick(_low32(word), jnp.int32(params.entry_accept.shape[0]), params.entry_accept,
-                            params.entry_alias)
+    stratum_word = jax.random.bits(k_stratum, (shape.event_buffer,), dtype=jnp.uint64) if shape.stratified else None
+    stratum, entry = pick_entries(word, stratum_word, draw, params, shape)
     row = params.entry_row[entry]
     u_high = _high_uniform(word, real)
 
@@ -424,9 +443,9 @@ def simulate_year(key: jax.Array, year: jax.Array, params: EngineParams, shape: 
         hit_kind = kind[jnp.minimum(jnp.searchsorted(cum_hits, hit_slot, side="right"), shape.campaign_buffer - 1)]
         hit_word = jax.random.bits(k_pick, (shape.campaign_dispute_buffer,), dtype=jnp.uint64)
         n_targets = params.campaign_accept.shape[1]
-        target = _alias_pick(_low32(hit_word), params.campaign_count[hit_kind],
-                             params.campaign_accept.reshape(-1), params.campaign_alias.reshape(-1),
-                             hit_kind * n_targets)
+        target = hit_kind * n_targets + _alias_pick(_low32(hit_word), params.campaign_count[hit_kind],
+                                                    params.campaign_accept.reshape(-1),
+                                                    params.campaign_alias.reshape(-1), hit_kind * n_targets)
         hit_policy = params.campaign_policy.reshape(-1)[target]
         hit_cell = params.campaign_cell[hit_kind]
         hit_cost, hit_stage = _dispute_costs(k_camp_sev, shape.campaign_dispute_buffer, hit_cell, _high_uniform(hit_word, real),
@@ -478,6 +497,7 @@ def simulate_year(key: jax.Array, year: jax.Array, params: EngineParams, shape: 
         gross=gross,
         ground_up=cost.astype(jnp.float64).sum(),
         gross_by_group=by_cell,
+        disputes_by_group=jax.ops.segment_sum(valid.astype(jnp.int32), cell, num_segments=shape.n_cells),
         max_dispute=jnp.max(jnp.minimum(paid, aggregate)),
         disputes=(n_disputes + n_campaign_disputes).astype(jnp.int32),
         events=n_events.astype(jnp.int32),
