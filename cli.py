@@ -157,8 +157,16 @@ def _print_summary(summary: dict) -> None:
         click.echo(f"  {'margin paid to reinsurers':30} {_fmt(ri['margin'])}")
     cap = summary["capital"]
     ratio = cap["solvency_ratio"]
-    click.echo(f"\n{'required capital':22}{_fmt(cap['required']):>17} ± {_fmt(cap['se']['required'], digits=3):<6}"
-               "(99.5% VaR of net cost - mean)")
+    result = cap.get("result", {})
+    if result:
+        click.echo(f"\n{'expected result':22}{_fmt(result['expected']):>17} ± {_fmt(cap['se']['expected_result'], digits=3):<6}"
+                   f"(premium {_fmt(result['premium_earned'])} - expenses {_fmt(result['expenses'])} "
+                   f"- reinsurance {_fmt(result['reinsurance_premiums_net_of_commissions'])} "
+                   f"- net cost {_fmt(result['expected_net_cost'])})")
+    click.echo(f"{'required capital (SCR)':22}{_fmt(cap['required']):>17} ± {_fmt(cap['se']['required'], digits=3):<6}"
+               "(99.5% VaR of the one-year loss of own funds)")
+    click.echo(f"{'  VaR minus mean':22}{_fmt(cap['var_minus_mean']['required']):>17}        "
+               "(99.5% VaR of net cost - its mean; for comparison)")
     click.echo(f"{'available capital':22}{_fmt(cap['available']):>17}")
     click.echo(f"{'solvency ratio':22}{'-' if ratio is None else f'{ratio:.0%}':>17}"
                + ("" if ratio is None else f" ± {cap['se']['solvency_ratio']:.0%}  (C-ROSS: >= 100%: "
@@ -398,7 +406,9 @@ def _run_simulation(run: dict, *, resume: bool = False, devices: int | None = No
     for program in extra:
         names.append(program.name)
         programs.append(contracts_from_scenario(program.reinsurance, premium))
-        capital_specs.append(program.capital if program.capital is not None else scenario.capital)
+        spec = dict(program.capital) if program.capital is not None else dict(scenario.capital)
+        spec.setdefault("expense_ratio", scenario.expense_ratio)  # an underwriting figure, not the program's
+        capital_specs.append(spec)
     if not any(programs):
         programs = []  # nothing to cede: the kernel skips reinsurance
 
@@ -753,7 +763,9 @@ def stress(names, baseline_ref, portfolio_dir, years, seed, out_dir, chunk_size,
               help="A `leisim stress` output folder [default: results/stress, if it exists].")
 @click.option("--portfolio", "portfolio_dir", type=click.Path(path_type=Path), default=None,
               help="The portfolio folder [default: the one the run recorded].")
-def report(run_dir, out_file, stress_dir, portfolio_dir):
+@click.option("--checks", "checks_path", type=click.Path(path_type=Path), default=None,
+              help="A `leisim check` checks.json [default: checks.json beside the run's posterior, if any].")
+def report(run_dir, out_file, stress_dir, portfolio_dir, checks_path):
     """Write the capital-adequacy report: one self-contained HTML file from a run's outputs.
 
     RUN_DIR is a `leisim simulate` output folder [default: results/baseline, where `leisim simulate`
@@ -784,9 +796,16 @@ def report(run_dir, out_file, stress_dir, portfolio_dir):
     figures = {p.name: p.read_bytes() for p in run_dir.glob("*.png")}
     if stress_dir is not None:
         figures |= {p.name: p.read_bytes() for p in stress_dir.glob("*.png")}
+    if checks_path is None and prov.get("posterior") and (Path(prov["posterior"]).parent / "checks.json").is_file():
+        checks_path = Path(prov["posterior"]).parent / "checks.json"
+    checks = report_mod.load_json(checks_path) if checks_path is not None else None
+    if checks_path is not None and (checks is None or not isinstance(checks.get("checks"), dict)):
+        raise InputError("not a checks.json written by `leisim check`", file=str(checks_path))
+    if checks is not None and (checks_path.parent / "checks.png").is_file():
+        figures["checks.png"] = (checks_path.parent / "checks.png").read_bytes()
     try:
         text = report_mod.render(summary, figures=figures, stress=stress, reverse=reverse, diagnostics=diagnostics,
-                                 portfolio=portfolio)
+                                 portfolio=portfolio, checks=checks)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
         # A hand-edited or foreign summary.json / stress.json: say which files, not a traceback.
         sources = [str(summary_path)] + [str(stress_dir / n) for n in ("stress.json", "reverse.json")
@@ -800,18 +819,27 @@ def report(run_dir, out_file, stress_dir, portfolio_dir):
 
 def _print_stress(doc: dict, names: list[str]) -> None:
     base = doc[names[0]]["metrics"]
+    columns = (("net mean", "net_mean", 1e6), ("VaR 99.5", "net_var_0.995", 1e6), ("TVaR 99", "net_tvar_0.99", 1e6),
+               ("exp. result", "expected_result", 1e6), ("SCR", "required_capital", 1e6),
+               ("solvency", "solvency_ratio", 0.01), ("core", "core_ratio", 0.01),
+               ("P(reserve ok)", "reserve_adequacy", 0.01))
+    width = max(len(n) for n in names) + 2
+    click.echo(f"\nStressed levels ({base.get('years', 0):,} simulated years each; CNY million, ratios in %; "
+               "C-ROSS: comprehensive >= 100%, core >= 50%)")
+    click.echo(f"{'':{width}}" + "".join(f"{label:>14}" for label, _, _ in columns) + "   C-ROSS")
+    for name in names:
+        m = doc[name]["metrics"]
+        row = f"{name:{width}}"
+        for _, key, scale in columns:
+            v = m.get(key)
+            row += f"{'-' if v is None else f'{v / scale:,.1f}':>14}"
+        meets = m.get("meets") or {}
+        verdict = ("-" if meets.get("comprehensive_100pct") is None
+                   else "PASS" if meets["comprehensive_100pct"] and meets.get("core_50pct") is not False else "FAIL")
+        click.echo(row + f"   {verdict}")
     click.echo(f"\nStress test on common random numbers: change from {names[0]} (± SE of the difference); "
                "CNY million")
-    columns = (("net mean", "net_mean", 1e6), ("VaR 99.5", "net_var_0.995", 1e6), ("TVaR 99", "net_tvar_0.99", 1e6),
-               ("net LR", "net_loss_ratio", 0.01), ("capital", "required_capital", 1e6),
-               ("solvency", "solvency_ratio", 0.01), ("reserve ok", "reserve_adequacy", 0.01))
-    width = max(len(n) for n in names) + 2
     click.echo(f"{'':{width}}" + "".join(f"{label:>20}" for label, _, _ in columns))
-    row = f"{names[0]:{width}}"
-    for _, key, scale in columns:
-        v = base.get(key)
-        row += f"{'-' if v is None else f'{v / scale:,.2f}':>20}"
-    click.echo(row + "   (levels; ratios in %)")
     for name in names[1:]:
         change = doc[name]["change_from_baseline"]
         row = f"{name:{width}}"
@@ -869,10 +897,94 @@ def fit(history_dir, out_path, chains, warmup, samples, seed, target_accept, che
     _print_fit(result)
     if checks:
         from .models.checks import predictive_checks
+        from .models.posterior import load_posterior
 
         paths = predictive_checks(history, result, out_path.parent, seed=seed)
-        click.echo("Predictive checks: " + ", ".join(str(p) for p in paths))
+        doc = _posterior_checks(history, load_posterior(out_path), out_path.parent, seed=seed,
+                                posterior_path=out_path)
+        click.echo("Predictive checks: " + ", ".join(str(p) for p in paths + doc["_written"]))
     click.echo(f"\nWrote {out_path}")
+
+
+def _display_path(path) -> str:
+    """A path as recorded in an output: relative to the working folder when inside it, else absolute."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _finite(value):
+    """NaN and infinities become null: strict JSON (RFC 8259) has no token for them."""
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json_dumps(doc: dict) -> str:
+    return json.dumps(_finite(doc), indent=2, allow_nan=False) + "\n"
+
+
+def _posterior_checks(history, posterior, out_dir: Path, *, seed: int, posterior_path: Path, years: int = 2000) -> dict:
+    """Run the posterior predictive checks, print them, write checks.json and checks.png into ``out_dir``."""
+    from .models import ppc
+
+    click.echo(f"Posterior predictive checks: {len(history.years)} history years x {years:,} replicated years "
+               "through the simulation engine ...", err=True)
+    doc = ppc.predictive_checks(history, posterior, seed=seed, years=years)
+    doc["posterior"] = _display_path(posterior_path)
+    doc["history"] = _display_path(history.source)
+    for line in ppc.summary_lines(doc):
+        click.echo("  " + line)
+    click.echo("  " + ("every check passes" if doc["pass"] else "SOME CHECKS FAIL: the model (or the engine) does "
+                                                                "not reproduce the history"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, png_path = out_dir / "checks.json", out_dir / "checks.png"
+    atomic_write(json_path, _json_dumps(doc))
+    atomic_write(png_path, lambda tmp: ppc.plot_checks(doc, tmp))
+    doc["_written"] = [json_path, png_path]
+    return doc
+
+
+@main.command()
+@click.argument("posterior_path", metavar="POSTERIOR", type=click.Path(path_type=Path), required=False)
+@click.option("--history", "history_dir", type=click.Path(path_type=Path), default=None,
+              help="The dispute history to check against [default: the shipped synthetic history].")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("results/checks"), show_default=True,
+              help="Folder for checks.json and checks.png.")
+@click.option("--years", type=click.IntRange(200, 200_000), default=2000, show_default=True,
+              help="Replicated years per history year.")
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace checks already in --out.")
+def check(posterior_path, history_dir, out_dir, years, seed, overwrite):
+    """Posterior predictive checks of POSTERIOR (default: the shipped one) against a dispute history.
+
+    Replicates the history's own exposures under the posterior through the simulation engine and
+    sets dispute counts (by country x type, by year), campaigns and costs by stage against what
+    was observed: predictive intervals, coverage, PIT values, a plot. Exit status 1 if a check
+    fails.
+    """
+    from .models.history import default_history_dir, load_history
+    from .models.posterior import default_posterior_path, load_posterior
+
+    history = load_history(history_dir or default_history_dir())
+    posterior_path = posterior_path or default_posterior_path()
+    posterior = load_posterior(posterior_path)
+    if not overwrite and any((out_dir / n).exists() for n in ("checks.json", "checks.png")):
+        raise InputError(f"{out_dir} already holds checks; pass --overwrite to replace them, or choose another --out",
+                         field="--out", value=str(out_dir))
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir} is a file, not a folder; give --out another path", field="--out", value=str(out_dir))
+    _setup_jax()
+    doc = _posterior_checks(history, posterior, out_dir, seed=seed, posterior_path=posterior_path, years=years)
+    click.echo(f"\nWrote {doc['_written'][0]}, {doc['_written'][1].name}")
+    if not doc["pass"]:
+        sys.exit(1)
 
 
 def _version() -> str:

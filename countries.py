@@ -1,7 +1,7 @@
 """Countries (ISO 3166 alpha-2) that leisim knows, with their litigation currency and region.
 
 `EU` is not a country: disputes before the UPC are booked to the country of the local division
-(CALIBRATION.md: 72-80% of UPC actions are in German local divisions).
+(docs/CALIBRATION.md: 72-80% of UPC actions are in German local divisions).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ DISPUTE_TYPES: tuple[str, ...] = ("patent", "trademark", "trade_secret", "design
 
 
 # Median duration of a dispute from filing to closing, in years, for the plain one-stage cells of
-# fixed scenarios (the payment pattern for reserves). CALIBRATION.md "Severity and duration":
+# fixed scenarios (the payment pattern for reserves). docs/CALIBRATION.md "Severity and duration":
 # US non-merits cases ~1 yr and merits cases 915 days (RPX 2021), time to trial ~2.4 yr (PwC 2015),
 # so ~1.3 yr over the US outcome mix [J]; Germany ~15 months (Munich); UPC ~14 months (417 days to
 # merits); Japan 12-16 months. Other countries: judgment (1.5 yr). Log-sd DURATION_SIGMA [J].

@@ -16,11 +16,11 @@ import html
 import json
 import math
 
-# The judgment calls a reader must know about (CALIBRATION.md "Not found (judgment)" and the
+# The judgment calls a reader must know about (docs/CALIBRATION.md "Not found (judgment)" and the
 # design choices documented in docs/ARCHITECTURE.md).
 LIMITATIONS = (
     "The dispute history and the pilot portfolio are synthetic, drawn from documented parameters calibrated to "
-    "public figures (CALIBRATION.md); they are not PICC's data.",
+    "public figures (docs/CALIBRATION.md); they are not PICC's data.",
     "Not sourced, judgment: ITC 337 defence costs; Beijing policy limits, deductibles, coinsurance, rates and insured "
     "count; C-ROSS II factors for this line; Schedule A defendants per case; the UK recoverable share of costs.",
     "Fee shifting: the recoverable share of costs and the adverse-costs ratio per forum are fixed judgment values.",
@@ -31,8 +31,9 @@ LIMITATIONS = (
     "A policy's annual aggregate limit is shared among its disputes pro rata, not in the order they occur.",
     "Reserves are gross of reinsurance; legal costs are paid evenly over each dispute's duration; the best estimate "
     "uses open disputes weighted by their forum's mean cost (no case estimates).",
-    "Required capital covers insurance risk on the one-year view (99.5% VaR minus mean of the net annual cost); market "
-    "and operational risk and the C-ROSS correlation matrix are not modelled.",
+    "Required capital covers insurance risk on the one-year view (99.5% VaR of the loss of own funds from the "
+    "year's underwriting result); market and operational risk and the C-ROSS correlation matrix are not modelled; "
+    "the expense ratio is a judgment default unless the scenario sets it.",
 )
 
 
@@ -61,6 +62,8 @@ def _fmt(value, unit: str) -> str:
         return f"x{value:.4f}"
     if unit == "int":
         return f"{int(value):,}"
+    if unit == "g":
+        return f"{value:.3g}"
     return html.escape(str(value))
 
 
@@ -95,11 +98,32 @@ table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem;width:100%}th,td{b
 text-align:right}th:first-child,td:first-child{text-align:left}thead th{background:#eef4fa}
 .kpi{display:grid;grid-template-columns:repeat(auto-fit,minmax(12rem,1fr));gap:.6rem}
 .kpi div{border:1px solid #ccc;border-radius:6px;padding:.6rem}.kpi b{display:block;font-size:1.4rem}
+.synthetic{border:2px solid #E69F00;background:#fff7e6;padding:.5rem .8rem}
 .pass{color:#007a4d;font-weight:bold}.fail{color:#b2182b;font-weight:bold}
 figure{margin:.8rem 0}img{max-width:100%;height:auto}.small{font-size:.85rem;color:#444}
 code{font-size:.85rem;word-break:break-all}
 @media print{body{max-width:none;margin:0;font-size:10pt}h2{page-break-after:avoid}figure,table{page-break-inside:avoid}}
 """
+
+
+def _stress_passes(metrics: dict) -> bool | None:
+    """C-ROSS verdict of one stressed scenario: comprehensive >= 100% and core >= 50% (None: no capital given)."""
+    meets = metrics.get("meets") or {}
+    if meets.get("comprehensive_100pct") is None:
+        return None
+    return bool(meets["comprehensive_100pct"] and meets.get("core_50pct") is not False)
+
+
+def _failing_stresses(stress: dict) -> list[str]:
+    return [n for n in stress if not n.startswith("_") and _stress_passes(stress[n]["metrics"]) is False]
+
+
+def _worst_stress(stress: dict) -> str | None:
+    """The stressed scenario with the lowest solvency ratio (the baseline excluded)."""
+    base = stress.get("_provenance", {}).get("baseline")
+    ratios = {n: stress[n]["metrics"].get("solvency_ratio") for n in stress if not n.startswith("_") and n != base}
+    ratios = {n: r for n, r in ratios.items() if r is not None}
+    return min(ratios, key=ratios.get) if ratios else None
 
 
 def _verdict(ok: bool | None) -> str:
@@ -109,7 +133,7 @@ def _verdict(ok: bool | None) -> str:
 
 
 def render(summary: dict, *, figures: dict[str, bytes], stress: dict | None = None, reverse: dict | None = None,
-           diagnostics: dict | None = None, portfolio: dict | None = None) -> str:
+           diagnostics: dict | None = None, portfolio: dict | None = None, checks: dict | None = None) -> str:
     """The report's HTML. ``diagnostics``: the fit's table and attributes; ``portfolio``: summary tables."""
     s = summary
     cap, res, ri = s["capital"], s["reserves"], s["reinsurance"]
@@ -123,36 +147,60 @@ def render(summary: dict, *, figures: dict[str, bytes], stress: dict | None = No
                  f"simulated years, seed {_v(s, 'seed', 'int')}, amounts in CNY million; ± values are Monte Carlo "
                  f"standard errors. Generated {dt.datetime.now(dt.timezone.utc).date().isoformat()} by leisim.</p>")
 
+    parts.append("<p class='synthetic'><b>Synthetic data.</b> The embedded dispute history, the pilot portfolio and "
+                 "the parameters fitted to them are synthetic, calibrated to public figures (docs/CALIBRATION.md): "
+                 "they describe no real insured and are not PICC's data. Results on them illustrate the method.</p>")
+
     # 1. Executive summary.
     ratio = cap.get("solvency_ratio")
     core = cap.get("core_ratio")
     meets = cap.get("meets", {})
     adequacy = _get(s, "reserves|adequacy|probability")
     words = []
+    if _get(s, "capital|result|expected") is not None:
+        words.append(f"The book's expected underwriting result is {_v(s, 'capital|result|expected')} million CNY a year "
+                     f"(premium {_v(s, 'capital|result|premium_earned')} million, expenses "
+                     f"{_v(s, 'capital|result|expenses')}, reinsurance {_v(s, 'capital|result|reinsurance_premiums_net_of_commissions')}"
+                     f", expected net claims and reinstatement premiums {_v(s, 'capital|result|expected_net_cost')}).")
     if ratio is not None:
-        words.append(f"The pilot needs {_v(s, 'capital|required')} million CNY of capital for a 1-in-200 year "
-                     f"(99.5% VaR of the net annual cost minus its mean) and holds {_v(s, 'capital|available')} "
-                     f"million: a solvency ratio of {_v(s, 'capital|solvency_ratio', '%')} (± "
+        words.append(f"Its solvency capital requirement, the 99.5% VaR of the one-year loss of own funds, is "
+                     f"{_v(s, 'capital|required')} million, against {_v(s, 'capital|available')} million of own funds: "
+                     f"a solvency ratio of {_v(s, 'capital|solvency_ratio', '%')} (± "
                      f"{_v(s, 'capital|se|solvency_ratio', '%')}), which "
                      f"{'meets' if meets.get('comprehensive_100pct') else 'does NOT meet'} the C-ROSS comprehensive "
                      f"threshold of 100%" + (f"; the core ratio is {_v(s, 'capital|core_ratio', '%')} against 50%"
                                             if core is not None else "") + ".")
     if cap.get("exhaustion_probability") is not None:
-        words.append(f"The probability that one year's net cost exceeds its mean by more than the available capital "
-                     f"is {_v(s, 'capital|exhaustion_probability', 'p')}.")
+        words.append(f"The probability that one year's loss exhausts the own funds is "
+                     f"{_v(s, 'capital|exhaustion_probability', 'p')}.")
+    if stress:
+        worst = _worst_stress(stress)
+        if worst is not None:
+            m = stress[worst]["metrics"]
+            survives = _stress_passes(m)
+            words.append(f"Of {len([k for k in stress if not k.startswith('_')]) - 1} stress scenarios the worst for "
+                         f"solvency is <b>{html.escape(worst)}</b>: solvency ratio "
+                         f"{_v(stress, f'{worst}|metrics|solvency_ratio', '%', 'stress')}, core ratio "
+                         f"{_v(stress, f'{worst}|metrics|core_ratio', '%', 'stress')}; the book "
+                         + ("survives it (C-ROSS thresholds met)." if survives
+                            else "does <b>not</b> survive it: it falls below a C-ROSS threshold.")
+                         + (" Scenarios failing: " + ", ".join(html.escape(n) for n in _failing_stresses(stress)) + "."
+                            if _failing_stresses(stress) else ""))
     if adequacy is not None:
         words.append(f"A reserve of {_v(s, 'reserves|adequacy|reserve')} million at the end of the underwriting year "
                      f"covers its run-off with probability {_v(s, 'reserves|adequacy|probability', '%')}; "
                      f"{_v(s, 'reserves|reserve_for_adequacy|0.995')} million would cover it in 99.5% of years.")
     parts.append("<h2>Executive summary</h2><p>" + " ".join(words) + "</p>")
     parts.append("<div class='kpi'>"
-                 f"<div>Required capital<b>{_v(s, 'capital|required')}</b>± {_v(s, 'capital|se|required')}</div>"
+                 f"<div>Required capital (SCR)<b>{_v(s, 'capital|required')}</b>± {_v(s, 'capital|se|required')}</div>"
                  f"<div>Solvency ratio<b>{_v(s, 'capital|solvency_ratio', '%')}</b>C-ROSS ≥ 100%: "
                  f"{_verdict(meets.get('comprehensive_100pct'))}</div>"
                  f"<div>Core ratio<b>{_v(s, 'capital|core_ratio', '%')}</b>C-ROSS ≥ 50%: "
                  f"{_verdict(meets.get('core_50pct'))}</div>"
-                 f"<div>P(capital exhausted)<b>{_v(s, 'capital|exhaustion_probability', 'p')}</b>per year</div>"
-                 f"<div>Reserve adequacy<b>{_v(s, 'reserves|adequacy|probability', '%')}</b>of the best estimate</div>"
+                 f"<div>Expected result<b>{_v(s, 'capital|result|expected')}</b>per year</div>"
+                 f"<div>P(own funds exhausted)<b>{_v(s, 'capital|exhaustion_probability', 'p')}</b>per year</div>"
+                 f"<div>P(reserve covers run-off)<b>{_v(s, 'reserves|adequacy|probability', '%')}</b>"
+                 "reserve held: the best estimate</div>"
                  "</div>")
 
     # 2. Portfolio.
@@ -178,7 +226,7 @@ def render(summary: dict, *, figures: dict[str, bytes], stress: dict | None = No
                  "campaigns naming many insured sellers at once. Severity: the litigation lifecycle (the stage a "
                  "dispute ends at; a lognormal cost per stage with pooled country levels; fee shifting where the loser "
                  "pays; durations per stage for the payment pattern), fitted allowing for truncation at the deductible "
-                 "and censoring at the limit. Priors come from CALIBRATION.md: US patent-suit rates 0.3-1.5% of "
+                 "and censoring at the limit. Priors come from docs/CALIBRATION.md: US patent-suit rates 0.3-1.5% of "
                  "exporters a year, AIPLA cost medians by stage, fee-shifting rules per forum, durations (RPX 2021, "
                  "PwC 2015, JUVE); countries without history draw from the pooled hyper-priors.</p>")
     if diagnostics:
@@ -201,6 +249,25 @@ def render(summary: dict, *, figures: dict[str, bytes], stress: dict | None = No
             ["parameter", "mean", "sd", "5%", "95%", "R-hat", "bulk ESS"],
             [[html.escape(r["parameter"]), f"{r['mean']:.3f}", f"{r['sd']:.3f}", f"{r['q05']:.3f}", f"{r['q95']:.3f}",
               f"{r['r_hat']:.3f}", f"{r['ess_bulk']:,.0f}"] for r in key_rows]))
+
+    if checks:
+        rows = []
+        for name, c in checks["checks"].items():
+            if "intervals" in c:
+                detail = ", ".join(f"{_v(checks, f'checks|{name}|intervals|{lvl}|covered', 'int', 'checks')} of "
+                                   f"{_v(checks, f'checks|{name}|n', 'int', 'checks')} inside {float(lvl):.1%} "
+                                   f"(at least {_v(checks, f'checks|{name}|intervals|{lvl}|minimum_covered', 'int', 'checks')})"
+                                   for lvl in c["intervals"])
+            else:
+                detail = (f"{_v(checks, f'checks|{name}|n', 'int', 'checks')} PIT values, KS p = "
+                          f"{_v(checks, f'checks|{name}|ks_pvalue', 'g', 'checks')}")
+            rows.append([html.escape(name.replace("_", " ")), detail, _verdict(c.get("pass"))])
+        parts.append("<h3>Posterior predictive checks</h3><p>The history's own exposures replicated under the "
+                     f"posterior ({_v(checks, 'replicated_years_per_history_year', 'int', 'checks')} years per "
+                     "history year, through the simulation engine), set against what was observed. "
+                     + html.escape(str(checks.get("method", ""))) + ".</p>"
+                     + _table(["check", "coverage / calibration", "verdict"], rows))
+        parts.append(_img(figures, "checks.png", "posterior predictive checks"))
 
     # 4. Results.
     parts.append("<h2>Results</h2>")
@@ -245,6 +312,22 @@ def render(summary: dict, *, figures: dict[str, bytes], stress: dict | None = No
     parts.append("<h2>Capital and its allocation</h2>")
     parts.append(f"<p>{html.escape(str(cap.get('definition', '')))}. Allocation: "
                  f"{html.escape(str(cap.get('allocation', {}).get('method', '')))}.</p>")
+    if _get(s, "capital|var_minus_mean|required") is not None:
+        parts.append("<p>Why this definition: Solvency II (Art. 101(3)) and C-ROSS II calibrate the capital "
+                     "requirement to the 99.5% one-year VaR of the change in own funds. Own funds move by the year's "
+                     "result, so an expected loss the premium does not cover needs capital too, and a stress that "
+                     "raises claims while premiums and reinsurance prices stay fixed lowers the ratio. "
+                     "For comparison, the 99.5% VaR of the net cost minus its mean (which assumes the premium carries "
+                     f"the expected cost) is {_v(s, 'capital|var_minus_mean|required')} million, a solvency ratio of "
+                     f"{_v(s, 'capital|var_minus_mean|solvency_ratio', '%')}; it is not used for the verdicts.</p>")
+        parts.append(_table(["one-year result (CNY million)", "value"], [
+            ["premium earned (subsidy included)", _v(s, "capital|result|premium_earned")],
+            ["expenses (" + _v(s, "capital|result|expense_ratio", "%") + " of premium)", _v(s, "capital|result|expenses")],
+            ["reinsurance premiums net of ceding commissions", _v(s, "capital|result|reinsurance_premiums_net_of_commissions")],
+            ["expected net claims + reinstatement premiums", _v(s, "capital|result|expected_net_cost")],
+            ["expected result", _v(s, "capital|result|expected")],
+            ["result in the 1-in-200 year", _v(s, "capital|result_var_0.995")],
+        ]))
     alloc = cap.get("allocation", {}).get("by_country", {})
     parts.append(_table(["country", "capital (CNY million)", "± SE", "share"],
                         [[html.escape(k), _v(s, f"capital|allocation|by_country|{k}|capital"),
@@ -271,24 +354,39 @@ def render(summary: dict, *, figures: dict[str, bytes], stress: dict | None = No
     if stress:
         names = [k for k in stress if not k.startswith("_")]
         base = stress.get("_provenance", {}).get("baseline", names[0] if names else "")
+        years = _get(stress, f"{base}|metrics|years")
         parts.append(f"<h2>Stress tests</h2><p>Each scenario runs on the same simulated years as {html.escape(base)} "
-                     "(common random numbers): changes are the scenario's own effect, ± the standard error of the "
-                     "difference.</p>")
+                     "(common random numbers); premiums and reinsurance prices stay at the baseline's. Stressed "
+                     "levels first, with the C-ROSS verdict (comprehensive ratio ≥ 100% and core ratio ≥ 50%); "
+                     "then each change from the baseline ± the standard error of the paired difference. "
+                     + (f"Stress runs: {_v(stress, f'{base}|metrics|years', 'int', 'stress')} simulated years each; "
+                        f"the baseline run above: {_v(s, 'years', 'int')}." if years is not None else "") + "</p>")
+        level_keys = (("expected_result", "M"), ("net_var_0.995", "M"), ("required_capital", "M"), ("own_funds", "M"),
+                      ("solvency_ratio", "%"), ("core_ratio", "%"))
         rows = []
         for name in names:
+            m = stress[name]["metrics"]
+            rows.append([html.escape(name)] + [_v(stress, f"{name}|metrics|{key}", unit, "stress") for key, unit in level_keys]
+                        + [_verdict(_stress_passes(m))])
+        parts.append("<h3>Stressed levels (CNY million)</h3>" + _table(
+            ["scenario", "expected result", "net VaR 99.5%", "SCR", "own funds", "solvency ratio", "core ratio",
+             "C-ROSS"], rows))
+        rows = []
+        change_keys = (("expected_result", "M"), ("net_var_0.995", "M"), ("required_capital", "M"),
+                       ("solvency_ratio", "%"), ("reserve_adequacy", "%"))
+        for name in names:
+            if name == base:
+                continue
             row = [html.escape(name)]
-            for key, unit in (("net_mean", "M"), ("net_var_0.995", "M"), ("required_capital", "M"),
-                              ("solvency_ratio", "%"), ("reserve_adequacy", "%")):
-                if name == base:
-                    row.append(_v(stress, f"{name}|metrics|{key}", unit, "stress"))
-                else:
-                    c = _get(stress, f"{name}|change_from_baseline|{key}")
-                    row.append("n/a" if c is None else _v(stress, f"{name}|change_from_baseline|{key}|difference", unit,
-                                                          "stress") + " ± " +
-                               _v(stress, f"{name}|change_from_baseline|{key}|se", unit, "stress"))
+            for key, unit in change_keys:
+                c = _get(stress, f"{name}|change_from_baseline|{key}")
+                row.append("n/a" if c is None else _v(stress, f"{name}|change_from_baseline|{key}|difference", unit,
+                                                      "stress") + " ± " +
+                           _v(stress, f"{name}|change_from_baseline|{key}|se", unit, "stress"))
             rows.append(row)
-        parts.append(_table(["scenario", "net mean", "net VaR 99.5%", "required capital", "solvency ratio",
-                             "reserve adequacy"], rows))
+        parts.append("<h3>Change from the baseline (± paired SE)</h3>" + _table(
+            ["scenario", "expected result", "net VaR 99.5%", "SCR", "solvency ratio", "P(reserve covers run-off)"],
+            rows))
         parts.append("<ul>" + "".join(f"<li><b>{html.escape(n)}</b>: {html.escape(str(stress[n].get('description', '')))}"
                                       "</li>" for n in names) + "</ul>")
         parts.append(_img(figures, "tornado.png", "tornado chart"))

@@ -1,15 +1,19 @@
 """Generate the embedded synthetic Beijing pilot portfolio from a seed.
 
 SYNTHETIC: no real insured's data is used or implied. The Beijing pilot's insured count, limits,
-deductibles, coinsurance and rates are not public (CALIBRATION.md, "Not found"). Every number
+deductibles, coinsurance and rates are not public (docs/CALIBRATION.md, "Not found"). Every number
 below is judgment within the published ranges, cited where a figure exists:
 
-- per-dispute limits RMB 0.5-10 million, rate on line ~2-3%, subsidy 50-80% of premium
-  (CALIBRATION.md, Products: Wuxi 2022 ~2.4% rate on line; XPeng limit > RMB 10M; suggested
-  pilot terms);
+- per-dispute limits RMB 0.5-10 million, subsidy 50-80% of premium (docs/CALIBRATION.md,
+  Products: XPeng limit > RMB 10M; suggested pilot terms);
+- premiums: the technical premium, each policy's expected annual cost under the documented
+  true parameters (models/pricing.py) at a 60% expected loss ratio, with a minimum rate on line
+  of 2-3% of the aggregate limit (Wuxi 2022 ~2.4% [S]). Before issue 15 every premium was the
+  2-3% minimum: under the model that book had a 129% expected gross loss ratio (a 2-3% rate on
+  line suits Wuxi's small domestic covers, not US patent exposure), at most 30% rate on line;
 - premium subsidy up to 80%, capped at RMB 800k per firm (Beijing 2023, PICC Beijing);
 - sectors: manufacturer-exporters and cross-border e-commerce sellers. Trademark (Schedule A)
-  suits concentrate on e-commerce sellers (CALIBRATION.md, Frequency: 514 of 559 US
+  suits concentrate on e-commerce sellers (docs/CALIBRATION.md, Frequency: 514 of 559 US
   e-commerce suits in 2022 were trademark suits).
 """
 
@@ -38,6 +42,9 @@ LIMITS_CNY = np.array([0.5e6, 1e6, 2e6, 3e6, 5e6, 10e6])
 LIMIT_WEIGHTS = np.array([0.10, 0.25, 0.25, 0.18, 0.14, 0.08])
 DEDUCTIBLES_CNY = np.array([0.0, 20e3, 50e3, 100e3])
 SUBSIDY_CAP_CNY = 800e3  # Beijing 2023: up to 80% subsidy, cap RMB 800k per firm
+# The highest rate on line written [J]: a large US exporter with a small limit expects to use most
+# of it; the technical premium (before the aggregate limit, an upper bound) is capped there.
+MAX_RATE_ON_LINE = 0.30
 
 
 def generate_portfolio(seed: int = 0, n_policies: int = 300) -> tuple[list[dict], list[dict]]:
@@ -62,23 +69,50 @@ def generate_portfolio(seed: int = 0, n_policies: int = 300) -> tuple[list[dict]
         mix = rng.dirichlet(weights[markets])
         limit = float(rng.choice(LIMITS_CNY, p=LIMIT_WEIGHTS))
         aggregate = limit * float(rng.choice([1.0, 1.5, 2.0]))
-        premium = round(aggregate * rng.uniform(0.02, 0.03), -2)  # rate on line 2-3%
-        subsidy = min(0.8, SUBSIDY_CAP_CNY / premium)
+        minimum = aggregate * rng.uniform(0.02, 0.03)  # minimum premium: rate on line 2-3%
         policy_id = f"BJ{2024}-{i + 1:04d}"
         policies.append({
             "policy_id": policy_id,
             "sector": sector,
-            "premium_cny": f"{premium:.0f}",
+            "premium_cny": minimum,  # priced below
             "deductible_cny": f"{rng.choice(DEDUCTIBLES_CNY):.0f}",
             "coinsurance": f"{rng.choice([0.1, 0.2]):.2f}",
             "limit_per_dispute_cny": f"{limit:.0f}",
             "aggregate_limit_cny": f"{aggregate:.0f}",
-            "subsidy_share": f"{subsidy:.2f}",
         })
         for c, share in zip(markets, mix):
             exposures.append({"policy_id": policy_id, "country": countries[c],
                               "exposure": f"{revenue * share:.3f}"})
+    technical = _technical_premiums(policies, exposures)
+    for row, cost in zip(policies, technical):
+        aggregate = float(row["aggregate_limit_cny"])
+        premium = round(min(max(row["premium_cny"], cost), MAX_RATE_ON_LINE * aggregate), -2)
+        row["premium_cny"] = f"{premium:.0f}"
+        row["subsidy_share"] = f"{min(0.8, SUBSIDY_CAP_CNY / premium):.2f}"
     return policies, exposures
+
+
+def _technical_premiums(policies: list[dict], exposures: list[dict]) -> np.ndarray:
+    """Expected annual cost / TARGET_LOSS_RATIO per policy, under the documented truth (models/pricing.py)."""
+    from ..models.pricing import TARGET_LOSS_RATIO, expected_cost_by_policy
+    from ..scenarios.portfolio import Portfolio
+
+    ids = [row["policy_id"] for row in policies]
+    countries = tuple(sorted({row["country"] for row in exposures}))
+    exposure = np.zeros((len(ids), len(countries)))
+    index = {policy_id: i for i, policy_id in enumerate(ids)}
+    for row in exposures:
+        exposure[index[row["policy_id"]], countries.index(row["country"])] += float(row["exposure"])
+
+    def column(name):
+        return np.array([float(row[name]) for row in policies])
+
+    portfolio = Portfolio(policy_id=tuple(ids), sector=tuple(row["sector"] for row in policies),
+                          premium_cny=column("premium_cny"), deductible_cny=column("deductible_cny"),
+                          coinsurance=column("coinsurance"), limit_per_dispute_cny=column("limit_per_dispute_cny"),
+                          aggregate_limit_cny=column("aggregate_limit_cny"), subsidy_share=np.zeros(len(ids)),
+                          countries=countries, exposure=exposure)
+    return expected_cost_by_policy(portfolio) / TARGET_LOSS_RATIO
 
 
 def _write_csv_atomic(path: Path, rows: list[dict]) -> None:

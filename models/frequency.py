@@ -23,7 +23,7 @@ Mass-defendant campaigns share the year shock: campaigns of kind ``k`` in year `
 Poisson(exp(campaign_log_rate[k] + gamma[y]) * target exposure[y, k]); each names
 ``1 + NB(campaign_mean_extra[k], campaign_concentration[k])`` insured sellers.
 
-Priors (CALIBRATION.md): US patent suits ~0.4% of trading firms a year [S], 0.3-1.5% for
+Priors (docs/CALIBRATION.md): US patent suits ~0.4% of trading firms a year [S], 0.3-1.5% for
 manufacturer-exporters [E], which at CNY ~20M of US revenue is ~2e-4 to 8e-4 per CNY million;
 type means are centred a notch lower for the typical country [J] with sd 1.5 on the log scale
 (a factor of 4.5 either way). Everything else is judgment, kept wide.

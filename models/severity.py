@@ -25,7 +25,7 @@ censored duration (Klugman, Panjer & Willmot, *Loss Models*, ch. 12-13).
 Campaign disputes (Schedule A, ITC 337) have their own lognormal cost per campaign kind, with the
 same truncation and censoring.
 
-Priors (CALIBRATION.md): US patent medians by stage from AIPLA 2015 ($300k early [J], $950k
+Priors (docs/CALIBRATION.md): US patent medians by stage from AIPLA 2015 ($300k early [J], $950k
 through discovery, $2.0M through trial, $3.0M through appeal [S]); kappa is centred on the typical
 forum, a notch below the US [J], with sd 1.5; stage shares from RPX 2021 (~half settle, 26% +
 12% dismissals, 3% merits) [S]; durations ~1, 1.6, 2.4 (PwC 2015), 3.5 years [S/J]; defendants

@@ -1,6 +1,6 @@
 """Fixed figures of the model, and the documented "true" parameters of the synthetic history.
 
-Everything here is either sourced in ../shared/CALIBRATION.md ([S]), arithmetic on such a
+Everything here is either sourced in docs/CALIBRATION.md ([S]), arithmetic on such a
 figure ([E]), or judgment ([J], kept wide in the priors). The synthetic default history
 (:mod:`leisim.models.history`) is drawn from ``TRUTH``: it is SYNTHETIC, calibrated to public
 aggregates, and implies nothing about any real insured.

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..countries import COUNTRIES, CURRENCIES, DISPUTE_TYPES
 from ..errors import InputError
+from ..simulator.capital import EXPENSE_RATIO
 from . import shocks as shock_rules
 
 LIBRARY = "library"
@@ -120,7 +121,7 @@ CELL_KEYS = {
     "currency": "the currency costs are paid in (default: the country's)",
     "sector_relativity": "frequency multiplier by policy sector",
     "duration": "table: { median_years = 1.3, sigma = 0.6 } dispute duration for the payment pattern "
-                "(default: by country, CALIBRATION.md)",
+                "(default: by country, docs/CALIBRATION.md)",
     "note": "free text: where the numbers come from",
 }
 REINSURANCE_KEYS = {
@@ -152,13 +153,15 @@ REINSURANCE_COMMON = {
     "default_probability": "reinsurer's probability of default in a year, 0-1",
     "recovery_rate": "share of what is due still paid on default, 0-1 (default 0)",
     "counterparty_factor": "C-ROSS counterparty default risk factor on recoverables, 0-1 "
-                           "(CALIBRATION.md: onshore 0.5%-4.7%, offshore 8.7%-86.7%)",
+                           "(docs/CALIBRATION.md: onshore 0.5%-4.7%, offshore 8.7%-86.7%)",
     "note": "free text",
 }
 CAPITAL_KEYS = {
     "available_cny": "capital available (comprehensive / actual capital), CNY",
     "core_cny": "core capital, CNY (default: available_cny)",
     "counterparty_charge": "true: add the C-ROSS counterparty charge on reinsurance recoverables",
+    "expense_ratio": "expenses (acquisition, administration, claims handling) as a share of the premium, 0-1 "
+                     "(default 0.30)",
 }
 RESERVES_KEYS = {
     "held_cny": "reserve held for an underwriting year's run-off, CNY (default: the best estimate)",
@@ -349,6 +352,8 @@ def validate(raw: dict, file: str) -> dict:
     for key in ("available_cny", "core_cny"):
         if key in capital:
             ck.number(capital[key], f"capital.{key}", low=0.0)
+    if "expense_ratio" in capital:
+        ck.number(capital["expense_ratio"], "capital.expense_ratio", low=0.0, high=1.0)
     if "counterparty_charge" in capital and not isinstance(capital["counterparty_charge"], bool):
         ck.fail("capital.counterparty_charge", "must be true or false", capital["counterparty_charge"])
     reserves = ck.table(raw.get("reserves", {}), "reserves", RESERVES_KEYS)
@@ -476,6 +481,11 @@ class Scenario:
     def capital_available_cny(self) -> float | None:
         value = self.raw.get("capital", {}).get("available_cny")
         return None if value is None else float(value)
+
+    @property
+    def expense_ratio(self) -> float:
+        """Expenses as a share of the premium ([capital] expense_ratio; default capital.EXPENSE_RATIO)."""
+        return float(self.raw.get("capital", {}).get("expense_ratio", EXPENSE_RATIO))
 
     @property
     def sha256(self) -> str:

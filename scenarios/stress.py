@@ -28,10 +28,11 @@ from .portfolio import Portfolio
 from .schema import Scenario, validate
 
 METRICS = ("gross_mean", "net_mean", "net_var_0.995", "net_tvar_0.99", "net_loss_ratio", "required_capital",
-           "solvency_ratio", "exhaustion_probability", "reserve_adequacy")
+           "solvency_ratio", "exhaustion_probability", "reserve_adequacy", "expected_result", "core_ratio")
 # Reverse stress targets: metric -> True when a larger value is worse.
 TARGETS = {"solvency_ratio": False, "required_capital": True, "net_var_0.995": True, "net_tvar_0.99": True,
-           "exhaustion_probability": True, "net_loss_ratio": True, "reserve_adequacy": False}
+           "exhaustion_probability": True, "net_loss_ratio": True, "reserve_adequacy": False,
+           "core_ratio": False, "expected_result": False}
 SHOCK_KINDS = ("frequency", "severity", "fx", "frequency_by_type", "frequency_by_sector", "exposure_by_sector",
                "campaigns")
 
@@ -129,11 +130,22 @@ def with_prices_of(comp: Composition, base: Run) -> Composition:
     return dataclasses.replace(comp, programs=(first,) + comp.programs[1:])
 
 
+def _income(run: Run) -> float:
+    """The fixed part of the year's result (capital.py): premium - expenses - reinsurance premiums
+    net of commissions, at the scenario's own premium and the baseline's reinsurance prices."""
+    return run.series["net_premium"] - run.scenario.expense_ratio * run.composition.premium_cny
+
+
 def evaluate(run: Run, *, held_reserve: float | None) -> dict:
-    """The stress table's metrics for one scenario."""
+    """The stress table's metrics for one scenario: levels, PASS/FAIL against C-ROSS, SEs.
+
+    Capital is the SCR of the one-year result (capital.assess): premiums and reinsurance prices
+    stay at the baseline's, so a stress that raises claims lowers the result and the ratio."""
     s = run.series
     net = metrics.risk_measures(s["net"], levels=(0.99, 0.995))
-    cap = capital.assess(s["net_cost"], available=run.scenario.capital_available_cny)
+    spec = run.scenario.capital
+    cap = capital.assess(s["net_cost"], available=run.scenario.capital_available_cny, income=_income(run),
+                         core=spec.get("core_cny"))
     out = {
         "gross_mean": float(s["gross"].mean()),
         "net_mean": net["mean"],
@@ -142,13 +154,21 @@ def evaluate(run: Run, *, held_reserve: float | None) -> dict:
         "net_loss_ratio": net["mean"] / s["net_premium"] if s["net_premium"] > 0 else None,
         "required_capital": cap["required"],
         "solvency_ratio": cap["solvency_ratio"],
+        "core_ratio": cap["core_ratio"],
+        "own_funds": cap["available"],
+        "core_capital": cap["core"],
+        "expected_result": cap["expected_result"],
+        "required_capital_var_minus_mean": cap["var_minus_mean"]["required"],
+        "meets": cap["meets"],
         "exhaustion_probability": cap["exhaustion_probability"],
         "reserve_adequacy": float(np.mean(s["run_off"] <= held_reserve)) if held_reserve is not None else None,
         "premium": run.composition.premium_cny,
+        "years": int(s["gross"].size),
         "se": {"net_mean": net["se"]["mean"], "net_var_0.995": net["se"]["var"]["0.995"],
                "net_loss_ratio": net["se"]["mean"] / s["net_premium"] if s["net_premium"] > 0 else None,
                "net_tvar_0.99": net["se"]["tvar"]["0.99"], "required_capital": cap["se"]["required"],
-               "solvency_ratio": cap["se"]["solvency_ratio"]},
+               "solvency_ratio": cap["se"]["solvency_ratio"], "core_ratio": cap["se"]["core_ratio"],
+               "expected_result": cap["se"]["expected_result"]},
     }
     return out
 
@@ -159,18 +179,23 @@ def _influences(run: Run, held_reserve: float | None) -> dict:
     out = {"gross_mean": metrics.influence(s["gross"], "mean"), "net_mean": metrics.influence(s["net"], "mean"),
            "net_var_0.995": metrics.influence(s["net"], "var", 0.995),
            "net_tvar_0.99": metrics.influence(s["net"], "tvar", 0.99)}
-    out["required_capital"] = metrics.influence(s["net_cost"], "var", 0.995) - metrics.influence(s["net_cost"], "mean")
+    income = _income(run)
+    # SCR = VaR(net cost) - income (income fixed): the VaR's influence, 0 where the floor binds.
+    required = metrics.var(np.sort(s["net_cost"]), 0.995) - income
+    var_if = metrics.influence(s["net_cost"], "var", 0.995)
+    out["required_capital"] = var_if if required > 0 else np.zeros_like(s["net"])
+    out["expected_result"] = -metrics.influence(s["net_cost"], "mean")
     out["net_loss_ratio"] = out["net_mean"] / s["net_premium"] if s["net_premium"] > 0 else np.zeros_like(s["net"])
     available = run.scenario.capital_available_cny
-    required = metrics.var(np.sort(s["net_cost"]), 0.995) - s["net_cost"].mean()
-    out["solvency_ratio"] = (-available / required**2 * out["required_capital"] if available is not None and required > 0
-                             else np.zeros_like(s["net"]))
+    core = run.scenario.capital.get("core_cny", available)
+    for name, amount in (("solvency_ratio", available), ("core_ratio", core)):
+        out[name] = (-float(amount) / required**2 * out["required_capital"] if amount is not None and required > 0
+                     else np.zeros_like(s["net"]))
     if held_reserve is not None:
         covered = (s["run_off"] <= held_reserve).astype(float)
         out["reserve_adequacy"] = covered - covered.mean()
     if available is not None:
-        mean = s["net_cost"].mean()
-        hit = (s["net_cost"] > mean + available).astype(float)  # as capital.assess counts it
+        hit = (s["net_cost"] - income > available).astype(float)  # as capital.assess counts it
         out["exhaustion_probability"] = hit - hit.mean()
     return out
 

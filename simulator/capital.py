@@ -1,17 +1,31 @@
 """Capital adequacy on the host (NumPy, float64): required capital, solvency ratios, allocation.
 
-Required capital is the one-year view of Solvency II and C-ROSS (CALIBRATION.md "Solvency"):
-the 99.5% VaR of the insurer's net annual cost minus its mean (the expected cost is carried by
-premiums and reserves; capital carries the unexpected part). The net annual cost is the loss
-net of reinsurance recoveries plus the reinstatement premiums it triggers (fixed reinsurance
-premiums and commissions shift the mean and the VaR alike, so they cancel).
+Required capital is the solvency capital requirement of the one-year view (Solvency II Art. 101(3):
+the 99.5% VaR of the basic own funds over one year; C-ROSS II minimum capital for insurance risk
+is calibrated the same way, docs/CALIBRATION.md "Solvency"). Own funds move by the year's
+**underwriting result**
+
+    result = premium earned (the portfolio's premiums, subsidy included)
+             + ceding commissions - expenses (expense ratio x premium)
+             - net claims - reinsurance premiums - reinstatement premiums,
+
+so the SCR is the 99.5% VaR of the loss ``-result``. An expected loss that the premium does not
+cover (an under-priced book, or a stress that raises claims while premiums and reinsurance
+prices stay fixed) needs capital, and a stress that makes claims worse makes the ratio worse.
+Everything but the net claims and reinstatement premiums (the *net cost*) is fixed within a
+year, so ``SCR = VaR_99.5(net cost) - fixed income`` exactly, floored at 0.
+
+The older figure, ``VaR_99.5(net cost) - mean(net cost)`` ("the expected cost is carried by the
+premium"), is kept as ``var_minus_mean``: it equals the SCR only when the premium net of
+expenses and reinsurance exactly covers the expected cost, and under a stress it would subtract
+the stressed mean that the unchanged premium does not carry.
 
 Allocation (Euler principle, Tasche 1999): the TVaR of the total is homogeneous of degree one in
 the parts' weights, so its derivative contributions ``E[X_g | X in its worst (1 - a) tail]`` add
 up exactly to the total's TVaR. On the empirical distribution the tail is the worst ``n (1 - a)``
 years, the straddling year counted by its fraction, the same weights as :func:`metrics.tvar`; the
 contributions then add up to the empirical TVaR to rounding. Each part's share of
-``TVaR_a - mean`` scales the required capital, so the allocations add up to it.
+``TVaR_a - mean`` scales the insurance-risk capital, so the allocations add up to it.
 """
 
 from __future__ import annotations
@@ -24,9 +38,18 @@ from . import metrics
 
 CAPITAL_LEVEL = 0.995  # Solvency II / C-ROSS one-year VaR
 ALLOCATION_LEVEL = 0.99  # TVaR level of the Euler allocation (close to the 99.5% VaR in the tail)
-# C-ROSS thresholds (CALIBRATION.md "Solvency"): comprehensive >= 100%, core >= 50%.
+# C-ROSS thresholds (docs/CALIBRATION.md "Solvency"): comprehensive >= 100%, core >= 50%.
 COMPREHENSIVE_THRESHOLD = 1.0
 CORE_THRESHOLD = 0.5
+# Default expense ratio (acquisition, administration and claims handling, share of premium) [J]:
+# PICC P&C's 2023 combined ratio was 97.8% [S, docs/CALIBRATION.md "Products and results"]; a
+# specialty line sold through a government pilot carries ~30% of premium in expenses, the
+# middle of the 25-35% that Chinese P&C insurers report. `[capital] expense_ratio` overrides it.
+EXPENSE_RATIO = 0.30
+DEFINITION = ("SCR = 99.5% VaR of the one-year loss of own funds, where the year's underwriting result = premium "
+              "earned (subsidy included) + ceding commissions - expenses (expense ratio x premium) - net claims - "
+              "reinsurance premiums - reinstatement premiums (Solvency II Art. 101(3), C-ROSS II one-year 99.5% "
+              "calibration); floored at 0")
 
 
 def tail_rule(total: np.ndarray, level: float, *, presorted: bool = False) -> tuple[float, float, float]:
@@ -108,49 +131,75 @@ def counterparty_charge(contracts, expected_recoverable: np.ndarray) -> float:
     return float(sum(c.counterparty_factor * r for c, r in zip(contracts, expected_recoverable)))
 
 
-def assess(net_cost: np.ndarray, *, available: float | None, core: float | None = None,
+def assess(net_cost: np.ndarray, *, available: float | None, income: float, core: float | None = None,
            charge: float = 0.0, presorted: bool = False) -> dict:
-    """Required capital, solvency ratios and the probability of exhausting the available capital.
+    """SCR, solvency ratios and the probability of exhausting the available capital.
 
-    Every figure is a function of the sorted years; ``presorted`` saves the sorted copy."""
-    net_cost = np.asarray(net_cost, dtype=np.float64)
-    n = net_cost.size
-    ordered = net_cost if presorted else np.sort(net_cost)
-    net_cost = ordered
+    Args:
+        net_cost: per simulated year, net claims + reinstatement premiums (CNY).
+        available: own funds (comprehensive capital); None: no ratios.
+        income: the year's fixed part of the result: premium earned + ceding commissions -
+            expenses - reinsurance premiums, so that ``result = income - net_cost``.
+        core: core capital (default: ``available``).
+        charge: C-ROSS counterparty default charge, added to the SCR.
+
+    Every figure is a function of the sorted years; ``presorted`` saves the sorted copy.
+    """
+    ordered = np.asarray(net_cost, dtype=np.float64)
+    ordered = ordered if presorted else np.sort(ordered)
+    n = ordered.size
     value_at_risk = metrics.var(ordered, CAPITAL_LEVEL)
-    mean = float(net_cost.mean())
-    insurance = value_at_risk - mean
+    mean = float(ordered.mean())
+    loss_var = value_at_risk - income  # 99.5% VaR of -result
+    insurance = max(loss_var, 0.0)
     required = insurance + charge
-    # Both estimates move together, so adding their variances overstates the SE a little.
-    required_se = math.hypot(metrics.var_se(ordered, CAPITAL_LEVEL), metrics.sd(net_cost) / math.sqrt(n))
+    # income is fixed: the SCR's Monte Carlo error is the VaR's (zero where the floor binds).
+    required_se = metrics.var_se(ordered, CAPITAL_LEVEL) if loss_var > 0 else 0.0
+    var_minus_mean = value_at_risk - mean + charge
     core = available if core is None else core
+
+    def ratio(capital: float | None, requirement: float) -> float | None:
+        return capital / requirement if capital is not None and requirement > 0 else None
+
     out = {
         "required": required,
         "available": available,
-        "solvency_ratio": available / required if available is not None and required > 0 else None,
+        "solvency_ratio": ratio(available, required),
         "core": core,
-        "core_ratio": core / required if core is not None and required > 0 else None,
+        "core_ratio": ratio(core, required),
         "insurance_risk": insurance,
         "counterparty_charge": charge,
         "var_0.995": value_at_risk,
         "mean": mean,
+        "income": income,
+        "expected_result": income - mean,
+        "result_var_0.995": -loss_var,  # the 1-in-200 year's result (a loss when negative)
+        "var_minus_mean": {
+            "required": var_minus_mean,
+            "solvency_ratio": ratio(available, var_minus_mean),
+            "definition": "99.5% VaR of the net cost minus its mean (+ counterparty charge): assumes the premium "
+                          "carries the expected cost, which a stress with fixed premiums breaks; shown for "
+                          "comparison only",
+        },
     }
-    ratio = out["solvency_ratio"]
+    solvency, core_ratio = out["solvency_ratio"], out["core_ratio"]
     out["meets"] = {
-        "comprehensive_100pct": None if ratio is None else bool(ratio >= COMPREHENSIVE_THRESHOLD),
-        "core_50pct": None if out["core_ratio"] is None else bool(out["core_ratio"] >= CORE_THRESHOLD),
+        "comprehensive_100pct": None if solvency is None else bool(solvency >= COMPREHENSIVE_THRESHOLD),
+        "core_50pct": None if core_ratio is None else bool(core_ratio >= CORE_THRESHOLD),
     }
     if available is not None:
-        exhausted = float(n - np.searchsorted(ordered, mean + available, side="right")) / n
+        # Own funds exhausted: the year's loss (-result) exceeds them.
+        exhausted = float(n - np.searchsorted(ordered, income + available, side="right")) / n
         out["exhaustion_probability"] = exhausted
         exhaustion_se = math.sqrt(max(exhausted * (1.0 - exhausted), 1.0 / n) / n)
     else:
         out["exhaustion_probability"], exhaustion_se = None, None
     out["se"] = {
         "required": required_se,
-        "solvency_ratio": ratio * required_se / required if ratio is not None else None,
-        "core_ratio": out["core_ratio"] * required_se / required if out["core_ratio"] is not None else None,
+        "solvency_ratio": solvency * required_se / required if solvency is not None else None,
+        "core_ratio": core_ratio * required_se / required if core_ratio is not None else None,
         "exhaustion_probability": exhaustion_se,
+        "expected_result": metrics.sd(ordered) / math.sqrt(n),
     }
     return out
 

@@ -38,6 +38,7 @@ class YearTable:
     max_dispute: np.ndarray  # [year]
     disputes: np.ndarray  # [year] int32, campaigns' disputes included
     campaign_disputes: np.ndarray  # [year] int32
+    campaigns: np.ndarray  # [year] int32: campaigns (Schedule A complaints, ITC 337 investigations)
     recomputed_years: np.ndarray  # year indices that overflowed the first buffers
     ceded_due: np.ndarray  # [year, program, contract] ceded before reinsurer default ([year, 0, 0]: none)
     recovered: np.ndarray  # [year, program, contract] paid by reinsurers
@@ -305,6 +306,7 @@ def _recompute_overflows(out: YearResult, key, params, grown: list[EngineShape],
         max_dispute=fields["max_dispute"],
         disputes=fields["disputes"].astype(np.int32),
         campaign_disputes=fields["campaign_disputes"].astype(np.int32),
+        campaigns=fields["campaigns"].astype(np.int32),
         recomputed_years=np.asarray(ids)[recomputed].astype(np.int64),
         ceded_due=fields["ceded_due"],
         recovered=fields["recovered"],

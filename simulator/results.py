@@ -74,6 +74,7 @@ def record(table: YearTable, composition) -> dict[str, np.ndarray]:
         "gross": table.gross, "ground_up": table.ground_up, "max_dispute": table.max_dispute,
         "disputes": table.disputes, "campaign_disputes": table.campaign_disputes,
         "gross_by_country": by_label(table.gross_by_group, composition.group_country, composition.countries),
+        "disputes_by_country": by_label(table.disputes_by_group, composition.group_country, composition.countries),
         "net_by_country": by_label(net_groups, composition.group_country, composition.countries),
         "net_by_dispute_type": by_label(net_groups, composition.group_dispute_type, dispute_types(composition)),
         "ceded_due": table.ceded_due, "recovered": table.recovered, "net": table.net,
@@ -168,6 +169,7 @@ class _Program:
 
     def __init__(self, years, contracts: tuple[Contract, ...], index: int, premium_cny: float):
         self.years, self.contracts, self.index = years, contracts, index
+        self.premium_cny = premium_cny
         self.prices = program_prices(years, contracts, index)
         self.fixed_cost = _fixed_cost(self.prices)
         self.net_premium = premium_cny - self.fixed_cost
@@ -248,14 +250,27 @@ def reinsurance_report(program: _Program) -> dict:
     }
 
 
+def fixed_income(premium_cny: float, net_premium_cny: float, capital_spec: dict) -> dict:
+    """The fixed part of a year's underwriting result: premium earned - expenses - (reinsurance
+    premiums - ceding commissions) = ``net_premium - expense_ratio x premium`` (capital.py)."""
+    expense_ratio = float(capital_spec.get("expense_ratio", capital.EXPENSE_RATIO))
+    expenses = expense_ratio * premium_cny
+    return {"premium_earned": premium_cny, "expense_ratio": expense_ratio, "expenses": expenses,
+            "reinsurance_premiums_net_of_commissions": premium_cny - net_premium_cny,
+            "income": net_premium_cny - expenses}
+
+
 def _assess(program: _Program, net_cost: np.ndarray, capital_spec: dict) -> dict:
-    """Required capital and solvency of a program's net cost (sorted) under ``capital_spec``."""
+    """SCR and solvency of a program's net cost (sorted) under ``capital_spec`` (the one-year result)."""
     charge = 0.0
     if capital_spec.get("counterparty_charge", False) and program.contracts:
         charge = capital.counterparty_charge(program.contracts, program.expected_recovered())
     available = capital_spec.get("available_cny")
-    return capital.assess(net_cost, available=None if available is None else float(available),
-                          core=capital_spec.get("core_cny"), charge=charge, presorted=True)
+    income = fixed_income(program.premium_cny, program.net_premium, capital_spec)
+    out = capital.assess(net_cost, available=None if available is None else float(available),
+                         income=income["income"], core=capital_spec.get("core_cny"), charge=charge, presorted=True)
+    out["result"] = income | {"expected_net_cost": out["mean"], "expected": out["expected_result"]}
+    return out
 
 
 def capital_report(program: _Program, composition, capital_spec: dict, *, ordered: np.ndarray | None = None) -> dict:
@@ -267,11 +282,10 @@ def capital_report(program: _Program, composition, capital_spec: dict, *, ordere
     rule = capital.tail_rule(ordered, capital.ALLOCATION_LEVEL, presorted=True)
     del ordered
     net_cost = program.column("net_cost")  # in year order, for the allocation
-    out["definition"] = ("required = 99.5% VaR of the net annual cost (net loss + reinstatement premiums) minus "
-                         "its mean" + (" + C-ROSS counterparty charge (factor x expected recoverables)"
-                                       if out["counterparty_charge"] else "")
-                         + "; solvency ratio = available / required; exhaustion: net cost above its mean by more "
-                           "than the available capital")
+    out["definition"] = (capital.DEFINITION + (" + C-ROSS counterparty charge (factor x expected recoverables)"
+                                                if out["counterparty_charge"] else "")
+                         + "; solvency ratio = available / required; exhaustion: a year whose loss of own funds "
+                           "(-result) exceeds the available capital")
     with_rip = bool(program.contracts) and float(program.stats[4].sum()) > 0
     allocation = {}
     for key, labels, field in (("by_country", composition.countries, "net_by_country"),
@@ -371,9 +385,16 @@ def summarize(
     sums = _sums(years, lambda r: np.stack([r["gross_by_country"], r["gross_by_country"] * (r["gross"] >= threshold)[:, None]], axis=1))
     tail_years = int(_sums(years, lambda r: r["gross"] >= threshold))
     means, tail = sums[0] / n, sums[1] / max(tail_years, 1)
+    moments = _sums(years, lambda r: np.stack([r["gross_by_country"] ** 2, r["disputes_by_country"],
+                                               r["disputes_by_country"] ** 2], axis=1)) / n
+
+    def se(mean, square):  # sd / sqrt(n) from the first two moments
+        return float(math.sqrt(max(square - mean * mean, 0.0) * n / max(n - 1, 1) / n))
+
     out["by_country"] = {
         country: {
             "mean": float(means[c]),
+            "se_mean": se(means[c], moments[0, c]),
             "share_of_mean": float(means[c] / out["gross"]["mean"]) if out["gross"]["mean"] > 0 else 0.0,
             "tvar_0.99_contribution": float(tail[c]),
         }
@@ -386,6 +407,8 @@ def summarize(
         "mean_per_year": float(counts[1]),
         "max_per_year": int(max(int(r["disputes"].max()) for r in years.records())),
         "years_recomputed_for_buffer_overflow": int(sum(r["recomputed_years"].size for r in years.records())),
+        "by_country": {country: {"mean_per_year": float(moments[1, c]), "se": se(moments[1, c], moments[2, c])}
+                       for c, country in enumerate(countries)},
     }
     if n_draws > 1:
         entry = {
@@ -442,6 +465,8 @@ def compare_programs(years, composition, names: list[str], capital_specs: list[d
             "net_tvar_0.995": net["tvar"]["0.995"],
             "required_capital": cap["required"],
             "required_capital_se": cap["se"]["required"],
+            "expected_result": cap["expected_result"],
+            "required_capital_var_minus_mean": cap["var_minus_mean"]["required"],
             "available_capital": cap["available"],
             "solvency_ratio": cap["solvency_ratio"],
             "exhaustion_probability": cap["exhaustion_probability"],
@@ -476,6 +501,8 @@ def write_netcdf(path, years, composition, *, provenance_attrs: dict) -> None:
         "disputes": (("year",), "i4", {"long_name": "number of disputes"}, lambda r, c: r["disputes"]),
         "gross_by_country": (("year", "country"), "f8", money, lambda r, c: r["gross_by_country"]),
         "net_by_country": (("year", "country"), "f8", money, lambda r, c: r["net_by_country"]),
+        "disputes_by_country": (("year", "country"), "i4", {"long_name": "number of disputes, by country"},
+                                lambda r, c: r["disputes_by_country"]),
         "net_by_dispute_type": (("year", "dispute_type"), "f8", money | {"long_name": "net, by dispute type"},
                                 lambda r, c: r["net_by_dispute_type"]),
     }

@@ -95,7 +95,13 @@ def test_compare_reinsurance_programs(tmp_path):
     rows = json.loads((out / "summary.json").read_text())["reinsurance_comparison"]["programs"]
     assert [r["program"] for r in rows] == ["none", "QS 50%"]
     assert rows[1]["net_var_0.995"] == pytest.approx(0.5 * rows[0]["net_var_0.995"], rel=1e-12)
-    assert rows[1]["required_capital"] == pytest.approx(0.5 * rows[0]["required_capital"], rel=1e-9)
+    # VaR minus mean halves with a 50% quota share; the SCR does not: the ceded premium leaves the
+    # income (premium - expenses - reinsurance premium) while only the claims are shared.
+    assert rows[1]["required_capital_var_minus_mean"] == pytest.approx(0.5 * rows[0]["required_capital_var_minus_mean"],
+                                                                       rel=1e-9)
+    for r in rows:  # SCR = VaR 99.5 of the net cost - fixed income, income = expected result + mean net cost
+        assert r["required_capital"] == pytest.approx(max(r["net_var_0.995"] - r["expected_result"] - r["net_mean"], 0.0),
+                                                      rel=1e-9)
     assert "required capital" in result.output and "QS 50%" in result.output
 
 
@@ -206,7 +212,10 @@ def test_stress_writes_a_table_keyed_by_scenario(tmp_path):
         assert ds["net"].dims == ("scenario", "year") and ds.sizes["scenario"] == 3
         np.testing.assert_array_equal(ds["gross"].sel(scenario="reinsurer_default"), ds["gross"].sel(scenario="baseline"))
     assert (out / "tornado.png").stat().st_size > 10_000 and (out / "sensitivities.png").stat().st_size > 10_000
-    assert "legal_cost_inflation" in result.output and "capital" in result.output
+    assert "legal_cost_inflation" in result.output and "SCR" in result.output and "PASS" in result.output
+    levels = doc["legal_cost_inflation"]["metrics"]
+    assert levels["years"] == 1000 and levels["own_funds"] == doc["baseline"]["metrics"]["own_funds"]
+    assert set(levels["meets"]) == {"comprehensive_100pct", "core_50pct"}
 
 
 def test_reverse_stress_from_the_command_line(tmp_path):

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from leisim import report
 from leisim.cli import main
 from leisim.data.generate import default_portfolio_dir
+from leisim.models.posterior import default_posterior_path
 from leisim.scenarios.portfolio import load_portfolio
 
 
@@ -64,7 +65,8 @@ def run_dir(tmp_path_factory):
 def test_every_number_equals_its_source(run_dir):
     out, stress_dir = run_dir
     sources = {"summary": json.loads((out / "summary.json").read_text()),
-               "stress": json.loads((stress_dir / "stress.json").read_text())}
+               "stress": json.loads((stress_dir / "stress.json").read_text()),
+               "checks": json.loads((default_posterior_path().parent / "checks.json").read_text())}
     page = (out / "report.html").read_text()
     parser = _Figures()
     parser.feed(page)
@@ -77,7 +79,23 @@ def test_every_number_equals_its_source(run_dir):
     # The executive summary's figures are there.
     keys = {k for _, k, _, _, _ in parser.found}
     assert {"capital|required", "capital|solvency_ratio", "capital|exhaustion_probability",
-            "reserves|adequacy|probability"} <= keys
+            "reserves|adequacy|probability", "capital|result|expected", "capital|var_minus_mean|required",
+            "legal_cost_inflation|metrics|solvency_ratio", "legal_cost_inflation|metrics|core_ratio",
+            "baseline|metrics|years", "checks|disputes_by_country_and_type|intervals|0.9|covered"} <= keys
+
+
+def test_the_report_says_what_a_regulator_needs_to_read(run_dir):
+    out, stress_dir = run_dir
+    page = (out / "report.html").read_text()
+    stress = json.loads((stress_dir / "stress.json").read_text())
+    first_page = page[:page.index("<h2>The portfolio")]
+    assert "Synthetic data." in first_page  # the embedded data are synthetic, said up front
+    # The worst stress scenario is named in the executive summary, with its verdict.
+    assert "worst for solvency is <b>legal_cost_inflation</b>" in first_page
+    assert ("survives it" in first_page) == bool(stress["legal_cost_inflation"]["metrics"]["meets"]["comprehensive_100pct"])
+    assert "Stressed levels" in page and "Change from the baseline" in page
+    assert "P(reserve covers run-off)" in page and "Reserve adequacy<" not in page
+    assert "Posterior predictive checks" in page and "Why this definition" in page
 
 
 def test_report_is_self_contained(run_dir):

@@ -20,26 +20,49 @@ from leisim.simulator import capital, metrics
 RNG_SEED = 20261122
 
 
-def test_required_capital_of_a_normal_loss():
-    # N(mu, sigma): VaR_99.5 - mean = sigma * z_0.995.
+@pytest.mark.parametrize("income", [5.0e7, 4.0e7, 6.5e7])
+def test_scr_of_a_normal_net_cost_is_the_var_of_the_one_year_loss(income):
+    # Net cost N(mu, sigma), fixed income I: result = I - cost, SCR = VaR_99.5(-result)
+    # = mu + sigma z_0.995 - I. An income below the expected cost (I = 4e7 < mu) raises the SCR
+    # by the expected loss; above it (6.5e7) lowers it. "VaR minus mean" ignores the income.
     rng = np.random.default_rng(RNG_SEED)
     mu, sigma = 5.0e7, 1.0e7
     loss = rng.normal(mu, sigma, 400_000)
-    out = capital.assess(loss, available=3.0e7, core=1.5e7)
-    exact = sigma * stats.norm.ppf(0.995)
+    out = capital.assess(loss, available=3.0e7, income=income, core=1.5e7)
+    exact = mu + sigma * stats.norm.ppf(0.995) - income
     assert abs(out["required"] - exact) <= 3 * out["se"]["required"]
+    assert abs(out["var_minus_mean"]["required"] - sigma * stats.norm.ppf(0.995)) <= 3 * out["se"]["required"]
+    assert abs(out["expected_result"] - (income - mu)) <= 3 * out["se"]["expected_result"]
     assert out["solvency_ratio"] == pytest.approx(3.0e7 / out["required"])
     assert out["core_ratio"] == pytest.approx(1.5e7 / out["required"])
-    assert out["meets"] == {"comprehensive_100pct": True, "core_50pct": True}
-    # P(loss - mean > 3e7) = 1 - Phi(3).
-    p = 1.0 - stats.norm.cdf(3.0)
+    assert out["meets"] == {"comprehensive_100pct": out["solvency_ratio"] >= 1.0, "core_50pct": out["core_ratio"] >= 0.5}
+    # Own funds exhausted: P(cost - income > 3e7) = 1 - Phi((income + 3e7 - mu) / sigma).
+    p = 1.0 - stats.norm.cdf((income + 3.0e7 - mu) / sigma)
     assert abs(out["exhaustion_probability"] - p) <= 3 * out["se"]["exhaustion_probability"]
+
+
+def test_scr_is_floored_at_zero_when_even_the_worst_years_make_a_profit():
+    loss = np.random.default_rng(RNG_SEED).uniform(0.0, 1.0e6, 10_000)
+    out = capital.assess(loss, available=1e7, income=5.0e6)
+    assert out["required"] == 0.0 and out["solvency_ratio"] is None and out["se"]["required"] == 0.0
+    assert out["result_var_0.995"] > 0
+
+
+def test_a_worse_cost_with_the_same_income_needs_more_capital():
+    # What a stress with fixed premiums does: the same years, costs x1.3.
+    loss = np.random.default_rng(RNG_SEED).gamma(2.0, 1.0e6, 50_000)
+    base = capital.assess(loss, available=2e7, income=2.5e6)
+    stressed = capital.assess(1.3 * loss, available=2e7, income=2.5e6)
+    assert stressed["required"] > base["required"] and stressed["solvency_ratio"] < base["solvency_ratio"]
+    # The old figure moves less: it subtracts the stressed mean that the premium does not carry.
+    assert (stressed["required"] - base["required"]
+            > stressed["var_minus_mean"]["required"] - base["var_minus_mean"]["required"])
 
 
 def test_counterparty_charge_adds_to_the_requirement():
     loss = np.random.default_rng(RNG_SEED).gamma(2.0, 1.0e6, 10_000)
-    base = capital.assess(loss, available=1e7)
-    charged = capital.assess(loss, available=1e7, charge=2.5e5)
+    base = capital.assess(loss, available=1e7, income=2.0e6)
+    charged = capital.assess(loss, available=1e7, income=2.0e6, charge=2.5e5)
     assert charged["required"] == pytest.approx(base["required"] + 2.5e5)
     assert charged["solvency_ratio"] < base["solvency_ratio"]
 
