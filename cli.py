@@ -957,7 +957,7 @@ def _posterior_checks(history, posterior, out_dir: Path, *, seed: int, posterior
               help="The dispute history to check against [default: the shipped synthetic history].")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("results/checks"), show_default=True,
               help="Folder for checks.json and checks.png.")
-@click.option("--years", type=click.IntRange(200, 200_000), default=2000, show_default=True,
+@click.option("--years", type=click.IntRange(1000, 200_000), default=2000, show_default=True,
               help="Replicated years per history year.")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace checks already in --out.")

@@ -258,6 +258,9 @@ def render(summary: dict, *, figures: dict[str, bytes], stress: dict | None = No
                                    f"{_v(checks, f'checks|{name}|n', 'int', 'checks')} inside {float(lvl):.1%} "
                                    f"(at least {_v(checks, f'checks|{name}|intervals|{lvl}|minimum_covered', 'int', 'checks')})"
                                    for lvl in c["intervals"])
+                if "discrepancy" in c:
+                    detail += (f"; chi-square discrepancy predictive p = "
+                               f"{_v(checks, f'checks|{name}|discrepancy|p_value', 'g', 'checks')}")
             else:
                 detail = (f"{_v(checks, f'checks|{name}|n', 'int', 'checks')} PIT values, KS p = "
                           f"{_v(checks, f'checks|{name}|ks_pvalue', 'g', 'checks')}")

@@ -134,3 +134,18 @@ def test_reverse_stress_lands_on_its_target(portfolio):
     assert below < target  # ... and not just below it
     assert abs(value - target) <= 3 * found["metric_se"]  # lands within its stated uncertainty
     assert found["multiplier_se"] is not None and found["multiplier_se"] > 0
+
+
+@pytest.mark.slow
+def test_reverse_stress_on_legal_costs_breaks_the_c_ross_ratio_at_a_finite_multiplier(portfolio):
+    # On the one-year-result SCR a cost shock with fixed premiums must break 100% somewhere (the
+    # old "VaR minus mean" never did, even at x256). Per-dispute and aggregate limits cap what a
+    # cost shock can do, so the multiplier is large; frequency breaks it far sooner.
+    base = load_scenario("baseline")
+    key = jax.random.key(SEED)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = stress.reverse(base, portfolio, kind="severity", key="*", target="solvency_ratio", value=1.0,
+                               jax_key=key, years=4000, chunk_size=2000, tolerance=0.01)
+    assert found["found"] and not found.get("already_breached") and 1.0 < found["multiplier"] < 256.0, found
+    assert found["metric"] <= 1.0 and found["multiplier_se"] is not None
