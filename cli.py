@@ -167,17 +167,17 @@ def _print_summary(summary: dict) -> None:
                "(99.5% VaR of the one-year loss of own funds)")
     click.echo(f"{'  VaR minus mean':22}{_fmt(cap['var_minus_mean']['required']):>17}        "
                "(99.5% VaR of net cost - its mean; for comparison)")
-    click.echo(f"{'available capital':22}{_fmt(cap['available']):>17}")
+    click.echo(f"{'own funds (available)':22}{_fmt(cap['available']):>17}")
     click.echo(f"{'solvency ratio':22}{'-' if ratio is None else f'{ratio:.0%}':>17}"
                + ("" if ratio is None else f" ± {cap['se']['solvency_ratio']:.0%}  (C-ROSS: >= 100%: "
                   f"{'met' if cap['meets']['comprehensive_100pct'] else 'NOT met'})"))
     if cap["exhaustion_probability"] is not None:
-        click.echo(f"{'P(capital exhausted)':22}{cap['exhaustion_probability']:>17.3%}")
+        click.echo(f"{'P(own funds exhausted)':22}{cap['exhaustion_probability']:>17.3%}")
     top = sorted(cap["allocation"]["by_country"].items(), key=lambda kv: -kv[1]["capital"])[:5]
     click.echo(f"{'capital by country':22}" + ", ".join(f"{k} {_fmt(v['capital'])}" for k, v in top))
     res = summary["reserves"]
     if res.get("expected_outstanding") is not None:
-        click.echo(f"{'reserve (best est.)':22}{_fmt(res['expected_outstanding']):>17}   adequacy "
+        click.echo(f"{'reserve (best est.)':22}{_fmt(res['expected_outstanding']):>17}   P(it covers the run-off) "
                    f"{res['adequacy']['probability']:.1%}; 99.5% run-off {_fmt(res['reserve_for_adequacy']['0.995'])}; "
                    f"one-year reserve risk {_fmt(res['one_year_reserve_risk']['capital'])}")
     d = summary["disputes"]
@@ -538,8 +538,9 @@ def _print_comparison(rows: list[dict]) -> None:
     lines = (
         ("ceded (mean)", "ceded_mean", 1e6), ("reinsurance margin paid", "margin", 1e6),
         ("net mean", "net_mean", 1e6), ("net VaR 99.5%", "net_var_0.995", 1e6),
-        ("net TVaR 99%", "net_tvar_0.99", 1e6), ("required capital", "required_capital", 1e6),
-        ("solvency ratio", "solvency_ratio", 0.01), ("P(capital exhausted)", "exhaustion_probability", 0.01),
+        ("net TVaR 99%", "net_tvar_0.99", 1e6), ("expected result", "expected_result", 1e6),
+        ("required capital (SCR)", "required_capital", 1e6), ("solvency ratio", "solvency_ratio", 0.01),
+        ("P(own funds exhausted)", "exhaustion_probability", 0.01),
     )
     for label, key, scale in lines:
         click.echo(f"{label:26}" + "".join(f"{_fmt(r[key], scale):>{width}}" for r in rows))
