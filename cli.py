@@ -105,22 +105,10 @@ def atomic_directory(target: Path):
 
 
 def atomic_write(path: Path, write) -> None:
-    """Write one file under a temporary name beside it, then rename it into place.
+    """Write one file atomically (files.atomic_write: staged beside it, fsynced, mode 0666 - umask, renamed)."""
+    from .files import atomic_write as write_file
 
-    ``write`` is the text or bytes to write, or a function of the temporary path that writes it.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.parent / f".{path.stem}.partial-{os.getpid()}{path.suffix}"
-    try:
-        if callable(write):
-            write(staging)
-        elif isinstance(write, bytes):
-            staging.write_bytes(write)
-        else:
-            staging.write_text(write, encoding="utf-8")
-        os.replace(staging, path)
-    finally:
-        staging.unlink(missing_ok=True)
+    write_file(path, write)
 
 
 def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
@@ -306,23 +294,112 @@ def reinsurance_compare(programs, scenario_ref, portfolio_dir, years, seed, out_
 CHECKPOINT = ".checkpoint"  # inside the output folder: finished chunks of an unfinished run
 
 
-def refuse_existing_run(out_dir: Path) -> None:
+# Every output folder leisim writes carries this marker (what wrote it, when, which version):
+# --overwrite replaces a folder only if leisim wrote it, never a folder of the user's own files.
+OUTPUT_MARKER = ".leisim-output.json"
+# Folders written before the marker existed: a run's or a stress run's outputs and nothing else.
+LEGACY_RUN_FILES = {"summary.json", "results.nc", "report.html", "stress.json", "stress.nc", "reverse.json",
+                    CHECKPOINT}
+
+
+def write_marker(folder: Path, kind: str) -> None:
+    """Mark ``folder`` (a staging folder about to become an output) as written by leisim."""
+    import datetime as dt
+
+    (folder / OUTPUT_MARKER).write_text(json.dumps({
+        "written_by": "leisim", "kind": kind, "version": _version(),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}, indent=2) + "\n")
+
+
+def _is_leisim_output(folder: Path, entries: list[str]) -> bool:
+    if OUTPUT_MARKER in entries:
+        return True
+    names = set(entries)
+    return bool(names & {"summary.json", "stress.json", CHECKPOINT}) and all(
+        n in LEGACY_RUN_FILES or n.endswith(".png") for n in names)
+
+
+def guard_output_folder(out_dir: Path, *, overwrite: bool, what: str = "outputs", inputs=()) -> None:
+    """Refuse an output folder that leisim must not write or replace, before any work starts.
+
+    Refused always: a symbolic link, a file, the working folder or one above it, a folder that is
+    or holds one of the run's ``inputs``, and a folder whose parent cannot be written. A folder
+    holding files is refused without ``--overwrite``, and with it unless leisim wrote it.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.is_symlink():
+        raise InputError(f"{out_dir} is a symbolic link; give --out the real folder (leisim replaces the folder "
+                         "it writes, and would replace the link)", field="--out", value=str(out_dir))
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir} is a file, not an output folder; give --out another path",
+                         field="--out", value=str(out_dir))
+    resolved = out_dir.resolve()
+    cwd = Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        raise InputError(f"{out_dir} is the working folder or one above it; give --out a folder of its own "
+                         "(leisim replaces the whole output folder)", field="--out", value=str(out_dir))
+    for item in inputs:
+        if item is None:
+            continue
+        source = Path(item).resolve()
+        if source == resolved or resolved in source.parents:
+            raise InputError(f"{out_dir} is or holds an input of this run ({item}); give --out another folder",
+                             field="--out", value=str(out_dir))
+    parent = resolved.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"cannot create {out_dir}: {parent} is not a writable folder; give --out a writable place",
+                         field="--out", value=str(out_dir))
+    entries = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
+    if not entries:
+        return
+    if not overwrite:
+        if entries == [CHECKPOINT]:
+            raise InputError(f"{out_dir} holds an unfinished run: `leisim simulate --resume {_quote(out_dir)}` "
+                             "finishes it, --overwrite starts again", field="--out", value=str(out_dir))
+        raise InputError(f"{out_dir} already holds {what} ({', '.join(entries[:4])}); pass --overwrite to "
+                         "replace them, or choose another --out", field="--out", value=str(out_dir))
+    if not _is_leisim_output(out_dir, entries):
+        raise InputError(f"{out_dir} holds files leisim did not write ({', '.join(entries[:4])}); --overwrite "
+                         "replaces only folders leisim wrote: choose another --out, or empty it yourself",
+                         field="--out", value=str(out_dir))
+
+
+def _lock_output(out_dir: Path):
+    """An exclusive OS lock on ``out_dir`` (a lock file beside it), held while the returned file is open.
+
+    A second run into the same folder is refused at once (exit 2) instead of mixing its years
+    with the first's; the lock dies with the process that holds it (a killed run leaves none).
+    """
+    import fcntl
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    path = out_dir.parent / f".{out_dir.name}.leisim-lock"
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+        raise InputError(f"another leisim run ({holder or 'pid unknown'}) is writing {out_dir}; wait for it to "
+                         "finish, or give --out another folder", field="--out", value=str(out_dir)) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    return handle
+
+
+def refuse_existing_run(out_dir: Path, inputs=()) -> None:
     """Outputs never replace an earlier run (or an unfinished one) unless --overwrite is given."""
-    if out_dir.is_dir() and {p.name for p in out_dir.iterdir()} == {CHECKPOINT}:
-        raise InputError(f"{out_dir} holds an unfinished run: `leisim simulate --resume {_quote(out_dir)}` finishes "
-                         "it, --overwrite starts again", field="--out", value=str(out_dir))
-    refuse_existing_folder(out_dir, "outputs")
+    guard_output_folder(out_dir, overwrite=False, what="outputs", inputs=inputs)
 
 
 def refuse_existing_folder(out_dir: Path, what: str) -> None:
     """Nothing replaces a folder that holds files unless --overwrite is given."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"{out_dir} is a file, not an output folder; give --out another path",
-                         field="--out", value=str(out_dir))
-    entries = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
-    if entries:
-        raise InputError(f"{out_dir} already holds {what} ({', '.join(entries[:4])}); pass --overwrite to "
-                         "replace them, or choose another --out", field="--out", value=str(out_dir))
+    guard_output_folder(out_dir, overwrite=False, what=what)
 
 
 def _checkpoint_arguments(out_dir: Path) -> dict:
@@ -441,9 +518,14 @@ def _run_simulation(run: dict, *, resume: bool = False, devices: int | None = No
     seed = scenario.seed if run["seed"] is None else run["seed"]
     out_dir = Path(run["out_dir"] or Path("results") / scenario.name)
     refusal = None
-    if not resume and not run.get("overwrite", False) and jax.process_index() == 0:
+    if not resume and jax.process_index() == 0:
+        from .models.posterior import default_posterior_path
+
+        inputs = [portfolio_dir or default_portfolio_dir(), scenario.source, *run["compare"]]
+        if scenario.parameters == "posterior":
+            inputs.append(scenario.raw.get("model", {}).get("posterior") or default_posterior_path())
         try:
-            refuse_existing_run(out_dir)
+            guard_output_folder(out_dir, overwrite=run.get("overwrite", False), inputs=inputs)
         except InputError as err:
             refusal = err
     if _agreed(np.array([refusal is not None]))[0]:  # every process stops, not only process 0
@@ -456,73 +538,89 @@ def _run_simulation(run: dict, *, resume: bool = False, devices: int | None = No
     writer = jax.process_index() == 0  # only process 0 reads and writes files
     checkpoint = out_dir / CHECKPOINT
     store = None
-    if writer:
-        if resume:
-            store = ChunkStore.open(checkpoint)
-            if store.manifest.get("fingerprint") != fingerprint:
-                raise InputError("the scenario, portfolio, posterior or leisim version changed since the checkpoint "
-                                 "was written, so its years cannot be reused; restore them or start a new run",
-                                 field="--resume", value=str(out_dir))
-        else:
-            store = ChunkStore.create(checkpoint, {"leisim_checkpoint": 1, "arguments": run, "fingerprint": fingerprint})
-    starts = np.arange(0, years, chunk_size)
-    key = jax.random.key(seed)
-
-    def simulate_stream(name: str, comp, label: str, to_record) -> None:
-        done = store.done(name) if writer else {}
-        finished = _agreed(np.isin(starts, list(done)))
-        skip = set(starts[finished].tolist())
-        sink = (lambda start, table: store.put(name, start, to_record(table))) if writer else (lambda start, table: None)
-        with click.progressbar(length=years, label=label, file=sys.stderr, show_pos=True, show_eta=True) as bar:
-            bar.update(int(sum(min(chunk_size, years - s) for s in skip)))
-            run_years(key, comp.params, comp.shape, years=years, chunk_size=chunk_size, progress=bar.update,
-                      devices=device_list, sink=sink, skip=skip)
-
+    lock = _lock_output(out_dir) if writer else None  # held (by the open file) until this function returns
     try:
-        simulate_stream("main", composition, f"Simulating {scenario.name}", lambda t: results.record(t, composition))
-        if point_composition is not None:
-            simulate_stream("point", point_composition, "Same years at the posterior mean", lambda t: {"gross": t.gross})
-    except KeyboardInterrupt:
         if writer:
-            click.echo(f"\nInterrupted. Finished chunks are kept in {checkpoint}; finish the run with\n"
-                       f"  leisim simulate --resume {_quote(out_dir)}", err=True)
-        raise SystemExit(130) from None
-    if not writer:
+            if resume:
+                store = ChunkStore.open(checkpoint)
+                if store.manifest.get("fingerprint") != fingerprint:
+                    raise InputError("the scenario, portfolio, posterior or leisim version changed since the checkpoint "
+                                     "was written, so its years cannot be reused; restore them or start a new run",
+                                     field="--resume", value=str(out_dir))
+            else:
+                store = ChunkStore.create(checkpoint, {"leisim_checkpoint": 1, "arguments": run, "fingerprint": fingerprint})
+        starts = np.arange(0, years, chunk_size)
+        key = jax.random.key(seed)
+
+        def simulate_stream(name: str, comp, label: str, to_record) -> None:
+            done = store.done(name) if writer else {}
+            finished = _agreed(np.isin(starts, list(done)))
+            skip = set(starts[finished].tolist())
+            sink = (lambda start, table: store.put(name, start, to_record(table))) if writer else (lambda start, table: None)
+            with click.progressbar(length=years, label=label, file=sys.stderr, show_pos=True, show_eta=True) as bar:
+                bar.update(int(sum(min(chunk_size, years - s) for s in skip)))
+                run_years(key, comp.params, comp.shape, years=years, chunk_size=chunk_size, progress=bar.update,
+                          devices=device_list, sink=sink, skip=skip)
+
+        try:
+            simulate_stream("main", composition, f"Simulating {scenario.name}", lambda t: results.record(t, composition))
+            if point_composition is not None:
+                simulate_stream("point", point_composition, "Same years at the posterior mean", lambda t: {"gross": t.gross})
+        except KeyboardInterrupt:
+            if writer:
+                click.echo(f"\nInterrupted. Finished chunks are kept in {checkpoint}; finish the run with\n"
+                           f"  leisim simulate --resume {_quote(out_dir)}", err=True)
+            raise SystemExit(130) from None
+        if not writer:
+            return
+
+        main_years = store.years("main", years)
+        point = None
+        if point_composition is not None:
+            point = metrics.risk_measures(results.sorted_column(store.years("point", years), "gross"), presorted=True)
+        attrs = results.provenance(scenario_name=scenario.name, scenario_sha256=scenario.sha256, seed=seed,
+                                   years=years, command=_command_line())
+        attrs["portfolio"] = str(Path(portfolio_dir or default_portfolio_dir()).resolve())
+        if composition.parameters == "posterior":
+            from .models.posterior import default_posterior_path
+
+            attrs["posterior"] = str(Path(scenario.raw.get("model", {}).get("posterior") or default_posterior_path()).resolve())
+            attrs["posterior_sha256"] = _sha256_file(attrs["posterior"])  # which fit, even if the file is replaced
+        capital_spec = capital_specs[0] if capital_specs else scenario.capital
+        summary = results.summarize(main_years, composition, provenance_attrs=attrs, capital_spec=capital_spec,
+                                    reserves_spec=scenario.reserves, point_estimate=point)
+        if len(names) > 1 or not run["include_own"]:
+            summary["reinsurance_comparison"] = {
+                "programs": results.compare_programs(main_years, composition, names, capital_specs),
+                "common_random_numbers": "every program is applied to the same simulated disputes and years",
+            }
+        with atomic_directory(out_dir) as staging:  # replaces the folder, checkpoint included
+            write_marker(staging, "simulate")
+            (staging / "summary.json").write_text(_json_dumps(summary))
+            results.write_netcdf(staging / "results.nc", main_years, composition, provenance_attrs=attrs)
+            if run["plots"]:
+                import xarray as xr
+
+                from . import plots as figures
+
+                with xr.open_dataset(staging / "results.nc", engine="h5netcdf") as dataset:
+                    figures.write_all(dataset, summary, staging)
+        _print_summary(summary)
+        if "reinsurance_comparison" in summary:
+            _print_comparison(summary["reinsurance_comparison"]["programs"])
+        click.echo(f"\nWrote {out_dir}/summary.json, results.nc" + (" and figures" if run["plots"] else ""))
+    except BaseException:
+        _release(lock)  # no lock file left beside the folder, whatever stopped the run
+        raise
+    _release(lock)
+
+
+def _release(lock) -> None:
+    """Remove the lock file of a finished run (still holding the lock), then let it go."""
+    if lock is None:
         return
-
-    main_years = store.years("main", years)
-    point = None
-    if point_composition is not None:
-        point = metrics.risk_measures(results.sorted_column(store.years("point", years), "gross"), presorted=True)
-    attrs = results.provenance(scenario_name=scenario.name, scenario_sha256=scenario.sha256, seed=seed,
-                               years=years, command=_command_line())
-    attrs["portfolio"] = str(Path(portfolio_dir or default_portfolio_dir()).resolve())
-    if composition.parameters == "posterior":
-        from .models.posterior import default_posterior_path
-
-        attrs["posterior"] = str(Path(scenario.raw.get("model", {}).get("posterior") or default_posterior_path()).resolve())
-    capital_spec = capital_specs[0] if capital_specs else scenario.capital
-    summary = results.summarize(main_years, composition, provenance_attrs=attrs, capital_spec=capital_spec,
-                                reserves_spec=scenario.reserves, point_estimate=point)
-    if len(names) > 1 or not run["include_own"]:
-        summary["reinsurance_comparison"] = {
-            "programs": results.compare_programs(main_years, composition, names, capital_specs),
-            "common_random_numbers": "every program is applied to the same simulated disputes and years",
-        }
-    with atomic_directory(out_dir) as staging:  # replaces the folder, checkpoint included
-        (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        results.write_netcdf(staging / "results.nc", main_years, composition, provenance_attrs=attrs)
-        if run["plots"]:
-            import xarray as xr
-
-            from . import plots as figures
-
-            with xr.open_dataset(staging / "results.nc", engine="h5netcdf") as dataset:
-                figures.write_all(dataset, summary, staging)
-    _print_summary(summary)
-    if "reinsurance_comparison" in summary:
-        _print_comparison(summary["reinsurance_comparison"]["programs"])
-    click.echo(f"\nWrote {out_dir}/summary.json, results.nc" + (" and figures" if run["plots"] else ""))
+    Path(lock.name).unlink(missing_ok=True)
+    lock.close()
 
 
 def _quote(path) -> str:
@@ -634,9 +732,10 @@ def _parse_target(text: str) -> tuple[str, float]:
 @click.option("--sensitivity-years", type=YEARS, default=20_000, show_default=True)
 @click.option("--reverse", is_flag=True, help="Run a reverse stress test instead of the scenario set.")
 @click.option("--target", default="solvency_ratio=1.0", show_default=True,
-              help="Reverse stress target, metric=value: " + ", ".join(
-                  ("solvency_ratio", "required_capital", "net_var_0.995", "net_tvar_0.99", "exhaustion_probability",
-                   "net_loss_ratio")) + ".")
+              help="Reverse stress target, metric=value (the SCR of the one-year result; premiums and reinsurance "
+                   "prices fixed): " + ", ".join(
+                  ("solvency_ratio", "core_ratio", "required_capital", "expected_result", "net_var_0.995",
+                   "net_tvar_0.99", "exhaustion_probability", "net_loss_ratio", "reserve_adequacy")) + ".")
 @click.option("--shock", "shock_specs", multiple=True, default=("frequency:US",), show_default=True,
               help="Reverse stress: the shock to scale, kind:key (frequency:US, frequency:*, severity:*, fx:USD, "
                    "frequency_by_type:patent, campaigns:schedule_a). Repeat for several.")
@@ -647,10 +746,12 @@ def _parse_target(text: str) -> tuple[str, float]:
 def stress(names, baseline_ref, portfolio_dir, years, seed, out_dir, chunk_size, sensitivities, sensitivity_years,
            reverse, target, shock_specs, reverse_years, plots, overwrite):
     """Run scenarios side by side on common random numbers (or a reverse stress test)."""
-    if not reverse and not overwrite and (out_dir / "stress.json").exists():
-        raise InputError(f"{out_dir} already holds a stress run; pass --overwrite to replace it, or choose another "
-                         "--out", field="--out", value=str(out_dir))
     from .data.generate import default_portfolio_dir
+    from .models.posterior import default_posterior_path
+
+    if not reverse:
+        guard_output_folder(out_dir, overwrite=overwrite, what="outputs",
+                            inputs=[portfolio_dir or default_portfolio_dir(), default_posterior_path()])
     from .scenarios import stress as stress_mod
     from .scenarios.portfolio import load_portfolio
     from .scenarios.schema import library_names, load_scenario
@@ -686,7 +787,7 @@ def stress(names, baseline_ref, portfolio_dir, years, seed, out_dir, chunk_size,
         doc = {"baseline": base.name, "seed": seed, "years": reverse_years, "target": {metric: value},
                "results": results}
         # Beside a stress run's outputs (the report reads both): one file, written under a temporary name.
-        atomic_write(out_dir / "reverse.json", json.dumps(doc, indent=2) + "\n")
+        atomic_write(out_dir / "reverse.json", _json_dumps(doc))
         click.echo(f"Wrote {out_dir}/reverse.json")
         return
 
@@ -742,9 +843,10 @@ def stress(names, baseline_ref, portfolio_dir, years, seed, out_dir, chunk_size,
     dataset.attrs.update({k: ("" if v is None else str(v)) for k, v in doc["_provenance"].items()})
     previous_reverse = (out_dir / "reverse.json").read_bytes() if (out_dir / "reverse.json").is_file() else None
     with atomic_directory(out_dir) as staging:
+        write_marker(staging, "stress")
         if previous_reverse is not None:  # a reverse stress test written there earlier stays
             (staging / "reverse.json").write_bytes(previous_reverse)
-        (staging / "stress.json").write_text(json.dumps(doc, indent=2) + "\n")
+        (staging / "stress.json").write_text(_json_dumps(doc))
         dataset.to_netcdf(staging / "stress.nc")
         if plots:
             from . import plots as figures
@@ -797,11 +899,21 @@ def report(run_dir, out_file, stress_dir, portfolio_dir, checks_path):
     figures = {p.name: p.read_bytes() for p in run_dir.glob("*.png")}
     if stress_dir is not None:
         figures |= {p.name: p.read_bytes() for p in stress_dir.glob("*.png")}
+    explicit = checks_path is not None
     if checks_path is None and prov.get("posterior") and (Path(prov["posterior"]).parent / "checks.json").is_file():
         checks_path = Path(prov["posterior"]).parent / "checks.json"
     checks = report_mod.load_json(checks_path) if checks_path is not None else None
     if checks_path is not None and (checks is None or not isinstance(checks.get("checks"), dict)):
         raise InputError("not a checks.json written by `leisim check`", file=str(checks_path))
+    if checks is not None and prov.get("posterior") and Path(prov["posterior"]).is_file():
+        # Checks of another fit must not stand beside this run's results.
+        if checks.get("posterior_sha256") != _sha256_file(prov["posterior"]):
+            message = (f"{checks_path} checks another posterior than the run's ({prov['posterior']}); "
+                       "run `leisim check` on the run's posterior")
+            if explicit:
+                raise InputError(message, file=str(checks_path), field="posterior_sha256")
+            click.echo(f"Warning: {message}; the report leaves the checks out", err=True)
+            checks = None
     if checks is not None and (checks_path.parent / "checks.png").is_file():
         figures["checks.png"] = (checks_path.parent / "checks.png").read_bytes()
     try:
@@ -907,6 +1019,16 @@ def fit(history_dir, out_path, chains, warmup, samples, seed, target_accept, che
     click.echo(f"\nWrote {out_path}")
 
 
+def _sha256_file(path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _display_path(path) -> str:
     """A path as recorded in an output: relative to the working folder when inside it, else absolute."""
     path = Path(path).resolve()
@@ -939,6 +1061,7 @@ def _posterior_checks(history, posterior, out_dir: Path, *, seed: int, posterior
                "through the simulation engine ...", err=True)
     doc = ppc.predictive_checks(history, posterior, seed=seed, years=years)
     doc["posterior"] = _display_path(posterior_path)
+    doc["posterior_sha256"] = _sha256_file(posterior_path)
     doc["history"] = _display_path(history.source)
     for line in ppc.summary_lines(doc):
         click.echo("  " + line)
@@ -1030,11 +1153,11 @@ def data_history(seed, portfolio_dir, out_dir, overwrite):
     from .scenarios.portfolio import load_portfolio
 
     portfolio = load_portfolio(portfolio_dir or default_portfolio_dir())
-    if not overwrite:
-        refuse_existing_folder(out_dir, "files")
+    guard_output_folder(out_dir, overwrite=overwrite, what="files", inputs=[portfolio_dir or default_portfolio_dir()])
     rows = generate_history(portfolio, seed=seed)
     with atomic_directory(out_dir) as staging:  # the three files appear together or not at all
         write_history(staging, rows)
+        write_marker(staging, "history")
     click.echo(f"Wrote {out_dir}/exposures.csv, disputes.csv, campaigns.csv: {HISTORY_YEARS[0]}-{HISTORY_YEARS[-1]}, "
                f"{len(rows['disputes'])} paid disputes, {len(rows['campaigns'])} campaigns (seed {seed})")
 
@@ -1048,10 +1171,10 @@ def data_generate(seed, policies, out_dir, overwrite):
     """Write a synthetic pilot portfolio (policies.csv, exposures.csv); seed 0 is the embedded default."""
     from .data.generate import write_portfolio
 
-    if not overwrite:
-        refuse_existing_folder(out_dir, "files")
+    guard_output_folder(out_dir, overwrite=overwrite, what="files")
     with atomic_directory(out_dir) as staging:  # both files appear together or not at all
         write_portfolio(staging, seed=seed, n_policies=policies)
+        write_marker(staging, "portfolio")
     click.echo(f"Wrote {out_dir}/policies.csv and {out_dir}/exposures.csv ({policies} policies, seed {seed})")
 
 

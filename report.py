@@ -256,8 +256,9 @@ def render(summary: dict, *, figures: dict[str, bytes], stress: dict | None = No
             if "intervals" in c:
                 detail = ", ".join(f"{_v(checks, f'checks|{name}|intervals|{lvl}|covered', 'int', 'checks')} of "
                                    f"{_v(checks, f'checks|{name}|n', 'int', 'checks')} inside {float(lvl):.1%} "
-                                   f"(at least {_v(checks, f'checks|{name}|intervals|{lvl}|minimum_covered', 'int', 'checks')})"
-                                   for lvl in c["intervals"])
+                                   + (f"(at least {_v(checks, f'checks|{name}|intervals|{lvl}|minimum_covered', 'int', 'checks')})"
+                                      if iv.get("pass") is not None else "(reported, not tested: too few values)")
+                                   for lvl, iv in c["intervals"].items())
                 if "discrepancy" in c:
                     detail += (f"; chi-square discrepancy predictive p = "
                                f"{_v(checks, f'checks|{name}|discrepancy|p_value', 'g', 'checks')}")
@@ -359,7 +360,8 @@ def render(summary: dict, *, figures: dict[str, bytes], stress: dict | None = No
         base = stress.get("_provenance", {}).get("baseline", names[0] if names else "")
         years = _get(stress, f"{base}|metrics|years")
         parts.append(f"<h2>Stress tests</h2><p>Each scenario runs on the same simulated years as {html.escape(base)} "
-                     "(common random numbers); premiums and reinsurance prices stay at the baseline's. Stressed "
+                     "(common random numbers); premiums as written and reinsurance prices stay at the baseline's (a "
+                     "scenario that changes the book earns its own book's premium). Stressed "
                      "levels first, with the C-ROSS verdict (comprehensive ratio ≥ 100% and core ratio ≥ 50%); "
                      "then each change from the baseline ± the standard error of the paired difference. "
                      + (f"Stress runs: {_v(stress, f'{base}|metrics|years', 'int', 'stress')} simulated years each; "

@@ -20,8 +20,6 @@ below is judgment within the published ranges, cited where a figure exists:
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -116,16 +114,15 @@ def _technical_premiums(policies: list[dict], exposures: list[dict]) -> np.ndarr
 
 
 def _write_csv_atomic(path: Path, rows: list[dict]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+    from ..files import atomic_write
+
+    def write(staging: Path) -> None:
+        with open(staging, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
 
 
 def write_portfolio(directory: str | Path, *, seed: int = 0, n_policies: int = 300) -> Path:

@@ -7,7 +7,6 @@ interval of the counts the model predicts before seeing the data (prior predicti
 
 from __future__ import annotations
 
-import os
 
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import jax
 import numpy as np
 from numpyro.infer import Predictive
 
+from ..files import atomic_write
 from .fit import FitResult
 from .frequency import FrequencyData, frequency_model
 from .history import History
@@ -62,11 +62,8 @@ def predictive_checks(history: History, result: FitResult, directory: Path, *, s
     fig.tight_layout()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "checks_frequency.png"
-    staging = directory / f".{path.stem}.partial-{os.getpid()}.png"  # written beside it, renamed at the end
     try:
-        fig.savefig(staging)
-        os.replace(staging, path)
+        atomic_write(path, lambda staging: fig.savefig(staging))
     finally:
-        staging.unlink(missing_ok=True)
         plt.close(fig)
     return [path]

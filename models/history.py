@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..countries import COUNTRIES
 from ..errors import InputError
+from ..files import atomic_write
 from ..scenarios.portfolio import EXPOSURE_UNIT, MAX_AMOUNT_CNY, MAX_EXPOSURE, Portfolio, read_number, read_rows
 from ..simulator.engine import STAGES
 from .truth import (
@@ -214,17 +213,13 @@ def generate_history(portfolio: Portfolio, *, seed: int = 0, years: tuple[int, .
 
 
 def _write_csv_atomic(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+    def write(staging: Path) -> None:
+        with open(staging, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(columns))
             writer.writeheader()
             writer.writerows(rows)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
 
 
 def write_history(directory: str | Path, rows: dict[str, list[dict]]) -> Path:

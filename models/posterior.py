@@ -11,8 +11,6 @@ distribution, not a guess.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import xarray as xr
 
 from ..countries import COUNTRIES
 from ..errors import InputError
+from ..files import atomic_write
 from ..scenarios import shocks as shock_rules
 from ..scenarios.portfolio import Portfolio
 from ..simulator.engine import STAGES
@@ -43,18 +42,8 @@ def default_posterior_path() -> Path:
 
 
 def write_tree(tree: xr.DataTree, path: str | Path) -> None:
-    """Write atomically: a temporary file beside ``path``, renamed at the end."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        tree.to_netcdf(tmp, engine="h5netcdf")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write atomically (files.atomic_write: a temporary file beside ``path``, renamed at the end)."""
+    atomic_write(path, lambda staging: tree.to_netcdf(staging, engine="h5netcdf"))
 
 
 def load_posterior(path: str | Path | None = None) -> xr.Dataset:
@@ -71,7 +60,70 @@ def load_posterior(path: str | Path | None = None) -> xr.Dataset:
     if missing:
         raise InputError(f"the posterior lacks {', '.join(missing)}; refit it with this version of `leisim fit`",
                          file=str(path))
+    validate_posterior(posterior, str(path))
     return posterior.stack(sample=("chain", "draw")).transpose("sample", ...)
+
+
+# Each variable's dimensions after (chain, draw), in order, and the range of its values: the same
+# bounds as fixed scenarios (schema.SEVERITY_HIGH: log-sd <= 5, medians <= 1e12 CNY; rates <= 100
+# per CNY million), so that a posterior cannot run what a scenario file could not.
+_LOG_1E12, _LOG_100 = float(np.log(1e12)), float(np.log(100.0))
+POSTERIOR_SPEC = {
+    "log_rate": (("country", "dispute_type"), -np.inf, _LOG_100),
+    "mu_type": (("dispute_type",), -np.inf, _LOG_100),
+    "tau_region": ((), 0.0, np.inf), "tau_country": ((), 0.0, np.inf),
+    "z_region": (("region", "dispute_type"), -np.inf, np.inf),
+    "sector_effect": (("free_sector", "dispute_type"), -np.inf, 20.0),  # a relativity: e^20 at most
+    "sigma_year": ((), 0.0, 5.0),
+    "dispersion": (("dispute_type",), 0.0, 1e6),
+    "stage_log_probability": (("country", "dispute_type", "stage"), -np.inf, 0.0),
+    "stage_logit": (("dispute_type", "later_stage"), -np.inf, np.inf),
+    "tau_stage": ((), 0.0, np.inf),
+    "log_median": (("country", "dispute_type", "stage"), -np.inf, _LOG_1E12),
+    "kappa": (("dispute_type", "stage"), -np.inf, _LOG_1E12),
+    "tau_cost": ((), 0.0, np.inf),
+    "sigma": (("stage",), 0.0, 5.0),
+    "win_probability": (("country",), 0.0, 1.0),
+    "win_logit_mean": ((), -np.inf, np.inf), "tau_win": ((), 0.0, np.inf),
+    "campaign_log_rate": (("campaign_kind",), -np.inf, _LOG_100),
+    "campaign_mean_extra": (("campaign_kind",), 0.0, 1e6),
+    "campaign_concentration": (("campaign_kind",), 0.0, 1e6),
+    "campaign_log_median": (("campaign_kind",), -np.inf, _LOG_1E12),
+    "campaign_sigma": (("campaign_kind",), 0.0, 5.0),
+    "duration_log_median": (("stage",), -np.inf, float(np.log(100.0))),
+    "duration_sigma": ((), 0.0, 5.0),
+}
+OPEN_BELOW = {"sigma", "campaign_sigma", "duration_sigma", "dispersion", "campaign_concentration"}  # > 0
+
+
+def validate_posterior(posterior: xr.Dataset, path: str) -> None:
+    """Refuse a posterior whose variables have the wrong dimensions, non-finite or out-of-range values,
+    or stage probabilities that do not sum to 1, naming the variable and the first bad (chain, draw)."""
+    for name, (dims, low, high) in POSTERIOR_SPEC.items():
+        var = posterior[name]
+        if tuple(var.dims) != ("chain", "draw") + dims:
+            raise InputError(f"variable {name} has dimensions {tuple(var.dims)}, expected {('chain', 'draw') + dims}; "
+                             "refit it with this version of `leisim fit`", file=path, field=name)
+        values = np.asarray(var.values, dtype=np.float64)
+        bad = ~np.isfinite(values) | (values < low) | (values > high) | ((values == low) & (name in OPEN_BELOW))
+        if bad.any():
+            where = np.argwhere(bad)[0]
+            value = float(values[tuple(where)])
+            rule = f"> {low:g}" if name in OPEN_BELOW else f">= {low:g}"
+            rule = "finite" if not np.isfinite(value) else (rule if value <= low else f"<= {high:g}")
+            raise InputError(f"variable {name} must be {rule} but is {value!r} at chain {int(where[0])}, draw "
+                             f"{int(where[1])} ({int(bad.sum())} bad values in all); the file is damaged or not a leisim "
+                             "fit: refit it with `leisim fit`", file=path, field=name, value=value)
+    stages = np.exp(np.asarray(posterior["stage_log_probability"].values, dtype=np.float64)).sum(axis=-1)
+    off = np.abs(stages - 1.0) > 1e-3
+    if off.any():
+        where = np.argwhere(off)[0]
+        raise InputError(f"stage probabilities of stage_log_probability sum to {float(stages[tuple(where)]):.6g}, not 1, "
+                         f"at chain {int(where[0])}, draw {int(where[1])}; refit it with `leisim fit`", file=path,
+                         field="stage_log_probability")
+    if posterior.sizes.get("stage") != len(STAGES) or posterior.sizes.get("dispute_type") != len(DISPUTE_TYPES):
+        raise InputError(f"the posterior has {posterior.sizes.get('stage')} stages and {posterior.sizes.get('dispute_type')} "
+                         f"dispute types; leisim's models have {len(STAGES)} and {len(DISPUTE_TYPES)}", file=path)
 
 
 def _thin(posterior: xr.Dataset, max_draws: int) -> xr.Dataset:

@@ -315,6 +315,10 @@ def validate(raw: dict, file: str) -> dict:
     })
     if "posterior" in model:
         ck.string(model["posterior"], "model.posterior")
+        if not Path(model["posterior"]).is_file():
+            ck.fail("model.posterior", "file not found (a relative path is taken from the scenario file's folder); "
+                    "give the path of a posterior written by `leisim fit`, or remove the key for the shipped one",
+                    model["posterior"])
     if "year_effect_sd" in model:
         ck.number(model["year_effect_sd"], "model.year_effect_sd", low=0.0, high=5.0)
     if "point_estimate" in model and not isinstance(model["point_estimate"], bool):
@@ -421,6 +425,13 @@ def _load_chain(path: Path, referrer: str | None, chain: tuple[Path, ...]) -> di
     if len(chain) >= MAX_EXTENDS_DEPTH:
         raise InputError(f"extends chain deeper than {MAX_EXTENDS_DEPTH}", file=str(path), field="extends")
     raw = _read_toml(path, referrer)
+    model = raw.get("model")
+    if isinstance(model, dict) and isinstance(model.get("posterior"), str) and model["posterior"]:
+        # A relative posterior path means the file beside the scenario that names it (as extends
+        # does), not whatever the working folder happens to be.
+        posterior = Path(model["posterior"]).expanduser()
+        if not posterior.is_absolute():
+            model["posterior"] = str((path.parent / posterior).resolve())
     parent = raw.pop("extends", None)
     if parent is None:
         return raw

@@ -136,6 +136,15 @@ def _income(run: Run) -> float:
     return run.series["net_premium"] - run.scenario.expense_ratio * run.composition.premium_cny
 
 
+def _counterparty_charge(run: Run) -> float:
+    """The C-ROSS counterparty charge, as summary.json computes it, when ``[capital] counterparty_charge``."""
+    contracts = run.composition.programs[0] if run.composition.programs else ()
+    if not run.scenario.capital.get("counterparty_charge", False) or not contracts:
+        return 0.0
+    recovered = run.table.recovered[:, 0, :len(contracts)].mean(axis=0)
+    return capital.counterparty_charge(contracts, recovered)
+
+
 def evaluate(run: Run, *, held_reserve: float | None) -> dict:
     """The stress table's metrics for one scenario: levels, PASS/FAIL against C-ROSS, SEs.
 
@@ -145,7 +154,7 @@ def evaluate(run: Run, *, held_reserve: float | None) -> dict:
     net = metrics.risk_measures(s["net"], levels=(0.99, 0.995))
     spec = run.scenario.capital
     cap = capital.assess(s["net_cost"], available=run.scenario.capital_available_cny, income=_income(run),
-                         core=spec.get("core_cny"))
+                         core=spec.get("core_cny"), charge=_counterparty_charge(run))
     out = {
         "gross_mean": float(s["gross"].mean()),
         "net_mean": net["mean"],
@@ -181,9 +190,10 @@ def _influences(run: Run, held_reserve: float | None) -> dict:
            "net_tvar_0.99": metrics.influence(s["net"], "tvar", 0.99)}
     income = _income(run)
     # SCR = VaR(net cost) - income (income fixed): the VaR's influence, 0 where the floor binds.
-    required = metrics.var(np.sort(s["net_cost"]), 0.995) - income
+    insurance = metrics.var(np.sort(s["net_cost"]), 0.995) - income
     var_if = metrics.influence(s["net_cost"], "var", 0.995)
-    out["required_capital"] = var_if if required > 0 else np.zeros_like(s["net"])
+    out["required_capital"] = var_if if insurance > 0 else np.zeros_like(s["net"])
+    required = max(insurance, 0.0) + _counterparty_charge(run)
     out["expected_result"] = -metrics.influence(s["net_cost"], "mean")
     out["net_loss_ratio"] = out["net_mean"] / s["net_premium"] if s["net_premium"] > 0 else np.zeros_like(s["net"])
     available = run.scenario.capital_available_cny
@@ -274,8 +284,25 @@ def reverse(scenario: Scenario, portfolio: Portfolio, *, kind: str, key: str, ta
     cache: dict[float, dict] = {}
     comps: dict[float, Composition] = {}
     reference: list[Composition] = []  # the largest multiplier's composition: its buffers fit all
+    unshocked: list[Run] = []  # the scenario itself (multiplier 1): the reinsurance prices it pays
+
+    def base_run() -> Run:
+        if not unshocked:
+            comp = compose(scenario, portfolio, posterior=posterior)
+            table = run_years(jax_key, comp.params, comp.shape, years=years, chunk_size=chunk_size)
+            unshocked.append(Run(scenario.name, scenario, comp, table, _series(comp, table)))
+        return unshocked[0]
 
     def metric_at(m: float) -> dict:
+        if m == 1.0 and m not in cache:
+            run = base_run()
+            comps[m] = run.composition
+            cache[m] = evaluate(run, held_reserve=None)
+            if cache[m][target] is None:
+                raise InputError(f"the scenario gives no {target} (for solvency_ratio: [capital] available_cny)",
+                                 field="--target", value=target)
+            if progress is not None:
+                progress(f"{kind}:{key} x1: {target} = {cache[m][target]:.6g}")
         if m not in cache:
             shocked = with_multiplier(scenario, kind, key, m)
             comp = compose(shocked, portfolio, posterior=posterior)
@@ -283,7 +310,9 @@ def reverse(scenario: Scenario, portfolio: Portfolio, *, kind: str, key: str, ta
                 comp = unify_shapes([reference[0], comp])[1]
             comps[m] = comp
             table = run_years(jax_key, comp.params, comp.shape, years=years, chunk_size=chunk_size)
-            run = Run(shocked.name, shocked, comp, table, _series(comp, table))
+            # Reinsurance already bought keeps the unshocked scenario's prices, as in the stress table.
+            priced = with_prices_of(comp, base_run())
+            run = Run(shocked.name, shocked, priced, table, _series(priced, table))
             evaluated = evaluate(run, held_reserve=None)
             if evaluated[target] is None:
                 raise InputError(f"the scenario gives no {target} (for solvency_ratio: [capital] available_cny)",

@@ -183,9 +183,17 @@ def assess(net_cost: np.ndarray, *, available: float | None, income: float, core
         },
     }
     solvency, core_ratio = out["solvency_ratio"], out["core_ratio"]
+
+    def meets(capital: float | None, value: float | None, threshold: float) -> bool | None:
+        if capital is None:
+            return None
+        if required <= 0:  # even the 1-in-200 year is a profit: no capital needed, any own funds meet it
+            return True
+        return bool(value >= threshold)
+
     out["meets"] = {
-        "comprehensive_100pct": None if solvency is None else bool(solvency >= COMPREHENSIVE_THRESHOLD),
-        "core_50pct": None if core_ratio is None else bool(core_ratio >= CORE_THRESHOLD),
+        "comprehensive_100pct": meets(available, solvency, COMPREHENSIVE_THRESHOLD),
+        "core_50pct": meets(core, core_ratio, CORE_THRESHOLD),
     }
     if available is not None:
         # Own funds exhausted: the year's loss (-result) exceeds them.

@@ -332,7 +332,7 @@ def test_generated_data_and_posteriors_are_not_replaced_without_overwrite(tmp_pa
     assert (folder / "policies.csv").read_bytes() == before
     result = run("data", "generate", "--policies", "7", "--seed", "3", "--out", str(folder), "--overwrite")
     assert result.exit_code == 0 and (folder / "policies.csv").read_bytes() != before
-    assert sorted(p.name for p in folder.iterdir()) == ["exposures.csv", "policies.csv"]
+    assert sorted(p.name for p in folder.iterdir()) == [".leisim-output.json", "exposures.csv", "policies.csv"]
     assert run("data", "validate", "--portfolio", str(folder)).output.startswith("ok  portfolio")
     posterior = tmp_path / "posterior.nc"
     posterior.write_bytes(b"an earlier fit")

@@ -55,7 +55,7 @@ def reference(tmp_path_factory):
     out = tmp_path_factory.mktemp("scale") / "reference"
     result = run(*RUN, "--out", str(out))
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["results.nc", "summary.json"]  # checkpoint removed
+    assert sorted(p.name for p in out.iterdir()) == [".leisim-output.json", "results.nc", "summary.json"]  # no checkpoint
     return out
 
 
@@ -176,7 +176,7 @@ def test_killed_while_writing_leaves_the_previous_outputs_or_the_new_ones(refere
     after = {p.name: p for p in out.iterdir() if p.name != ".checkpoint"}
     if set(after) == set(before) and all(after[n].read_bytes() == before[n] for n in before):
         return  # the previous outputs, untouched
-    assert set(after) == {"summary.json", "results.nc"}  # the new run, complete
+    assert set(after) == {"summary.json", "results.nc", ".leisim-output.json"}  # the new run, complete
     assert json.loads(after["summary.json"].read_text())["seed"] == 1
     with xr.open_dataset(after["results.nc"], engine="h5netcdf") as ds:
         assert ds.sizes["year"] == CHUNKS * 1000

@@ -149,3 +149,10 @@ def test_reverse_stress_on_legal_costs_breaks_the_c_ross_ratio_at_a_finite_multi
                                jax_key=key, years=4000, chunk_size=2000, tolerance=0.01)
     assert found["found"] and not found.get("already_breached") and 1.0 < found["multiplier"] < 256.0, found
     assert found["metric"] <= 1.0 and found["multiplier_se"] is not None
+    # The search prices reinsurance as the stress table does (at the unshocked scenario's prices):
+    # the scenario at the multiplier found, run as a stress set, gives the same ratio.
+    plain = stress.with_multiplier(base, "severity", "*", found["multiplier"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        runs = stress.simulate([base, plain], portfolio, key=key, years=4000, chunk_size=2000)
+    assert stress.evaluate(runs[1], held_reserve=None)["solvency_ratio"] == pytest.approx(found["metric"], rel=1e-9)

@@ -45,6 +45,7 @@ def test_scr_is_floored_at_zero_when_even_the_worst_years_make_a_profit():
     loss = np.random.default_rng(RNG_SEED).uniform(0.0, 1.0e6, 10_000)
     out = capital.assess(loss, available=1e7, income=5.0e6)
     assert out["required"] == 0.0 and out["solvency_ratio"] is None and out["se"]["required"] == 0.0
+    assert out["meets"] == {"comprehensive_100pct": True, "core_50pct": True}  # no capital needed: met
     assert out["result_var_0.995"] > 0
 
 
