@@ -258,6 +258,7 @@ def simulate(scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plot
                              field="--resume", value=str(resume_dir))
         run = _checkpoint_arguments(resume_dir)
         run["plots"] = run["plots"] and plots
+        run["out_dir"] = str(resume_dir)  # the folder given, wherever the run was started (a copy, a move)
     _run_simulation(run, resume=resume_dir is not None, devices=devices,
                     distributed=(coordinator, num_processes, process_id) if distributed else None)
 
@@ -366,6 +367,53 @@ def guard_output_folder(out_dir: Path, *, overwrite: bool, what: str = "outputs"
                          field="--out", value=str(out_dir))
 
 
+def _check_resources(composition, point_composition, *, years: int, chunk_size: int, out_dir: Path,
+                     devices: int) -> None:
+    """Refuse, before simulating, a run whose checkpoint and outputs cannot fit on the disk or whose
+    chunks cannot fit in memory (exit 2 with the estimate and what to change)."""
+    shape = composition.shape
+    n_cells = shape.n_cells
+    n_contracts = max((len(p) for p in composition.programs), default=0)
+    n_programs = len(composition.programs)
+    n_countries = len(composition.countries)
+    # float64 values one simulated year keeps: the record written per chunk (per-country and per-type
+    # columns, contracts, payments by development year) and, twice as many, results.nc.
+    per_year_record = 8.0 * (8 + 3 * n_countries + 4 + 3 * n_programs * n_contracts + n_programs
+                             + 3 * composition.dev_years)
+    per_year_record += 8.0 if point_composition is not None else 0.0
+    disk = years * per_year_record * 2.2  # checkpoint + results.nc (a little larger) + seals
+    probe = Path(out_dir).resolve()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if disk > free:
+        raise InputError(f"a {years:,}-year run needs about {disk / 1e9:,.1f} GB of disk for its checkpoint and "
+                         f"results.nc, and {probe} has {free / 1e9:,.1f} GB free; simulate fewer years (--years) or "
+                         "write to a larger disk (--out)", field="--years", value=years)
+    # Memory: a chunk's kernel outputs on the devices, their host copy and the record built from it.
+    per_year_kernel = 8.0 * (12 + 3 * n_cells + 2 * n_programs * max(n_contracts, 1) + n_programs
+                             + 3 * max(shape.dev_years, 1))
+    chunk_bytes = chunk_size * (3.0 * per_year_kernel + 2.0 * per_year_record)
+    # The slots of the years vectorised together (batch_years per device) and the parameter tables.
+    slots = shape.dispute_buffer + shape.campaign_dispute_buffer + shape.event_buffer
+    batch_bytes = devices * min(shape.batch_years, chunk_size) * slots * 8.0 * 24
+    params_bytes = sum(getattr(x, "nbytes", 0) for x in jax_leaves(composition.params))
+    need = chunk_bytes + batch_bytes + 2.0 * params_bytes
+    from .scenarios.compose import available_memory
+
+    available = available_memory()
+    if need > 0.8 * available:
+        raise InputError(f"--chunk-size {chunk_size:,} needs about {need / 1e9:,.1f} GB of memory and "
+                         f"{available / 1e9:,.1f} GB are available; lower --chunk-size (memory grows with it, the "
+                         "results do not change)", field="--chunk-size", value=chunk_size)
+
+
+def jax_leaves(tree):
+    import jax
+
+    return jax.tree_util.tree_leaves(tree)
+
+
 def _lock_output(out_dir: Path):
     """An exclusive OS lock on ``out_dir`` (a lock file beside it), held while the returned file is open.
 
@@ -402,13 +450,35 @@ def refuse_existing_folder(out_dir: Path, what: str) -> None:
     guard_output_folder(out_dir, overwrite=False, what=what)
 
 
+def _absolute_inputs(run: dict) -> dict:
+    """The run's settings with its input paths made absolute, as the checkpoint stores them, so that
+    `--resume` works from any working folder (a library scenario name stays a name)."""
+    from .scenarios.schema import library_names
+
+    def absolute(text):
+        return text if text is None else str(Path(text).expanduser().resolve())
+
+    ref = run["scenario_ref"]
+    return run | {"portfolio_dir": absolute(run["portfolio_dir"]),
+                  "scenario_ref": ref if ref in library_names() else absolute(ref),
+                  "compare": [c if c == "none" else absolute(c) for c in run["compare"]]}
+
+
 def _checkpoint_arguments(out_dir: Path) -> dict:
     from .simulator.store import CheckpointError, ChunkStore
 
     try:
-        return dict(ChunkStore.open(Path(out_dir) / CHECKPOINT).manifest["arguments"])
-    except (CheckpointError, KeyError, TypeError) as err:
+        arguments = dict(ChunkStore.open(Path(out_dir) / CHECKPOINT).manifest["arguments"])
+    except (CheckpointError, KeyError, TypeError, ValueError) as err:
         raise InputError(f"cannot resume: {err}", field="--resume", value=str(out_dir)) from None
+    needed = ("scenario_ref", "portfolio_dir", "years", "seed", "out_dir", "chunk_size", "plots",
+              "compare_point_estimate", "compare", "include_own")
+    missing = [k for k in needed if k not in arguments]
+    if missing:
+        raise InputError(f"cannot resume: the checkpoint's manifest lacks {', '.join(missing)} (damaged, or written by "
+                         "another version); start the run again with --overwrite", field="--resume",
+                         value=str(Path(out_dir) / CHECKPOINT / "manifest.json"))
+    return arguments
 
 
 def _init_distributed(spec: tuple) -> None:
@@ -532,6 +602,9 @@ def _run_simulation(run: dict, *, resume: bool = False, devices: int | None = No
         raise refusal or InputError("process 0 refused the output folder (see its message)", field="--out",
                                     value=str(out_dir))
     chunk_size = min(run["chunk_size"], years)
+    if not resume and jax.process_index() == 0:
+        _check_resources(composition, point_composition, years=years, chunk_size=chunk_size, out_dir=out_dir,
+                         devices=len(device_list))
     run = run | {"years": years, "seed": seed, "out_dir": str(out_dir)}
     fingerprint = _fingerprint([c for c in (composition, point_composition) if c is not None], years, seed, chunk_size)
 
@@ -548,12 +621,17 @@ def _run_simulation(run: dict, *, resume: bool = False, devices: int | None = No
                                      "was written, so its years cannot be reused; restore them or start a new run",
                                      field="--resume", value=str(out_dir))
             else:
-                store = ChunkStore.create(checkpoint, {"leisim_checkpoint": 1, "arguments": run, "fingerprint": fingerprint})
+                store = ChunkStore.create(checkpoint, {"leisim_checkpoint": 1, "arguments": _absolute_inputs(run),
+                                                       "fingerprint": fingerprint})
         starts = np.arange(0, years, chunk_size)
         key = jax.random.key(seed)
 
         def simulate_stream(name: str, comp, label: str, to_record) -> None:
             done = store.done(name) if writer else {}
+            for problem in getattr(store, "discarded", []) if writer else []:
+                click.echo(f"Warning: checkpoint chunk {problem}; simulating its years again", err=True)
+            if writer:
+                store.discarded = []
             finished = _agreed(np.isin(starts, list(done)))
             skip = set(starts[finished].tolist())
             sink = (lambda start, table: store.put(name, start, to_record(table))) if writer else (lambda start, table: None)
@@ -989,6 +1067,9 @@ def fit(history_dir, out_path, chains, warmup, samples, seed, target_accept, che
     from .models.history import default_history_dir, load_history
 
     history = load_history(history_dir or default_history_dir())
+    if history.cell_disputes.sum() == 0:
+        raise InputError("the history holds no dispute: a fit would return the priors alone; check the disputes "
+                         "column of exposures.csv", file=str(Path(history.source) / "exposures.csv"), field="disputes")
     if out_path.is_dir():
         raise InputError("is a folder; give --out the path of a .nc file", field="--out", value=str(out_path))
     if out_path.exists() and not overwrite:

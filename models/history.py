@@ -32,7 +32,9 @@ import numpy as np
 from ..countries import COUNTRIES
 from ..errors import InputError
 from ..files import atomic_write
-from ..scenarios.portfolio import EXPOSURE_UNIT, MAX_AMOUNT_CNY, MAX_EXPOSURE, Portfolio, read_number, read_rows
+from ..scenarios.portfolio import (
+    EXPOSURE_UNIT, MAX_AMOUNT_CNY, MAX_EXPOSURE, Portfolio, country_hint, read_number, read_rows,
+)
 from ..simulator.engine import STAGES
 from .truth import (
     BASE_FX_CNY, CAMPAIGN_KINDS, CAMPAIGN_TARGETS, DISPUTE_TYPES, REFERENCE_SECTOR, TRUTH, fee_shifting,
@@ -243,7 +245,10 @@ def default_history_dir() -> Path:
 def _choice(row: dict, column: str, path: Path, choices) -> str:
     value = row[column]
     if value not in choices:
-        raise InputError("not a valid choice", file=str(path), field=f"row {row['_line']}, column {column}",
+        folded = {str(c).lower(): c for c in choices}
+        hint = country_hint(value) if column == "country" else (
+            f" (did you mean {folded[value.lower()]!r}?)" if value.lower() in folded else "")
+        raise InputError("not a valid choice" + hint, file=str(path), field=f"row {row['_line']}, column {column}",
                          value=value, choices=sorted(choices))
     return value
 
@@ -272,7 +277,15 @@ def load_history(directory: str | Path) -> History:
 
     policy_sector: dict[str, str] = {}
     parsed = []
+    seen: dict[tuple, str] = {}
     for row in exposure_rows:
+        key = (row["policy_id"], row["year"], row["country"], row["dispute_type"])
+        if key in seen:
+            # Counted twice, its exposure and disputes would double the rate the fit sees.
+            raise InputError(f"duplicate (policy_id, year, country, dispute_type) row: row {seen[key]} has it already; "
+                             "give each policy-year-country-type once", file=str(exp_path),
+                             field=f"row {row['_line']}", value=",".join(key))
+        seen[key] = row["_line"]
         country = _choice(row, "country", exp_path, COUNTRIES)
         dispute_type = _choice(row, "dispute_type", exp_path, DISPUTE_TYPES)
         if not row["sector"]:

@@ -44,6 +44,21 @@ MAX_SLOTS = 1 << 20
 # Development years tracked by the payment pattern; the last one takes the tail. The longest
 # median stage duration is 3.5 years (appeals), so 10 leaves well under 1% of costs to the tail.
 DEV_YEARS = 10
+# [draw, entry] float64 tables alive at once while the buffers are sized (rates, concentrations,
+# NB flags, variance terms and their temporaries).
+ASSEMBLE_TABLES = 8
+
+
+def available_memory() -> float:
+    """Bytes available to new allocations (Linux MemAvailable), or inf where unknown."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024.0
+    except OSError:
+        pass
+    return math.inf
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,10 +260,19 @@ def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarr
     n_cells = len(tables.cell_country)
     if portfolio.n_policies >= 2**24 or n_cells >= 2**24:
         raise InputError(f"at most {2**24 - 1:,} policies and cells are supported (float32 indices)",
-                         field="policies", value=portfolio.n_policies)
+                         file=portfolio.source, field="policies", value=portfolio.n_policies)
     counts = np.array([max(len(p), 1) for p in tables.stratum_policies])
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
     n_entries = int(counts.sum())
+    # The buffer sizing below holds a few [draw, entry] float64 tables at once: refuse a book too
+    # large for this machine with the estimate, instead of being killed for memory.
+    need = ASSEMBLE_TABLES * 8.0 * n_draws * n_entries
+    available = available_memory()
+    if need > 0.8 * available:
+        raise InputError(f"composing {n_entries:,} (policy, cell) entries under {n_draws:,} parameter draws needs about "
+                         f"{need / 1e9:,.1f} GB of memory and {available / 1e9:,.1f} GB are available; use a smaller "
+                         "portfolio (or split it), or a fixed-parameter scenario for a book this large",
+                         file=portfolio.source, field="policies", value=portfolio.n_policies)
     policies = np.concatenate([p if len(p) else np.zeros(1, int) for p in tables.stratum_policies])
     weights = np.concatenate([w if len(w) else np.zeros(1) for w in tables.stratum_weights])
     entry_stratum = np.repeat(np.arange(n_strata), counts)

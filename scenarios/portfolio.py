@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -52,13 +53,43 @@ class Portfolio:
         return tuple(sorted(set(self.sector)))
 
 
-def read_rows(path: Path, required: tuple[str, ...], *, allow_empty: bool = False) -> list[dict[str, str]]:
-    """Rows of a CSV file as dicts (plus ``_line``); InputError for a missing file, column or row."""
+def _close(name: str, known: tuple[str, ...]) -> str | None:
+    """The known column a header name looks like a slip of (case, a letter or two), if any."""
+    import difflib
+
+    folded = {k.lower(): k for k in known}
+    if name.lower() in folded:
+        return folded[name.lower()]
+    match = difflib.get_close_matches(name.lower(), list(folded), n=1, cutoff=0.85)
+    return folded[match[0]] if match else None
+
+
+def _sniff(path: Path) -> str:
+    """A hint when the file is not what a CSV reader expects (UTF-16, semicolons, tabs)."""
+    head = path.read_bytes()[:4096]
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) > 3 and head[1:2] == b"\x00"):
+        return "; it looks like UTF-16 text: save it as UTF-8 CSV"
+    first = head.split(b"\n", 1)[0]
+    if b"," not in first and b";" in first:
+        return "; it looks semicolon-separated: save it as comma-separated CSV"
+    if b"," not in first and b"\t" in first:
+        return "; it looks tab-separated: save it as comma-separated CSV"
+    return ""
+
+
+def read_rows(path: Path, required: tuple[str, ...], *, allow_empty: bool = False,
+              optional: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """Rows of a CSV file as dicts (plus ``_line``); InputError for a missing file, column or row.
+
+    A header naming a column twice is refused (a reader would keep the last one silently), and
+    so is an unknown column that looks like a slip of a known one (``subsidy_shares``, ``Exposure``).
+    """
     if not path.is_file():
         raise InputError(
             "file not found; a portfolio directory holds policies.csv and exposures.csv",
             file=str(path),
         )
+    known = tuple(required) + tuple(optional)
     try:
         # utf-8-sig: spreadsheets exported by hand often start with a byte-order mark.
         with path.open(newline="", encoding="utf-8-sig") as handle:
@@ -68,10 +99,19 @@ def read_rows(path: Path, required: tuple[str, ...], *, allow_empty: bool = Fals
                 raise InputError(
                     f"the file is empty; it needs a header row: {','.join(required)}", file=str(path)
                 )
+            twice = sorted({name for name in header if header.count(name) > 1})
+            if twice:
+                raise InputError(f"the header names column(s) {', '.join(twice)} more than once; keep one of each",
+                                 file=str(path), field="header", value=",".join(header))
+            for name in header:
+                if name not in known and _close(name, known) is not None:
+                    raise InputError(f"unknown column {name!r}: did you mean {_close(name, known)!r}? (the columns "
+                                     f"are {', '.join(known)})", file=str(path), field="header", value=name)
             missing = [name for name in required if name not in header]
             if missing:
                 raise InputError(
-                    f"missing column(s) {', '.join(missing)}; the header must hold {','.join(required)}",
+                    f"missing column(s) {', '.join(missing)}; the header must hold {','.join(required)}"
+                    + _sniff(path),
                     file=str(path),
                     field="header",
                     value=",".join(header),
@@ -87,7 +127,8 @@ def read_rows(path: Path, required: tuple[str, ...], *, allow_empty: bool = Fals
                     )
                 rows.append({k: (v or "").strip() for k, v in row.items()} | {"_line": str(reader.line_num)})
     except UnicodeDecodeError as err:
-        raise InputError(f"not UTF-8 text ({err.reason}); save the file as UTF-8 CSV", file=str(path)) from None
+        raise InputError(f"not UTF-8 text ({err.reason}); save the file as UTF-8 CSV" + _sniff(path),
+                         file=str(path)) from None
     except csv.Error as err:
         raise InputError(f"not a valid CSV file ({err})", file=str(path)) from None
     if not rows and not allow_empty:
@@ -104,15 +145,33 @@ MAX_EXPOSURE = 1e6
 EXPOSURE_UNIT = " (exposure is export revenue in CNY million)"
 
 
+# Names people write for a country that ISO 3166 spells otherwise.
+COUNTRY_ALIASES = {"UK": "GB", "EN": "GB", "USA": "US", "GER": "DE", "JPN": "JP", "KOR": "KR", "SK": "KR",
+                   "BRA": "BR", "IND": "IN", "FRA": "FR", "ITA": "IT", "NLD": "NL", "HOL": "NL", "CHN": "CN"}
+
+
+def country_hint(text: str) -> str:
+    """' (did you mean 'GB'?)' for 'UK', 'us', 'Usa'...; '' when nothing is close."""
+    upper = text.strip().upper()
+    guess = upper if upper in COUNTRIES else COUNTRY_ALIASES.get(upper)
+    return f" (did you mean {guess!r}?)" if guess in COUNTRIES and guess != text else ""
+
+
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
 def read_number(row: dict[str, str], column: str, path: Path, *, low: float, high: float = math.inf,
                 hint: str = "") -> float:
     """The cell as a finite number in [low, high]; InputError naming file, row, column, value (and ``hint``)."""
     text = row.get(column, "")
     where = f"row {row['_line']}, column {column}"
-    try:
-        value = float(text)
-    except ValueError:
-        raise InputError("not a number", file=str(path), field=where, value=text) from None
+    if text.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+        raise InputError("must be a finite number (no NaN or inf)", file=str(path), field=where, value=text)
+    if not _NUMBER.fullmatch(text):
+        # Python's float() also reads "1_000_000" and "0_1": a spreadsheet never means that.
+        raise InputError("not a number (digits, one '.', an optional exponent; no thousands separators)",
+                         file=str(path), field=where, value=text)
+    value = float(text)
     if not math.isfinite(value):
         raise InputError("must be a finite number (no NaN or inf)", file=str(path), field=where, value=text)
     if not low <= value <= high:
@@ -134,7 +193,7 @@ def load_portfolio(directory: str | Path) -> Portfolio:
             file=str(directory),
         )
     policies_path, exposures_path = directory / "policies.csv", directory / "exposures.csv"
-    policy_rows = read_rows(policies_path, POLICY_COLUMNS)
+    policy_rows = read_rows(policies_path, POLICY_COLUMNS, optional=("subsidy_share",))
 
     index: dict[str, int] = {}
     sectors, numbers = [], {name: [] for name in POLICY_COLUMNS[2:] + ("subsidy_share",)}
@@ -177,7 +236,7 @@ def load_portfolio(directory: str | Path) -> Portfolio:
         if country not in COUNTRIES:
             raise InputError(
                 "unknown country; use an ISO 3166 alpha-2 code (EU is not a country: book UPC "
-                "disputes to the local division's country)",
+                "disputes to the local division's country)" + country_hint(country),
                 file=str(exposures_path),
                 field=f"{where}, column country",
                 value=country,

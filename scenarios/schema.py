@@ -271,9 +271,9 @@ def _check_reinsurance(ck: _Checker, contract: Any, path: str) -> dict:
         elif key in ("cession", "ceding_commission", "default_probability", "recovery_rate", "counterparty_factor"):
             ck.number(value, where, low=0.0, high=1.0)
         elif key == "limit_cny" or key == "limit_loss_ratio":
-            ck.number(value, where, low=0.0, low_open=True)
+            ck.number(value, where, low=0.0, low_open=True, high=_high(key))
         else:
-            ck.number(value, where, low=0.0)
+            ck.number(value, where, low=0.0, high=_high(key))
     if kind == "quota_share" and "cession" not in contract:
         ck.fail(f"{path}.cession", "missing: a quota share needs its cession (0-1)")
     if kind == "per_dispute_xl":
@@ -355,14 +355,14 @@ def validate(raw: dict, file: str) -> dict:
     capital = ck.table(raw.get("capital", {}), "capital", CAPITAL_KEYS)
     for key in ("available_cny", "core_cny"):
         if key in capital:
-            ck.number(capital[key], f"capital.{key}", low=0.0)
+            ck.number(capital[key], f"capital.{key}", low=0.0, high=MAX_AMOUNT_CNY)
     if "expense_ratio" in capital:
         ck.number(capital["expense_ratio"], "capital.expense_ratio", low=0.0, high=1.0)
     if "counterparty_charge" in capital and not isinstance(capital["counterparty_charge"], bool):
         ck.fail("capital.counterparty_charge", "must be true or false", capital["counterparty_charge"])
     reserves = ck.table(raw.get("reserves", {}), "reserves", RESERVES_KEYS)
     if "held_cny" in reserves:
-        ck.number(reserves["held_cny"], "reserves.held_cny", low=0.0)
+        ck.number(reserves["held_cny"], "reserves.held_cny", low=0.0, high=MAX_AMOUNT_CNY)
     return raw
 
 
@@ -381,8 +381,44 @@ def _merge(base: dict, child: dict) -> dict:
     return out
 
 
+# Scenario amounts have the portfolio's bound (scenarios/portfolio.py): above 1e15 CNY is a typo
+# (an exponent too many); loss ratios and rates on line above 1,000 likewise.
+MAX_AMOUNT_CNY = 1e15
+MAX_RATIO = 1000.0
+
+
+def _high(key: str) -> float:
+    if key.endswith("_cny"):
+        return MAX_AMOUNT_CNY
+    if key.endswith("_loss_ratio") or key in ("rate_on_line", "loading", "reinstatement_premium"):
+        return MAX_RATIO
+    return math.inf
+
+
+MAX_TOML_DEPTH = 32  # tables and arrays nested deeper than this are refused (no scenario needs 5)
+
+
+def _depth(value, limit: int) -> int:
+    """Nesting depth of tables and arrays, counted without recursion (hostile files nest thousands deep)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
 def _read_toml(path: Path, referrer: str | None) -> dict:
-    if not path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError as err:  # a symbolic-link loop, a name too long ...
+        raise InputError(f"cannot open the scenario file ({err.strerror or err})", file=str(path)) from None
+    if not is_file:
         raise InputError(
             "scenario file not found; give a library name or a path to a .toml file",
             file=referrer,
@@ -391,11 +427,20 @@ def _read_toml(path: Path, referrer: str | None) -> dict:
             choices=library_names(),
         )
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8-sig"))
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except tomllib.TOMLDecodeError as err:
         raise InputError(f"not valid TOML: {err}", file=str(path)) from None
     except UnicodeDecodeError as err:
         raise InputError(f"not UTF-8 text ({err.reason})", file=str(path)) from None
+    except RecursionError:
+        raise InputError(f"tables or arrays nested too deep to read (a scenario needs at most {MAX_TOML_DEPTH} "
+                         "levels)", file=str(path)) from None
+    except OSError as err:
+        raise InputError(f"cannot read the scenario file ({err.strerror or err})", file=str(path)) from None
+    if _depth(raw, MAX_TOML_DEPTH) > MAX_TOML_DEPTH:
+        raise InputError(f"tables or arrays nested deeper than {MAX_TOML_DEPTH} levels; a scenario needs at most a few",
+                         file=str(path))
+    return raw
 
 
 def resolve_reference(reference: str, *, relative_to: Path | None = None, referrer: str | None = None) -> Path:
@@ -418,7 +463,11 @@ def resolve_reference(reference: str, *, relative_to: Path | None = None, referr
 
 
 def _load_chain(path: Path, referrer: str | None, chain: tuple[Path, ...]) -> dict:
-    resolved = path.resolve()
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError) as err:  # RuntimeError: a symbolic-link loop (Python < 3.13)
+        raise InputError(f"cannot resolve the scenario path ({err})", file=str(path),
+                         field="extends" if referrer else None) from None
     if resolved in chain:
         cycle = " -> ".join(str(p) for p in chain + (resolved,))
         raise InputError(f"extends cycle: {cycle}; remove one of the extends", file=str(path), field="extends")

@@ -29,6 +29,19 @@ MANIFEST = "manifest.json"
 _CHUNK = re.compile(r"^(?P<stream>[a-z]+)-(?P<start>\d{12})\.npz$")
 
 
+SEAL = ".seal"
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 class CheckpointError(ValueError):
     """The checkpoint is missing, damaged or belongs to another run."""
 
@@ -82,20 +95,55 @@ class ChunkStore:
     def chunk_path(self, stream: str, start: int) -> Path:
         return self.path / f"{stream}-{start:012d}.npz"
 
+    def _check(self, item: Path) -> str | None:
+        """Why a chunk file cannot be used (None: it is sound and belongs to this run).
+
+        Each chunk has a seal beside it (``<chunk>.seal``: its SHA-256 and the run's fingerprint),
+        written after the chunk: a chunk without a seal (killed in between), with another
+        run's fingerprint, with other bytes (truncated, flipped) or that does not load is unusable.
+        """
+        seal_path = item.with_name(item.name + SEAL)
+        try:
+            seal = json.loads(seal_path.read_text())
+        except (OSError, ValueError):
+            return "no seal (written by a run killed mid-write, or by another version)"
+        if seal.get("fingerprint") != self.manifest.get("fingerprint"):
+            return "written by another run (its fingerprint differs)"
+        if seal.get("sha256") != _sha256(item):
+            return "damaged (its bytes differ from the checksum written with it)"
+        try:
+            with np.load(item, allow_pickle=False) as data:
+                int(data["gross"].shape[0])
+        except Exception as err:  # noqa: BLE001 - any failure to read means the chunk is unusable
+            return f"unreadable ({type(err).__name__})"
+        return None
+
     def done(self, stream: str) -> dict[int, int]:
-        """``{start: years}`` of the chunks of ``stream`` already on disk."""
+        """``{start: years}`` of the sound chunks of ``stream`` on disk; unusable ones are removed
+        (they are simulated again) and listed in ``self.discarded``."""
         out = {}
-        for item in self.path.iterdir():
+        self.discarded = getattr(self, "discarded", [])
+        for item in sorted(self.path.iterdir()):
             match = _CHUNK.match(item.name)
-            if match and match["stream"] == stream:
-                with np.load(item, allow_pickle=False) as data:
-                    out[int(match["start"])] = int(data["gross"].shape[0])
+            if not (match and match["stream"] == stream):
+                continue
+            problem = self._check(item)
+            if problem is not None:
+                self.discarded.append(f"{item.name}: {problem}")
+                item.unlink(missing_ok=True)
+                item.with_name(item.name + SEAL).unlink(missing_ok=True)
+                continue
+            with np.load(item, allow_pickle=False) as data:
+                out[int(match["start"])] = int(data["gross"].shape[0])
         return out
 
     def put(self, stream: str, start: int, record: dict[str, np.ndarray]) -> None:
-        """Write one chunk's record atomically."""
+        """Write one chunk's record atomically, then its seal (checksum and the run's fingerprint)."""
         arrays = {name: np.asarray(value) for name, value in record.items()}
-        _write_atomic(self.chunk_path(stream, start), lambda f: np.savez(f, **arrays))
+        path = self.chunk_path(stream, start)
+        _write_atomic(path, lambda f: np.savez(f, **arrays))
+        seal = {"sha256": _sha256(path), "fingerprint": self.manifest.get("fingerprint")}
+        _write_atomic(path.with_name(path.name + SEAL), lambda f: f.write(json.dumps(seal).encode()))
 
     def years(self, stream: str, total: int) -> StoredYears:
         """The records of ``stream``, which must cover years ``0 .. total - 1`` exactly."""

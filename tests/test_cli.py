@@ -279,7 +279,7 @@ def test_outputs_are_not_replaced_without_overwrite(baseline_run, tmp_path):
     (tmp_path / "stress" / "stress.json").write_text("{}")
     result = CliRunner().invoke(main, ["stress", "--out", str(tmp_path / "stress")])
     assert result.exit_code == 2
-    assert "already holds a stress run" in result.output
+    assert "already holds outputs" in result.output
 
 
 def _strict_json(path: Path) -> dict:

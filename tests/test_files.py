@@ -153,3 +153,136 @@ def test_generated_files_are_readable_by_colleagues(tmp_path):
         os.umask(old)
     for name in ("policies.csv", "exposures.csv"):
         assert (tmp_path / "book" / name).stat().st_mode & 0o777 == 0o644
+
+
+def test_a_damaged_or_foreign_checkpoint_chunk_is_simulated_again_and_named(tmp_path, monkeypatch):
+    from leisim.simulator import store as store_module
+
+    out = tmp_path / "run"
+    reference = tmp_path / "reference"
+    args = ["simulate", *FIXED[:2], "--years", "2000", "--chunk-size", "500", "--no-plots"]
+    assert run(*args, "--out", str(reference)).exit_code == 0
+    put, written = store_module.ChunkStore.put, []
+
+    def interrupted(self, stream, start, record):
+        if len(written) == 3:
+            raise KeyboardInterrupt
+        written.append(start)
+        put(self, stream, start, record)
+
+    monkeypatch.setattr(store_module.ChunkStore, "put", interrupted)
+    assert CliRunner().invoke(main, [*args, "--out", str(out)]).exit_code == 130
+    monkeypatch.setattr(store_module.ChunkStore, "put", put)
+    checkpoint = out / ".checkpoint"
+    first, second = checkpoint / "main-000000000000.npz", checkpoint / "main-000000000500.npz"
+    first.write_bytes(first.read_bytes()[:-40])  # truncated
+    seal = json.loads((checkpoint / "main-000000001000.npz.seal").read_text())
+    seal["fingerprint"] = "0" * 64  # from another run
+    (checkpoint / "main-000000001000.npz.seal").write_text(json.dumps(seal))
+    (second.with_name(second.name + ".seal")).unlink()  # killed before its seal
+    moved = tmp_path / "moved"
+    out.rename(moved)  # --resume finishes the folder it is given
+    result = run("simulate", "--resume", str(moved))
+    assert result.exit_code == 0, result.output
+    for fragment in ("main-000000000000.npz: damaged", "main-000000000500.npz: no seal",
+                     "main-000000001000.npz: written by another run"):
+        assert fragment in result.output
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (reference, moved))
+    for key in ("gross", "net", "capital"):
+        assert a[key] == b[key], key
+    assert not out.exists()
+
+
+def _book(tmp_path: Path, *, policies: str | None = None, exposures: str | None = None) -> Path:
+    folder = tmp_path / "edited"
+    shutil.copytree(default_portfolio_dir(), folder, ignore=shutil.ignore_patterns("history", "*.nc", "checks.*"))
+    if policies is not None:
+        (folder / "policies.csv").write_text(policies)
+    if exposures is not None:
+        (folder / "exposures.csv").write_text(exposures)
+    return folder
+
+
+POLICY_HEADER = "policy_id,sector,premium_cny,deductible_cny,coinsurance,limit_per_dispute_cny,aggregate_limit_cny"
+
+
+@pytest.mark.parametrize("policies, exposures, fragment", [
+    (None, "policy_id,country,exposure,exposure\nBJ2024-0001,US,2.5,900000\n", "more than once"),
+    (None, "policy_id,country,Exposure\nBJ2024-0001,US,2.5\n", "did you mean 'exposure'"),
+    (POLICY_HEADER + ",subsidy_shares\nP1,machinery,1000,0,0.1,1000000,1000000,0.8\n", None, "did you mean 'subsidy_share'"),
+    (POLICY_HEADER + "\nP1,machinery,1_000,0,0.1,1000000,1000000\n", None, "thousands separators"),
+    (POLICY_HEADER + "\nP1,machinery,1000,0,0_1,1000000,1000000\n", None, "thousands separators"),
+    (None, "policy_id,country,exposure\nBJ2024-0001,us,2.5\n", "did you mean 'US'"),
+    (None, "policy_id,country,exposure\nBJ2024-0001,UK,2.5\n", "did you mean 'GB'"),
+    (None, "policy_id;country;exposure\nBJ2024-0001;US;2.5\n", "semicolon-separated"),
+    (None, "policy_id\tcountry\texposure\nBJ2024-0001\tUS\t2.5\n", "tab-separated"),
+])
+def test_ambiguous_csv_files_are_refused_with_a_hint(tmp_path, policies, exposures, fragment):
+    folder = _book(tmp_path, policies=policies, exposures=exposures)
+    before = snapshot(folder)
+    refused(run("data", "validate", "--portfolio", str(folder)), fragment)
+    assert snapshot(folder) == before
+
+
+def test_a_utf16_file_gets_a_hint(tmp_path):
+    folder = _book(tmp_path)
+    (folder / "exposures.csv").write_bytes("policy_id,country,exposure\nBJ2024-0001,US,2.5\n".encode("utf-16"))
+    refused(run("data", "validate", "--portfolio", str(folder)), "UTF-16")
+
+
+def test_history_duplicates_and_an_empty_history_are_refused(tmp_path):
+    from leisim.models.history import default_history_dir
+
+    history = tmp_path / "history"
+    shutil.copytree(default_history_dir(), history)
+    lines = (history / "exposures.csv").read_text().splitlines()
+    (history / "exposures.csv").write_text("\n".join(lines + [lines[1]]) + "\n")
+    refused(run("data", "validate", "--history", str(history)), "duplicate (policy_id, year, country, dispute_type)")
+    header, *rows = lines
+    column = header.split(",").index("disputes")
+    zeroed = [",".join(f if i != column else "0" for i, f in enumerate(r.split(","))) for r in rows]
+    (history / "exposures.csv").write_text("\n".join([header, *zeroed]) + "\n")
+    (history / "disputes.csv").write_text((default_history_dir() / "disputes.csv").read_text().splitlines()[0] + "\n")
+    (history / "campaigns.csv").write_text((default_history_dir() / "campaigns.csv").read_text().splitlines()[0] + "\n")
+    out = tmp_path / "posterior.nc"
+    refused(run("fit", "--history", str(history), "--out", str(out)), "no dispute")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("text", [
+    'name = "x"\na = ' + "{b = " * 3000 + "1" + "}" * 3000 + "\n",
+    'name = "x"\n[' + ".".join(["a"] * 3000) + "]\nx = 1\n",
+    'name = "x"\nz = ' + "[" * 3000 + "]" * 3000 + "\n",
+])
+def test_hostile_toml_nesting_is_refused(tmp_path, text):
+    path = tmp_path / "deep.toml"
+    path.write_text(text)
+    refused(run("scenarios", "validate", str(path)), "deep.toml", "nested")
+
+
+def test_a_symlink_loop_is_refused(tmp_path):
+    loop = tmp_path / "loop.toml"
+    loop.symlink_to(loop)
+    refused(run("scenarios", "validate", str(loop)), "loop.toml")
+    child = tmp_path / "child.toml"
+    child.write_text('name = "child"\nextends = "loop.toml"\n')
+    refused(run("scenarios", "validate", str(child)), "loop.toml")
+
+
+def test_scenario_amounts_have_an_upper_bound(tmp_path):
+    path = tmp_path / "big.toml"
+    path.write_text('name = "big"\nextends = "baseline"\n[capital]\navailable_cny = 1e20\n')
+    refused(run("scenarios", "validate", str(path)), "capital.available_cny", "<= 1e+15")
+
+
+def test_runs_that_cannot_fit_are_refused_before_they_start(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    refused(run("simulate", "--scenario", "calibrated_fixed", "--years", "10000000000", "--out", str(out)),
+            "GB of disk", "--years")
+    refused(run("simulate", "--scenario", "calibrated_fixed", "--years", "10000000", "--chunk-size", "10000000",
+                "--out", str(out)), "GB of memory", "--chunk-size")
+    from leisim.scenarios import compose
+
+    monkeypatch.setattr(compose, "available_memory", lambda: 1e8)  # a machine with 100 MB free
+    refused(run("simulate", "--years", "200", "--out", str(out)), "policy, cell) entries", "GB of memory")
+    assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -30,7 +30,7 @@ from leisim.simulator.driver import run_years
 from leisim.simulator.results import by_label
 
 ROOT = Path(__file__).resolve().parent.parent
-YEARS = 40_000
+YEARS = 20_000
 COMBINED_SES = 4.0
 
 pytestmark = pytest.mark.slow

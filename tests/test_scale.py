@@ -128,7 +128,8 @@ def test_interrupt_stops_cleanly_and_resumes(reference, tmp_path, monkeypatch):
     assert result.exit_code == 130
     assert "leisim simulate --resume" in result.output
     assert sorted(p.name for p in (out / ".checkpoint").iterdir()) == [
-        "main-000000000000.npz", "main-000000001000.npz", "main-000000002000.npz", "manifest.json"]
+        "main-000000000000.npz", "main-000000000000.npz.seal", "main-000000001000.npz", "main-000000001000.npz.seal",
+        "main-000000002000.npz", "main-000000002000.npz.seal", "manifest.json"]
     monkeypatch.setattr(store_module.ChunkStore, "put", put)
     result = run("simulate", "--resume", str(out))
     assert result.exit_code == 0, result.output
