@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from .errors import InputError
+from .files import sha256_file
 from .models.settings import FIT_DEFAULTS
 from .scenarios.schema import MAX_SEED, MAX_YEARS
 
@@ -397,7 +398,9 @@ def _check_resources(composition, point_composition, *, years: int, chunk_size: 
     # The slots of the years vectorised together (batch_years per device) and the parameter tables.
     slots = shape.dispute_buffer + shape.campaign_dispute_buffer + shape.event_buffer
     batch_bytes = devices * min(shape.batch_years, chunk_size) * slots * 8.0 * 24
-    params_bytes = sum(getattr(x, "nbytes", 0) for x in jax_leaves(composition.params))
+    import jax
+
+    params_bytes = sum(getattr(x, "nbytes", 0) for x in jax.tree_util.tree_leaves(composition.params))
     need = chunk_bytes + batch_bytes + 2.0 * params_bytes
     from .scenarios.compose import available_memory
 
@@ -406,12 +409,6 @@ def _check_resources(composition, point_composition, *, years: int, chunk_size: 
         raise InputError(f"--chunk-size {chunk_size:,} needs about {need / 1e9:,.1f} GB of memory and "
                          f"{available / 1e9:,.1f} GB are available; lower --chunk-size (memory grows with it, the "
                          "results do not change)", field="--chunk-size", value=chunk_size)
-
-
-def jax_leaves(tree):
-    import jax
-
-    return jax.tree_util.tree_leaves(tree)
 
 
 def _lock_output(out_dir: Path):
@@ -663,7 +660,7 @@ def _run_simulation(run: dict, *, resume: bool = False, devices: int | None = No
             from .models.posterior import default_posterior_path
 
             attrs["posterior"] = str(Path(scenario.raw.get("model", {}).get("posterior") or default_posterior_path()).resolve())
-            attrs["posterior_sha256"] = _sha256_file(attrs["posterior"])  # which fit, even if the file is replaced
+            attrs["posterior_sha256"] = sha256_file(attrs["posterior"])  # which fit, even if the file is replaced
         capital_spec = capital_specs[0] if capital_specs else scenario.capital
         summary = results.summarize(main_years, composition, provenance_attrs=attrs, capital_spec=capital_spec,
                                     reserves_spec=scenario.reserves, point_estimate=point)
@@ -985,7 +982,7 @@ def report(run_dir, out_file, stress_dir, portfolio_dir, checks_path):
         raise InputError("not a checks.json written by `leisim check`", file=str(checks_path))
     if checks is not None and prov.get("posterior") and Path(prov["posterior"]).is_file():
         # Checks of another fit must not stand beside this run's results.
-        if checks.get("posterior_sha256") != _sha256_file(prov["posterior"]):
+        if checks.get("posterior_sha256") != sha256_file(prov["posterior"]):
             message = (f"{checks_path} checks another posterior than the run's ({prov['posterior']}); "
                        "run `leisim check` on the run's posterior")
             if explicit:
@@ -1024,9 +1021,9 @@ def _print_stress(doc: dict, names: list[str]) -> None:
         for _, key, scale in columns:
             v = m.get(key)
             row += f"{'-' if v is None else f'{v / scale:,.1f}':>14}"
-        meets = m.get("meets") or {}
-        verdict = ("-" if meets.get("comprehensive_100pct") is None
-                   else "PASS" if meets["comprehensive_100pct"] and meets.get("core_50pct") is not False else "FAIL")
+        from .simulator.capital import passes
+
+        verdict = {None: "-", True: "PASS", False: "FAIL"}[passes(m.get("meets") or {})]
         click.echo(row + f"   {verdict}")
     click.echo(f"\nStress test on common random numbers: change from {names[0]} (± SE of the difference); "
                "CNY million")
@@ -1100,16 +1097,6 @@ def fit(history_dir, out_path, chains, warmup, samples, seed, target_accept, che
     click.echo(f"\nWrote {out_path}")
 
 
-def _sha256_file(path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _display_path(path) -> str:
     """A path as recorded in an output: relative to the working folder when inside it, else absolute."""
     path = Path(path).resolve()
@@ -1142,7 +1129,7 @@ def _posterior_checks(history, posterior, out_dir: Path, *, seed: int, posterior
                "through the simulation engine ...", err=True)
     doc = ppc.predictive_checks(history, posterior, seed=seed, years=years)
     doc["posterior"] = _display_path(posterior_path)
-    doc["posterior_sha256"] = _sha256_file(posterior_path)
+    doc["posterior_sha256"] = sha256_file(posterior_path)
     doc["history"] = _display_path(history.source)
     for line in ppc.summary_lines(doc):
         click.echo("  " + line)

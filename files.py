@@ -38,6 +38,17 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MB blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def atomic_write(path: str | Path, write: str | bytes | Callable[[Path], None]) -> Path:
     """Write ``path`` atomically: ``write`` is the text, the bytes, or a function that writes the staging path."""
     path = Path(path)

@@ -108,10 +108,9 @@ code{font-size:.85rem;word-break:break-all}
 
 def _stress_passes(metrics: dict) -> bool | None:
     """C-ROSS verdict of one stressed scenario: comprehensive >= 100% and core >= 50% (None: no capital given)."""
-    meets = metrics.get("meets") or {}
-    if meets.get("comprehensive_100pct") is None:
-        return None
-    return bool(meets["comprehensive_100pct"] and meets.get("core_50pct") is not False)
+    from .simulator.capital import passes
+
+    return passes(metrics.get("meets") or {})
 
 
 def _failing_stresses(stress: dict) -> list[str]:

@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import InputError
 from ..simulator import capital, metrics
 from ..simulator.driver import YearTable, run_years
-from ..simulator.results import program_outcome
+from ..simulator.results import fixed_income, program_outcome
 from .compose import Composition, compose
 from .portfolio import Portfolio
 from .schema import Scenario, validate
@@ -133,7 +133,8 @@ def with_prices_of(comp: Composition, base: Run) -> Composition:
 def _income(run: Run) -> float:
     """The fixed part of the year's result (capital.py): premium - expenses - reinsurance premiums
     net of commissions, at the scenario's own premium and the baseline's reinsurance prices."""
-    return run.series["net_premium"] - run.scenario.expense_ratio * run.composition.premium_cny
+    spec = run.scenario.capital | {"expense_ratio": run.scenario.expense_ratio}
+    return fixed_income(run.composition.premium_cny, run.series["net_premium"], spec)["income"]
 
 
 def _counterparty_charge(run: Run) -> float:

@@ -212,6 +212,13 @@ def assess(net_cost: np.ndarray, *, available: float | None, income: float, core
     return out
 
 
+def passes(meets: dict) -> bool | None:
+    """The C-ROSS verdict of ``assess(...)["meets"]``: comprehensive >= 100% and core >= 50% (None: no capital)."""
+    if meets.get("comprehensive_100pct") is None:
+        return None
+    return bool(meets["comprehensive_100pct"] and meets.get("core_50pct") is not False)
+
+
 def allocate(net_cost: np.ndarray, parts, labels: list[str], required: float,
              level: float = ALLOCATION_LEVEL, *, rule=None) -> dict:
     """Allocate ``required`` to the labelled parts in proportion to their Euler TVaR contributions."""

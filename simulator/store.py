@@ -25,21 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import sha256_file
+
 MANIFEST = "manifest.json"
 _CHUNK = re.compile(r"^(?P<stream>[a-z]+)-(?P<start>\d{12})\.npz$")
 
 
 SEAL = ".seal"
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class CheckpointError(ValueError):
@@ -109,7 +101,7 @@ class ChunkStore:
             return "no seal (written by a run killed mid-write, or by another version)"
         if seal.get("fingerprint") != self.manifest.get("fingerprint"):
             return "written by another run (its fingerprint differs)"
-        if seal.get("sha256") != _sha256(item):
+        if seal.get("sha256") != sha256_file(item):
             return "damaged (its bytes differ from the checksum written with it)"
         try:
             with np.load(item, allow_pickle=False) as data:
@@ -142,7 +134,7 @@ class ChunkStore:
         arrays = {name: np.asarray(value) for name, value in record.items()}
         path = self.chunk_path(stream, start)
         _write_atomic(path, lambda f: np.savez(f, **arrays))
-        seal = {"sha256": _sha256(path), "fingerprint": self.manifest.get("fingerprint")}
+        seal = {"sha256": sha256_file(path), "fingerprint": self.manifest.get("fingerprint")}
         _write_atomic(path.with_name(path.name + SEAL), lambda f: f.write(json.dumps(seal).encode()))
 
     def years(self, stream: str, total: int) -> StoredYears:

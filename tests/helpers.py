@@ -44,3 +44,22 @@ def cell(country="US", dispute_type="patent", *, frequency, severity, **extra) -
 
 def composition(cells, portfolio, **kw):
     return compose(make_scenario(cells), portfolio, **kw)
+
+
+def interrupt_after_chunks(monkeypatch, chunks: int):
+    """Make the checkpoint raise KeyboardInterrupt (Ctrl-C) when chunk number ``chunks`` + 1 is written.
+
+    Returns a function that restores the real ``ChunkStore.put``.
+    """
+    from leisim.simulator import store as store_module
+
+    put, written = store_module.ChunkStore.put, []
+
+    def interrupted(self, stream, start, record):
+        if len(written) == chunks:
+            raise KeyboardInterrupt
+        written.append(start)
+        put(self, stream, start, record)
+
+    monkeypatch.setattr(store_module.ChunkStore, "put", interrupted)
+    return lambda: monkeypatch.setattr(store_module.ChunkStore, "put", put)

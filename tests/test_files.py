@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from click.testing import CliRunner
+from helpers import interrupt_after_chunks
 
 from leisim import cli
 from leisim.cli import main
@@ -156,23 +157,13 @@ def test_generated_files_are_readable_by_colleagues(tmp_path):
 
 
 def test_a_damaged_or_foreign_checkpoint_chunk_is_simulated_again_and_named(tmp_path, monkeypatch):
-    from leisim.simulator import store as store_module
-
     out = tmp_path / "run"
     reference = tmp_path / "reference"
     args = ["simulate", *FIXED[:2], "--years", "2000", "--chunk-size", "500", "--no-plots"]
     assert run(*args, "--out", str(reference)).exit_code == 0
-    put, written = store_module.ChunkStore.put, []
-
-    def interrupted(self, stream, start, record):
-        if len(written) == 3:
-            raise KeyboardInterrupt
-        written.append(start)
-        put(self, stream, start, record)
-
-    monkeypatch.setattr(store_module.ChunkStore, "put", interrupted)
+    restore = interrupt_after_chunks(monkeypatch, 3)
     assert CliRunner().invoke(main, [*args, "--out", str(out)]).exit_code == 130
-    monkeypatch.setattr(store_module.ChunkStore, "put", put)
+    restore()
     checkpoint = out / ".checkpoint"
     first, second = checkpoint / "main-000000000000.npz", checkpoint / "main-000000000500.npz"
     first.write_bytes(first.read_bytes()[:-40])  # truncated

@@ -22,8 +22,9 @@ import pytest
 import xarray as xr
 from click.testing import CliRunner
 
+from helpers import interrupt_after_chunks
+
 from leisim.cli import main
-from leisim.simulator import store as store_module
 
 # 30 chunks of 1000 years: long enough to be killed part-way, the same kernel as the CLI tests.
 CHUNKS = 30
@@ -114,23 +115,14 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(reference, tmp_path):
 def test_interrupt_stops_cleanly_and_resumes(reference, tmp_path, monkeypatch):
     # Ctrl-C is a KeyboardInterrupt in the main thread: raise it while the 4th chunk is written.
     out = tmp_path / "interrupted"
-    put = store_module.ChunkStore.put
-    written = []
-
-    def interrupted(self, stream, start, record):
-        if len(written) == 3:
-            raise KeyboardInterrupt
-        written.append(start)
-        put(self, stream, start, record)
-
-    monkeypatch.setattr(store_module.ChunkStore, "put", interrupted)
+    restore = interrupt_after_chunks(monkeypatch, 3)
     result = CliRunner().invoke(main, RUN + ["--out", str(out)])
     assert result.exit_code == 130
     assert "leisim simulate --resume" in result.output
     assert sorted(p.name for p in (out / ".checkpoint").iterdir()) == [
         "main-000000000000.npz", "main-000000000000.npz.seal", "main-000000001000.npz", "main-000000001000.npz.seal",
         "main-000000002000.npz", "main-000000002000.npz.seal", "manifest.json"]
-    monkeypatch.setattr(store_module.ChunkStore, "put", put)
+    restore()
     result = run("simulate", "--resume", str(out))
     assert result.exit_code == 0, result.output
     assert_same_run(reference, out)
