@@ -53,6 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtri
 
+from .ordered import pairwise_sum, segment_total, settled
 from .reinsurance import Programs, cede, default_uniforms
 
 # Severity families. The code is the index in FAMILIES. Lifecycle stages are lognormal.
@@ -248,6 +249,25 @@ def _poisson_each(key: jax.Array, lam: jax.Array) -> jax.Array:
     return jax.vmap(lambda k, rate: jax.random.poisson(k, rate, dtype=jnp.int32))(keys, lam)
 
 
+def slot_total(x: jax.Array, shape: EngineShape) -> jax.Array:
+    """Sum of a per-slot array (the year's disputes, then the campaigns' disputes), in an order that
+    no buffer size changes: each part by :func:`pairwise_sum`, then the two parts."""
+    if shape.campaign_buffer == 0:
+        return pairwise_sum(x)
+    split = shape.dispute_buffer
+    return pairwise_sum(x[..., :split]) + pairwise_sum(x[..., split:])
+
+
+def _slot_bits(key: jax.Array, shape: EngineShape) -> jax.Array:
+    """32 random bits per slot, each part (disputes, campaigns' disputes) from its own stream, so that
+    a slot's bits do not move when the buffer before it grows (prefix-stable per part)."""
+    bits = jax.random.bits(jax.random.fold_in(key, 0), (shape.dispute_buffer,), dtype=jnp.uint32)
+    if shape.campaign_buffer == 0:
+        return bits
+    extra = jax.random.bits(jax.random.fold_in(key, 1), (shape.campaign_dispute_buffer,), dtype=jnp.uint32)
+    return jnp.concatenate([bits, extra])
+
+
 def _low32(word: jax.Array) -> jax.Array:
     return word & jnp.uint64(0xFFFFFFFF)
 
@@ -305,7 +325,7 @@ def _dispute_costs(key: jax.Array, n_slots: int, cell: jax.Array, u_cost: jax.Ar
         decided = stage >= TRIAL
         shifted = jnp.where(u_win < p_win, 1.0 - recovered, 1.0 + adverse)
         cost = cost * jnp.where(decided, shifted, 1.0)
-    return cost, stage
+    return settled(cost), stage  # one rounding for every consumer (ordered.py)
 
 
 @functools.cache
@@ -329,30 +349,33 @@ def _payment_pattern(key: jax.Array, amount: jax.Array, valid: jax.Array, cell: 
     ``r_i`` and ``r_i e_i`` over disputes ended before ``t``. One scatter-add by ``floor(e_i)``
     gives A and B for every year-end, instead of a [dispute, year] table (measured 2x faster).
     """
-    bits = jax.random.bits(key, amount.shape, dtype=jnp.uint32)
+    bits = _slot_bits(key, shape)
     start = _uniform_from_bits(bits & jnp.uint32(0xFFFF), 16).astype(jnp.float64)
     # The duration's normal quantile from 16 bits, by table: exact (65,536 values), 1.3x faster.
     z = jnp.asarray(_normal_quantile_table())[(bits >> jnp.uint32(16)).astype(jnp.int32)]
     n_stages = params.cell_duration.shape[2]
     log_median, sigma = _per_draw(params.cell_duration.reshape(params.cell_duration.shape[0], -1, 2), draw,
                                   cell * n_stages + stage)
-    duration = jnp.maximum(jnp.exp(log_median + sigma * z), 1e-3).astype(jnp.float64)
+    # Settled: XLA may copy this into several fusions, contracting log_median + sigma * z into
+    # an FMA in some and not others (ordered.py); every use below must see the same durations.
+    start, duration = settled((start, jnp.maximum(jnp.exp(log_median + sigma * z), 1e-3).astype(jnp.float64)))
     end = start + duration
     rate = amount / duration
     n_dev = shape.dev_years
     ended_before = jnp.clip(jnp.floor(end), 0, n_dev).astype(jnp.int32)  # end < t  <=>  ended_before <= t - 1
     weight = jnp.where(valid, _per_draw(params.cell_case_weight, draw, cell), 0.0).astype(jnp.float64)
-    sums = jax.ops.segment_sum(jnp.stack([rate, rate * end, valid.astype(jnp.float64), weight], axis=1), ended_before,
-                               num_segments=n_dev + 1)
+    sums = segment_total(jnp.stack([rate, rate * end, valid.astype(jnp.float64), weight], axis=1), ended_before,
+                         n_dev + 1)
     done = jnp.cumsum(sums[:n_dev], axis=0)  # row t - 1: totals over disputes ended before t
     t = jnp.arange(1, n_dev + 1, dtype=jnp.float64)
-    paid_by = t * rate.sum() - (rate * start).sum() - (t * done[:, 0] - done[:, 1])
-    total = amount.sum()
+    t_rate, t_done = settled((t * slot_total(rate, shape), t * done[:, 0]))
+    paid_by = t_rate - slot_total(rate * start, shape) - (t_done - done[:, 1])
+    total = slot_total(amount, shape)
     # Rounding in the cancellation above can break monotonicity by a few ulps: restore it.
     paid_by = jax.lax.cummax(jnp.clip(paid_by, 0.0, total).at[-1].set(total))
     payments = jnp.diff(paid_by, prepend=0.0)
     open_disputes = (valid.sum() - done[:, 2]).astype(jnp.int32)
-    open_weight = jnp.maximum(weight.sum() - done[:, 3], 0.0)
+    open_weight = jnp.maximum(slot_total(weight, shape) - done[:, 3], 0.0)
     return payments, open_disputes, open_weight
 
 
@@ -463,22 +486,23 @@ def simulate_year(key: jax.Array, year: jax.Array, params: EngineParams, shape: 
 
     # 5-6. Policy terms per dispute, then the annual aggregate limit per policy.
     cost = jnp.where(valid, cost, 0.0)
-    paid = jnp.minimum((1.0 - coinsurance) * jnp.maximum(cost - deductible, 0.0), limit).astype(jnp.float64)
+    paid = settled(jnp.minimum((1.0 - coinsurance) * jnp.maximum(cost - deductible, 0.0), limit).astype(jnp.float64))
     policy_or_sink = jnp.where(valid, policy, shape.n_policies)  # empty slots go to a sink row
     per_policy = jnp.zeros(shape.n_policies + 1, jnp.float64).at[policy_or_sink].add(paid)
     aggregate = params.aggregate_limit_cny[policy]
     year_total = per_policy[policy]
     scale = jnp.where(year_total > aggregate, aggregate / jnp.where(year_total > 0, year_total, 1.0), 1.0)
-    by_cell = jax.ops.segment_sum(paid * scale, cell, num_segments=shape.n_cells)
+    amount = settled(jnp.where(valid, paid * scale, 0.0))  # each dispute's share of the gross (f64)
+    by_cell = segment_total(amount, cell, shape.n_cells)
     # The portfolio total is the exact sum of min(policy total, aggregate limit), so that it can
     # never exceed a limit by rounding; the pro-rata split above only attributes it to cells.
     gross = jnp.minimum(per_policy[: shape.n_policies], params.aggregate_limit_cny).sum()
-    amount = jnp.where(valid, paid * scale, 0.0)  # each dispute's share of the gross (f64)
 
     # 7. Reinsurance: every program on the same disputes (common random numbers).
     if shape.n_reinsurers > 0:
-        ceded = cede(default_uniforms(key, shape.n_reinsurers), amount, gross, params.programs, shape.program_kinds)
-        recovered_by_cell = jax.ops.segment_sum(ceded.recovered_by_slot, cell, num_segments=shape.n_cells)
+        ceded = cede(default_uniforms(key, shape.n_reinsurers), amount, gross, params.programs, shape.program_kinds,
+                     functools.partial(slot_total, shape=shape))
+        recovered_by_cell = segment_total(ceded.recovered_by_slot, cell, shape.n_cells)
         ceded_due, recovered, net = ceded.due, ceded.recovered, ceded.net
         net_by_group = jnp.maximum(by_cell - recovered_by_cell, 0.0)
     else:
@@ -495,7 +519,7 @@ def simulate_year(key: jax.Array, year: jax.Array, params: EngineParams, shape: 
         open_weight = payments
     return YearResult(
         gross=gross,
-        ground_up=cost.astype(jnp.float64).sum(),
+        ground_up=slot_total(cost.astype(jnp.float64), shape),
         gross_by_group=by_cell,
         disputes_by_group=jax.ops.segment_sum(valid.astype(jnp.int32), cell, num_segments=shape.n_cells),
         max_dispute=jnp.max(jnp.minimum(paid, aggregate)),

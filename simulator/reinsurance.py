@@ -24,11 +24,14 @@ common random numbers) run in one kernel pass; unused contract slots have kind `
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from .ordered import settled
 
 NONE, QUOTA_SHARE, PER_DISPUTE_XL, STOP_LOSS = range(4)
 KINDS = {"quota_share": QUOTA_SHARE, "per_dispute_xl": PER_DISPUTE_XL, "stop_loss": STOP_LOSS}
@@ -64,7 +67,7 @@ def _safe_ratio(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
 
 
 def cede(u_default: jax.Array, amounts: jax.Array, total: jax.Array, programs: Programs,
-         kinds: tuple[tuple[int, ...], ...]) -> Cession:
+         kinds: tuple[tuple[int, ...], ...], slot_sum: Callable[[jax.Array], jax.Array] = jnp.sum) -> Cession:
     """Apply each program to one year's disputes.
 
     Args:
@@ -74,6 +77,8 @@ def cede(u_default: jax.Array, amounts: jax.Array, total: jax.Array, programs: P
         programs: the programs' numbers, ``[program, contract]``.
         kinds: the programs' contract kinds (static: only the arithmetic each contract needs is
             traced; measured 1.6x faster on the kernel than selecting among all three).
+        slot_sum: how to total a per-slot array (the kernel passes a fixed-order sum, so that a
+            year's cessions do not depend on the buffer size it was simulated with).
     """
     dues, recovereds, nets, by_slot = [], [], [], []
     n_contracts = programs.kind.shape[1]
@@ -92,19 +97,20 @@ def cede(u_default: jax.Array, amounts: jax.Array, total: jax.Array, programs: P
                 per_slot, ceded = retained * lower, lower * retained_total
             elif kind == PER_DISPUTE_XL:
                 layer = jnp.clip(retained - lower, 0.0, width)
-                layer_total = layer.sum()
+                layer_total = slot_sum(layer)
                 ceded = jnp.minimum(layer_total, cover)
                 per_slot = layer * _safe_ratio(ceded, layer_total)
             else:  # STOP_LOSS
                 ceded = jnp.clip(retained_total - lower, 0.0, width)
                 per_slot = retained * _safe_ratio(ceded, retained_total)
             ceded = jnp.minimum(ceded, retained_total)  # never more than is retained (rounding)
+            per_slot = settled(per_slot)  # rounded before it is subtracted or added (ordered.py)
             retained = jnp.maximum(retained - per_slot, 0.0)
             retained_total = retained_total - ceded
             paid_share = jnp.where(u_default[programs.reinsurer[p, c]] < programs.default_probability[p, c],
                                    programs.recovery_rate[p, c], 1.0)
             if p == 0:  # the first program's recoveries are attributed to cells
-                recovered_by_slot = recovered_by_slot + per_slot * paid_share
+                recovered_by_slot = recovered_by_slot + settled(per_slot * paid_share)
             due.append(ceded)
             recovered.append(ceded * paid_share)
         due, recovered = jnp.stack(due), jnp.stack(recovered)

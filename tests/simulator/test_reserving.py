@@ -3,7 +3,10 @@
 A dispute starts at U ~ Uniform(0, 1) in the underwriting year, lasts D ~ lognormal, and is
 paid evenly while it runs; so the expected share paid by year-end t is E[clip((t - U) / D, 0, 1)],
 computed here by Gauss-Legendre (U) x Gauss-Hermite (log D) quadrature, independently of the
-kernel's scatter-add formula. Tolerances: 3 Monte Carlo SEs (sd / sqrt(years)), fixed keys.
+kernel's scatter-add formula. Tolerances: Z Monte Carlo SEs (sd / sqrt(years)), fixed keys, with Z
+Bonferroni-corrected over the module's 12 mean checks (6 development years x payments and open
+disputes) for a 0.3% family-wise false-alarm rate: Z = Phi^-1(1 - 0.003 / 24) = 3.66. (Checked over
+30 other seeds: the z-scores of every check have mean ~0 and sd ~1.)
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ SEED = 20261122
 MEDIAN, SIGMA_D = 1.4, 0.6
 LAM, COST_MEDIAN, COST_SIGMA = 4.0, 1.0e6, 0.5
 DEV = 6
+Z = 3.66
 
 
 def _expected_share_paid_by(t: float) -> float:
@@ -65,14 +69,14 @@ def test_payment_pattern_matches_its_integral(run):
         expected = mean_cost * (paid_by[j + 1] - paid_by[j])
         sample = run.payments[:, j]
         se = sample.std(ddof=1) / math.sqrt(sample.size)
-        assert abs(sample.mean() - expected) <= 3 * se + 1e-9 * mean_cost, (j, sample.mean(), expected, se)
+        assert abs(sample.mean() - expected) <= Z * se + 1e-9 * mean_cost, (j, sample.mean(), expected, se)
 
 
 def test_open_disputes_match_the_survival_integral(run):
     for t in range(1, DEV + 1):
         sample = run.open_disputes[:, t - 1]
         se = sample.std(ddof=1) / math.sqrt(sample.size)
-        assert abs(sample.mean() - _expected_open_at(t)) <= 3 * se + 1e-12
+        assert abs(sample.mean() - _expected_open_at(t)) <= Z * se + 1e-12
 
 
 def test_reserve_statistics(run):
