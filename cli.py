@@ -383,13 +383,10 @@ def _check_resources(composition, point_composition, *, years: int, chunk_size: 
                              + 3 * composition.dev_years)
     per_year_record += 8.0 if point_composition is not None else 0.0
     disk = years * per_year_record * 2.2  # checkpoint + results.nc (a little larger) + seals
-    probe = Path(out_dir).resolve()
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    free = shutil.disk_usage(probe).free
+    free = _free_bytes(out_dir)
     if disk > free:
         raise InputError(f"a {years:,}-year run needs about {disk / 1e9:,.1f} GB of disk for its checkpoint and "
-                         f"results.nc, and {probe} has {free / 1e9:,.1f} GB free; simulate fewer years (--years) or "
+                         f"results.nc, and {out_dir} has {free / 1e9:,.1f} GB free; simulate fewer years (--years) or "
                          "write to a larger disk (--out)", field="--years", value=years)
     # Memory: a chunk's kernel outputs on the devices, their host copy and the record built from it.
     per_year_kernel = 8.0 * (12 + 3 * n_cells + 2 * n_programs * max(n_contracts, 1) + n_programs
@@ -562,7 +559,7 @@ def _run_simulation(run: dict, *, resume: bool = False, devices: int | None = No
     import jax
     import numpy as np
 
-    from .simulator import metrics, results
+    from .simulator import results
     from .simulator.driver import run_devices, run_years
     from .simulator.store import ChunkStore
 
@@ -646,48 +643,99 @@ def _run_simulation(run: dict, *, resume: bool = False, devices: int | None = No
                 click.echo(f"\nInterrupted. Finished chunks are kept in {checkpoint}; finish the run with\n"
                            f"  leisim simulate --resume {_quote(out_dir)}", err=True)
             raise SystemExit(130) from None
+        except OSError as err:  # a full disk, a quota, a file system gone read-only: keep what is done
+            raise _write_failure(err, checkpoint, out_dir) from None
         if not writer:
             return
-
-        main_years = store.years("main", years)
-        point = None
-        if point_composition is not None:
-            point = metrics.risk_measures(results.sorted_column(store.years("point", years), "gross"), presorted=True)
-        attrs = results.provenance(scenario_name=scenario.name, scenario_sha256=scenario.sha256, seed=seed,
-                                   years=years, command=_command_line())
-        attrs["portfolio"] = str(Path(portfolio_dir or default_portfolio_dir()).resolve())
-        if composition.parameters == "posterior":
-            from .models.posterior import default_posterior_path
-
-            attrs["posterior"] = str(Path(scenario.raw.get("model", {}).get("posterior") or default_posterior_path()).resolve())
-            attrs["posterior_sha256"] = sha256_file(attrs["posterior"])  # which fit, even if the file is replaced
-        capital_spec = capital_specs[0] if capital_specs else scenario.capital
-        summary = results.summarize(main_years, composition, provenance_attrs=attrs, capital_spec=capital_spec,
-                                    reserves_spec=scenario.reserves, point_estimate=point)
-        if len(names) > 1 or not run["include_own"]:
-            summary["reinsurance_comparison"] = {
-                "programs": results.compare_programs(main_years, composition, names, capital_specs),
-                "common_random_numbers": "every program is applied to the same simulated disputes and years",
-            }
-        with atomic_directory(out_dir) as staging:  # replaces the folder, checkpoint included
-            write_marker(staging, "simulate")
-            (staging / "summary.json").write_text(_json_dumps(summary))
-            results.write_netcdf(staging / "results.nc", main_years, composition, provenance_attrs=attrs)
-            if run["plots"]:
-                import xarray as xr
-
-                from . import plots as figures
-
-                with xr.open_dataset(staging / "results.nc", engine="h5netcdf") as dataset:
-                    figures.write_all(dataset, summary, staging)
-        _print_summary(summary)
-        if "reinsurance_comparison" in summary:
-            _print_comparison(summary["reinsurance_comparison"]["programs"])
-        click.echo(f"\nWrote {out_dir}/summary.json, results.nc" + (" and figures" if run["plots"] else ""))
+        try:
+            _write_outputs(store, composition, point_composition, run, scenario, names, capital_specs,
+                           years=years, seed=seed, out_dir=out_dir, portfolio_dir=portfolio_dir)
+        except OSError as err:
+            raise _write_failure(err, checkpoint, out_dir) from None
     except BaseException:
         _release(lock)  # no lock file left beside the folder, whatever stopped the run
         raise
     _release(lock)
+
+
+def _write_failure(err: OSError, checkpoint: Path, out_dir: Path) -> InputError:
+    """What to say when a file cannot be written mid-run: the finished chunks stay; how to go on."""
+    import errno
+
+    kept = len(list(checkpoint.glob("*.npz.seal"))) if checkpoint.is_dir() else 0
+    reason = err.strerror or str(err)
+    if err.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(err) or "errno = 28" in str(err):
+        fix = "free some space on that disk"
+    elif err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        fix = "make the folder writable again"
+    else:
+        fix = "fix the cause"
+    where = err.filename or str(out_dir)
+    return InputError(f"cannot write ({reason}); the run stopped and its {kept} finished chunk(s) are kept in "
+                      f"{checkpoint}: {fix}, then finish it with `leisim simulate --resume {_quote(out_dir)}`",
+                      file=str(where))
+
+
+def _output_bytes(store, composition, years: int) -> float:
+    """Disk the outputs need: results.nc (about the checkpoint's size: the same per-year values) and figures."""
+    chunk_bytes = sum(p.stat().st_size for p in store.path.glob("main-*.npz"))
+    return 1.3 * chunk_bytes + 8.0 * years * 4 + 20e6
+
+
+def _free_bytes(path: Path) -> int:
+    probe = Path(path).resolve()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
+def _write_outputs(store, composition, point_composition, run: dict, scenario, names, capital_specs, *,
+                   years: int, seed: int, out_dir: Path, portfolio_dir) -> None:
+    """The summary, results.nc and figures from the checkpoint, staged and moved into ``out_dir``."""
+    from .data.generate import default_portfolio_dir
+    from .simulator import metrics, results
+
+    need, free = _output_bytes(store, composition, years), _free_bytes(out_dir.parent)
+    if need > free:  # refuse before HDF5 meets a full disk (it may crash rather than fail cleanly)
+        import errno
+
+        raise OSError(errno.ENOSPC, f"No space left: the outputs need about {need / 1e6:,.0f} MB and "
+                      f"{free / 1e6:,.0f} MB are free", str(out_dir))
+    main_years = store.years("main", years)
+    point = None
+    if point_composition is not None:
+        point = metrics.risk_measures(results.sorted_column(store.years("point", years), "gross"), presorted=True)
+    attrs = results.provenance(scenario_name=scenario.name, scenario_sha256=scenario.sha256, seed=seed,
+                               years=years, command=_command_line())
+    attrs["portfolio"] = str(Path(portfolio_dir or default_portfolio_dir()).resolve())
+    if composition.parameters == "posterior":
+        from .models.posterior import default_posterior_path
+
+        attrs["posterior"] = str(Path(scenario.raw.get("model", {}).get("posterior") or default_posterior_path()).resolve())
+        attrs["posterior_sha256"] = sha256_file(attrs["posterior"])  # which fit, even if the file is replaced
+    capital_spec = capital_specs[0] if capital_specs else scenario.capital
+    summary = results.summarize(main_years, composition, provenance_attrs=attrs, capital_spec=capital_spec,
+                                reserves_spec=scenario.reserves, point_estimate=point)
+    if len(names) > 1 or not run["include_own"]:
+        summary["reinsurance_comparison"] = {
+            "programs": results.compare_programs(main_years, composition, names, capital_specs),
+            "common_random_numbers": "every program is applied to the same simulated disputes and years",
+        }
+    with atomic_directory(out_dir) as staging:  # replaces the folder, checkpoint included
+        write_marker(staging, "simulate")
+        (staging / "summary.json").write_text(_json_dumps(summary))
+        results.write_netcdf(staging / "results.nc", main_years, composition, provenance_attrs=attrs)
+        if run["plots"]:
+            import xarray as xr
+
+            from . import plots as figures
+
+            with xr.open_dataset(staging / "results.nc", engine="h5netcdf") as dataset:
+                figures.write_all(dataset, summary, staging)
+    _print_summary(summary)
+    if "reinsurance_comparison" in summary:
+        _print_comparison(summary["reinsurance_comparison"]["programs"])
+    click.echo(f"\nWrote {out_dir}/summary.json, results.nc" + (" and figures" if run["plots"] else ""))
 
 
 def _release(lock) -> None:

@@ -19,6 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+# What atomic_write's staging files look like (left behind only by a process killed mid-write).
+STAGING_GLOB = ".*.partial*"
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -7,8 +7,8 @@ Layout of a checkpoint directory::
     main-000000010000.npz    ...
     point-000000000000.npz   a second stream (the point-estimate run), if any
 
-Each chunk file is written under a temporary name and renamed into place, so a run killed at
-any moment (SIGKILL included) leaves only whole chunks; a resumed run simulates the missing
+Each chunk file is written under a staging name and renamed into place (files.atomic_write), so
+a run killed at any moment (SIGKILL included) leaves only whole chunks; a resumed run simulates the missing
 chunks and nothing else. Files hold plain arrays (``np.savez``, read with ``allow_pickle=False``).
 Reading a stream back yields its records in year order, one chunk at a time, so the summary and
 results.nc are computed in constant memory (:mod:`leisim.simulator.results`).
@@ -17,15 +17,13 @@ results.nc are computed in constant memory (:mod:`leisim.simulator.results`).
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from ..files import sha256_file
+from ..files import STAGING_GLOB, atomic_write, sha256_file
 
 MANIFEST = "manifest.json"
 _CHUNK = re.compile(r"^(?P<stream>[a-z]+)-(?P<start>\d{12})\.npz$")
@@ -36,19 +34,6 @@ SEAL = ".seal"
 
 class CheckpointError(ValueError):
     """The checkpoint is missing, damaged or belongs to another run."""
-
-
-def _write_atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class ChunkStore:
@@ -66,7 +51,7 @@ class ChunkStore:
             for item in path.iterdir():
                 item.unlink()
         path.mkdir(parents=True, exist_ok=True)
-        _write_atomic(path / MANIFEST, lambda f: f.write((json.dumps(manifest, indent=2) + "\n").encode()))
+        atomic_write(path / MANIFEST, json.dumps(manifest, indent=2) + "\n")
         return cls(path, manifest)
 
     @classmethod
@@ -80,7 +65,7 @@ class ChunkStore:
                                   "run that was interrupted?)") from None
         except json.JSONDecodeError as err:
             raise CheckpointError(f"{path / MANIFEST}: damaged checkpoint manifest ({err})") from None
-        for tmp in path.glob(".*.tmp"):
+        for tmp in path.glob(STAGING_GLOB):
             tmp.unlink(missing_ok=True)
         return cls(path, manifest)
 
@@ -133,9 +118,9 @@ class ChunkStore:
         """Write one chunk's record atomically, then its seal (checksum and the run's fingerprint)."""
         arrays = {name: np.asarray(value) for name, value in record.items()}
         path = self.chunk_path(stream, start)
-        _write_atomic(path, lambda f: np.savez(f, **arrays))
+        atomic_write(path, lambda staging: _savez(staging, arrays))
         seal = {"sha256": sha256_file(path), "fingerprint": self.manifest.get("fingerprint")}
-        _write_atomic(path.with_name(path.name + SEAL), lambda f: f.write(json.dumps(seal).encode()))
+        atomic_write(path.with_name(path.name + SEAL), json.dumps(seal))
 
     def years(self, stream: str, total: int) -> StoredYears:
         """The records of ``stream``, which must cover years ``0 .. total - 1`` exactly."""
@@ -149,6 +134,11 @@ class ChunkStore:
             raise CheckpointError(f"{self.path}: stream {stream!r} covers {sum(done.values())} of {total} years "
                                   f"(gaps: {missing or [(expected, total)]})")
         return StoredYears([self.chunk_path(stream, s) for s in sorted(done)], total)
+
+
+def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as handle:  # a handle: np.savez would add ".npz" to a path not ending in it
+        np.savez(handle, **arrays)
 
 
 class StoredYears:

@@ -158,8 +158,9 @@ def test_a_failed_run_leaves_the_previous_outputs(baseline_run, tmp_path, monkey
         raise OSError("disk full")
 
     monkeypatch.setattr(plots, "write_all", broken)
-    with pytest.raises(OSError, match="disk full"):
-        run("simulate", *SMALL, "--seed", "5", "--out", str(out), "--overwrite")
+    result = run("simulate", *SMALL, "--seed", "5", "--out", str(out), "--overwrite")
+    assert result.exit_code == 2 and "Error:" in result.output and "disk full" in result.output
+    assert f"leisim simulate --resume {out}" in result.output  # the new run's years are kept to finish it
     assert (out / "summary.json").read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no partial directory left behind
 

@@ -173,3 +173,54 @@ def test_killed_while_writing_leaves_the_previous_outputs_or_the_new_ones(refere
     assert json.loads(after["summary.json"].read_text())["seed"] == 1
     with xr.open_dataset(after["results.nc"], engine="h5netcdf") as ds:
         assert ds.sizes["year"] == CHUNKS * 1000
+
+
+def test_a_full_disk_stops_the_run_keeps_its_chunks_and_resumes(reference, tmp_path, monkeypatch):
+    # The disk fills up (ENOSPC) while the 4th chunk is checkpointed, then again while results.nc
+    # is written, and once more is too full for the outputs before writing them: each time exit 2
+    # with one "Error:" line naming the file, how to resume, the finished chunks kept, nothing
+    # else left; freed, `--resume` writes exactly the uninterrupted run.
+    import errno
+
+    from leisim import cli
+    from leisim.simulator import results, store
+
+    out = tmp_path / "full"
+    put, calls = store.ChunkStore.put, []
+
+    def full_after_three(self, stream, start, record):
+        calls.append(start)
+        if len(calls) == 4:
+            raise OSError(errno.ENOSPC, "No space left on device", str(self.chunk_path(stream, start)))
+        put(self, stream, start, record)
+
+    def refused_for_space(result, fragment):
+        assert result.exit_code == 2, result.output
+        errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1 and "Traceback" not in result.output, result.output
+        assert fragment in errors[0] and "free some space" in errors[0], errors[0]
+        assert f"leisim simulate --resume {out}" in errors[0], errors[0]
+        assert sorted(p.name for p in out.iterdir()) == [".checkpoint"]
+        assert not [p for p in tmp_path.iterdir() if p.name != "full"]  # no staging folder, no lock file
+
+    monkeypatch.setattr(store.ChunkStore, "put", full_after_three)
+    refused_for_space(CliRunner().invoke(main, RUN + ["--out", str(out)]), "main-000000003000.npz")
+    assert len(list((out / ".checkpoint").glob("main-*.npz"))) == 3
+    monkeypatch.setattr(store.ChunkStore, "put", put)
+
+    monkeypatch.setattr(cli, "_free_bytes", lambda path: 10_000_000)  # too little for the outputs
+    refused_for_space(CliRunner().invoke(main, ["simulate", "--resume", str(out)]), "outputs need about")
+    monkeypatch.undo()
+
+    def write_half(path, *args, **kwargs):
+        Path(path).write_bytes(b"\x89HDF half a file")
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(results, "write_netcdf", write_half)
+    refused_for_space(CliRunner().invoke(main, ["simulate", "--resume", str(out)]), "results.nc")
+    monkeypatch.undo()
+    assert len(list((out / ".checkpoint").glob("main-*.npz"))) == CHUNKS  # every chunk was finished
+
+    result = run("simulate", "--resume", str(out))
+    assert result.exit_code == 0, result.output
+    assert_same_run(reference, out)

@@ -85,12 +85,12 @@ def test_store_finds_gaps_and_cleans_temporary_files(tmp_path):
     store = ChunkStore.create(tmp_path / "ck", {"run": 1})
     store.put("main", 0, {"gross": np.zeros(10)})
     store.put("main", 20, {"gross": np.zeros(5)})
-    (tmp_path / "ck" / ".main-000000000010.npz.abc.tmp").write_bytes(b"half a file")
+    (tmp_path / "ck" / ".main-000000000010.abc123.partial.npz").write_bytes(b"half a file")  # killed mid-write
     assert store.done("main") == {0: 10, 20: 5}
     with pytest.raises(CheckpointError, match="covers 15 of 25 years"):
         store.years("main", 25)
     reopened = ChunkStore.open(tmp_path / "ck")
-    assert not list((tmp_path / "ck").glob("*.tmp"))
+    assert not list((tmp_path / "ck").glob(".*partial*"))
     assert reopened.manifest == {"run": 1}
     with pytest.raises(CheckpointError, match="no checkpoint here"):
         ChunkStore.open(tmp_path / "elsewhere")
