@@ -224,3 +224,23 @@ def test_a_full_disk_stops_the_run_keeps_its_chunks_and_resumes(reference, tmp_p
     result = run("simulate", "--resume", str(out))
     assert result.exit_code == 0, result.output
     assert_same_run(reference, out)
+
+
+@pytest.mark.slow
+def test_two_runs_started_on_one_folder_one_is_refused_the_other_unmixed(reference, tmp_path):
+    # Run A is writing its checkpoint when run B (another seed, with --overwrite) starts on the same
+    # folder: B is refused with exit 2 while A holds the folder's lock, and A finishes with exactly
+    # the uninterrupted run's years (before the lock, B's years replaced 230,000 of A's 300,000).
+    out = tmp_path / "shared"
+    first = subprocess.Popen(LAUNCH + RUN + ["--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and first.poll() is None and not list(out.glob(".checkpoint/main-*.npz")):
+        time.sleep(0.01)
+    assert first.poll() is None, "run A finished before run B could start"
+    second = subprocess.run(LAUNCH + RUN + ["--out", str(out), "--overwrite", "--seed", "2"], capture_output=True,
+                            text=True, timeout=240)
+    assert second.returncode == 2, second.stderr
+    assert "Error:" in second.stderr and "Traceback" not in second.stderr
+    assert f"pid {first.pid}" in second.stderr, second.stderr
+    assert first.wait(timeout=300) == 0
+    assert_same_run(reference, out)
