@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
 import click
 
 from .errors import InputError
-from .files import sha256_file
+from .files import atomic_directory, sha256_file
 from .models.settings import FIT_DEFAULTS
 from .scenarios.schema import MAX_SEED, MAX_YEARS
 
@@ -78,31 +76,6 @@ def _setup_jax() -> None:
     cache = compilation_cache_dir()
     if cache is not None and not jax.config.jax_compilation_cache_dir:
         jax.config.update("jax_compilation_cache_dir", cache)
-
-
-@contextlib.contextmanager
-def atomic_directory(target: Path):
-    """Yield a temporary directory beside ``target`` and move it into place only on success.
-
-    An interrupted run leaves ``target`` as it was (the previous complete run, or nothing).
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the result should not be
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        os.replace(target, old)
-    os.replace(staging, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def atomic_write(path: Path, write) -> None:

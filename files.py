@@ -13,9 +13,11 @@ sees the previous file or the complete new one, never a part. Guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -80,3 +82,37 @@ def atomic_write(path: str | Path, write: str | bytes | Callable[[Path], None]) 
         staging.unlink(missing_ok=True)
         raise
     return path
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | Path) -> Iterator[Path]:
+    """Yield a staging folder beside ``target``; on success its files are fsynced and it replaces
+    ``target`` (renamed into place); on any failure it is removed and ``target`` is as it was.
+
+    The guarantees of :func:`atomic_write` for a set of files that must appear together (a run's
+    summary.json, results.nc and figures): a reader sees the previous folder or the complete new
+    one. The caller decides whether ``target`` may be replaced (cli.guard_output_folder).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    staging.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result should not be
+    try:
+        yield staging
+        for item in staging.rglob("*"):
+            if item.is_file() and not item.is_symlink():
+                with open(item, "rb+") as handle:
+                    os.fsync(handle.fileno())
+                os.chmod(item, 0o666 & ~_umask())
+        _fsync_folder(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old = None
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        os.replace(target, old)
+    os.replace(staging, target)
+    _fsync_folder(target.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
