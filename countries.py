@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from .vocabulary import DISPUTE_TYPES  # noqa: F401 - the types a scenario may name (vocabulary.py)
+
 
 class Country(NamedTuple):
     name: str
@@ -49,7 +51,6 @@ COUNTRIES: dict[str, Country] = {
 
 CURRENCIES: frozenset[str] = frozenset(c.currency for c in COUNTRIES.values())
 
-DISPUTE_TYPES: tuple[str, ...] = ("patent", "trademark", "trade_secret", "design", "copyright")
 
 
 # Median duration of a dispute from filing to closing, in years, for the plain one-stage cells of

@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 from numpyro.infer import MCMC, NUTS
 
-from ..simulator.engine import STAGES
+from ..vocabulary import STAGES
 from . import diagnostics
 from .frequency import FrequencyData, frequency_model
 from .history import History

@@ -35,7 +35,7 @@ from ..files import atomic_write
 from ..scenarios.portfolio import (
     EXPOSURE_UNIT, MAX_AMOUNT_CNY, MAX_EXPOSURE, Portfolio, country_hint, read_number, read_rows,
 )
-from ..simulator.engine import STAGES
+from ..vocabulary import STAGES
 from .truth import (
     BASE_FX_CNY, CAMPAIGN_KINDS, CAMPAIGN_TARGETS, DISPUTE_TYPES, REFERENCE_SECTOR, TRUTH, fee_shifting,
 )

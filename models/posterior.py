@@ -22,7 +22,7 @@ from ..errors import InputError
 from ..files import atomic_write
 from ..scenarios import shocks as shock_rules
 from ..scenarios.portfolio import Portfolio
-from ..simulator.engine import STAGES
+from ..vocabulary import STAGES
 from .truth import (
     CAMPAIGN_DURATION, CAMPAIGN_KINDS, CAMPAIGN_TARGETS, DISPUTE_TYPES, FX_VOLATILITY, REFERENCE_SECTOR, fee_shifting,
 )

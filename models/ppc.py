@@ -47,7 +47,7 @@ from ..scenarios.compose import assemble
 from ..scenarios.portfolio import Portfolio
 from ..scenarios.schema import Scenario
 from ..simulator.driver import run_years
-from ..simulator.engine import STAGES
+from ..vocabulary import STAGES
 from .history import History
 from .posterior import _thin, posterior_tables
 from .truth import CAMPAIGN_KINDS, CAMPAIGN_TARGETS, DISPUTE_TYPES

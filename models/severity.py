@@ -44,7 +44,7 @@ import numpyro
 import numpyro.distributions as dist
 from jax.scipy.special import log_ndtr, logsumexp
 
-from ..simulator.engine import STAGES
+from ..vocabulary import STAGES
 from .history import History
 from .truth import BASE_FX_CNY, CAMPAIGN_KINDS, DISPUTE_TYPES, fee_shifting
 

@@ -14,11 +14,10 @@ from __future__ import annotations
 import math
 
 from ..countries import COUNTRIES
-from ..simulator.engine import STAGES
+from ..vocabulary import CAMPAIGN_KINDS, STAGES  # noqa: F401 - re-exported with the model's other constants
+from ..vocabulary import MODELLED_DISPUTE_TYPES as DISPUTE_TYPES  # noqa: F401 - the fitted types
 
-DISPUTE_TYPES = ("patent", "trademark", "trade_secret")
 REFERENCE_SECTOR = "machinery"  # sector effects are relative to it (identifies the country rates)
-CAMPAIGN_KINDS = ("schedule_a", "itc_337")
 # Campaign kind -> (country, dispute type, targeted sectors (None: all)). Schedule A complaints
 # (N.D. Ill., 85% of design cases 2020-22 [S, Lex Machina]) name e-commerce sellers; ITC 337
 # investigations name manufacturers' imports (22 China-involved in 2022 [S]).

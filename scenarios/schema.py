@@ -17,7 +17,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..countries import COUNTRIES, CURRENCIES, DISPUTE_TYPES
+from ..countries import COUNTRIES, CURRENCIES
+from ..vocabulary import DISPUTE_TYPES
 from ..errors import InputError
 from ..simulator.capital import EXPENSE_RATIO
 from . import shocks as shock_rules

@@ -29,15 +29,14 @@ import dataclasses
 
 import numpy as np
 
-from ..countries import COUNTRIES, CURRENCIES, DISPUTE_TYPES
+from ..countries import COUNTRIES, CURRENCIES
+from ..vocabulary import CAMPAIGN_KINDS, DISPUTE_TYPES, STAGES
 from .portfolio import Portfolio
 
 # The largest shock multiplier: beyond it costs overflow float32 sampling and counts the buffers
 # (the reverse stress test searches up to 256).
 MAX_MULTIPLIER = 1000.0
 
-STAGE_NAMES = ("early", "discovery", "trial", "appeal")
-CAMPAIGN_NAMES = ("schedule_a", "itc_337")
 
 SHOCK_KEYS = {
     "frequency": "by country or *: dispute-rate multiplier",
@@ -77,7 +76,7 @@ def validate(ck, shocks: dict, path: str = "shocks") -> dict:
             for sector, value in table.items():
                 ck.number(value, f"{path}.{key}.{sector}", low=0.0, high=MAX_MULTIPLIER)
     if "severity_by_stage" in shocks:
-        ck.multipliers(shocks["severity_by_stage"], f"{path}.severity_by_stage", STAGE_NAMES, "multiplier >= 0")
+        ck.multipliers(shocks["severity_by_stage"], f"{path}.severity_by_stage", STAGES, "multiplier >= 0")
     if "fx" in shocks:
         fx = ck.multipliers(shocks["fx"], f"{path}.fx", CURRENCIES, "multiplier > 0")
         for currency, value in fx.items():
@@ -86,7 +85,7 @@ def validate(ck, shocks: dict, path: str = "shocks") -> dict:
     if "year_factor" in shocks:
         ck.number(shocks["year_factor"], f"{path}.year_factor", low=0.0, high=10.0)
     if "campaigns" in shocks:
-        campaigns = ck.table(shocks["campaigns"], f"{path}.campaigns", {k: "{ rate, size }" for k in CAMPAIGN_NAMES})
+        campaigns = ck.table(shocks["campaigns"], f"{path}.campaigns", {k: "{ rate, size }" for k in CAMPAIGN_KINDS})
         for kind, spec in campaigns.items():
             spec = ck.table(spec, f"{path}.campaigns.{kind}", {"rate": "multiplier >= 0", "size": "multiplier >= 0"})
             for key, value in spec.items():
@@ -134,7 +133,7 @@ def stage_multipliers(shocks: dict, n_stages: int) -> np.ndarray:
     table = shocks.get("severity_by_stage", {})
     if n_stages == 1:
         return np.ones(1)
-    return np.array([float(table.get(name, 1.0)) for name in STAGE_NAMES[:n_stages]])
+    return np.array([float(table.get(name, 1.0)) for name in STAGES[:n_stages]])
 
 
 def campaign_multipliers(shocks: dict, kind: str) -> tuple[float, float]:

@@ -53,17 +53,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtri
 
+from ..vocabulary import STAGES, TRIAL  # noqa: F401 - litigation stages (re-exported); from TRIAL on, fee shifting applies
 from .ordered import pairwise_sum, segment_total, settled
 from .reinsurance import Programs, cede, default_uniforms
 
 # Severity families. The code is the index in FAMILIES. Lifecycle stages are lognormal.
 FAMILIES = ("lognormal", "gamma", "pareto")
 LOGNORMAL, GAMMA, PARETO = range(3)
-
-# Litigation lifecycle: the stage at which a dispute ends. Stages from TRIAL on are decided on
-# the merits, which is where fee shifting applies.
-STAGES = ("early", "discovery", "trial", "appeal")
-TRIAL = 2
 
 # Columns of ``EngineParams.entry_row``: what a dispute needs from its (policy, cell) entry,
 # fetched with one row gather (measured on a 2-core CPU: 1.8x faster than separate gathers).
