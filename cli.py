@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from .errors import InputError
-from .files import atomic_directory, sha256_file
+from .files import atomic_directory, atomic_write, sha256_file
 from .models.settings import FIT_DEFAULTS
 from .scenarios.schema import MAX_SEED, MAX_YEARS
 
@@ -76,13 +76,6 @@ def _setup_jax() -> None:
     cache = compilation_cache_dir()
     if cache is not None and not jax.config.jax_compilation_cache_dir:
         jax.config.update("jax_compilation_cache_dir", cache)
-
-
-def atomic_write(path: Path, write) -> None:
-    """Write one file atomically (files.atomic_write: staged beside it, fsynced, mode 0666 - umask, renamed)."""
-    from .files import atomic_write as write_file
-
-    write_file(path, write)
 
 
 def _show_warnings(caught: list[warnings.WarningMessage]) -> None:
@@ -649,7 +642,7 @@ def _write_failure(err: OSError, checkpoint: Path, out_dir: Path) -> InputError:
                       file=str(where))
 
 
-def _output_bytes(store, composition, years: int) -> float:
+def _output_bytes(store, years: int) -> float:
     """Disk the outputs need: results.nc (about the checkpoint's size: the same per-year values) and figures."""
     chunk_bytes = sum(p.stat().st_size for p in store.path.glob("main-*.npz"))
     return 1.3 * chunk_bytes + 8.0 * years * 4 + 20e6
@@ -668,7 +661,7 @@ def _write_outputs(store, composition, point_composition, run: dict, scenario, n
     from .data.generate import default_portfolio_dir
     from .simulator import metrics, results
 
-    need, free = _output_bytes(store, composition, years), _free_bytes(out_dir.parent)
+    need, free = _output_bytes(store, years), _free_bytes(out_dir.parent)
     if need > free:  # refuse before HDF5 meets a full disk (it may crash rather than fail cleanly)
         import errno
 

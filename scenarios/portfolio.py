@@ -278,7 +278,7 @@ def load_portfolio(directory: str | Path) -> Portfolio:
         )
 
     countries = tuple(sorted(country_index))
-    column = np.array([countries.index(name) for name in sorted(country_index, key=country_index.get)])
+    column = np.array([countries.index(name) for name in country_index])  # file order -> sorted order
     exposure = np.zeros((len(index), len(countries)))
     exposure[policy_of, column[country_of]] = np.frombuffer(rows_value, np.float64)
 

@@ -352,8 +352,7 @@ def _payment_pattern(key: jax.Array, amount: jax.Array, valid: jax.Array, cell: 
     n_stages = params.cell_duration.shape[2]
     log_median, sigma = _per_draw(params.cell_duration.reshape(params.cell_duration.shape[0], -1, 2), draw,
                                   cell * n_stages + stage)
-    # Settled: XLA may copy this into several fusions, contracting log_median + sigma * z into
-    # an FMA in some and not others (ordered.py); every use below must see the same durations.
+    # Settled (ordered.py): every sum below reads the same rounding of the durations.
     start, duration = settled((start, jnp.maximum(jnp.exp(log_median + sigma * z), 1e-3).astype(jnp.float64)))
     end = start + duration
     rate = amount / duration

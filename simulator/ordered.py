@@ -11,9 +11,11 @@ in a compiled XLA program can break that for the same disputes:
   which depends on the program's shapes (measured: 1-ulp differences in ``sum(rate * start)``
   between a 352-slot and a 64-slot kernel).
 
-:func:`pairwise_sum` fixes the first; :func:`settled` (an optimisation barrier: the value is
-materialised, rounded once, before anything downstream uses it) the second. Used wherever a
-product of per-slot values is summed or subtracted.
+:func:`pairwise_sum` fixes the first; :func:`settled` (a select that no compiler may remove, so no
+multiply before it fuses with an add after it) the second. ``pairwise_sum`` settles its input,
+which is where the measured difference came from; the kernel also settles each per-slot value
+that several sums read (costs, payments, durations), so that all of them see one rounding: that
+is a precaution, not a measured failure.
 """
 
 from __future__ import annotations
