@@ -31,8 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .formats.portfolio import Portfolio
 from .scenarios.compose import alias_table, compose
-from .scenarios.portfolio import Portfolio
 from .scenarios.schema import Scenario, validate
 from .simulator.driver import run_years
 
@@ -267,3 +267,20 @@ def plot(report: dict, path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def command(out_file, *, devices_scan: bool, command: str, **options) -> dict:
+    """`leisim bench`: every scan on this machine's devices, then the JSON and its plot beside it."""
+    import datetime as dt
+    import json
+
+    from .files import atomic_write
+
+    n_devices = jax.local_device_count()
+    counts = sorted({min(2**k, n_devices) for k in range(n_devices.bit_length() + 1)}) if devices_scan else []
+    report = run(device_counts=counts, **options)
+    report["command"] = command
+    report["date"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    atomic_write(out_file, json.dumps(report, indent=2) + "\n")
+    atomic_write(out_file.with_suffix(".png"), lambda path: plot(report, path))
+    return report

@@ -20,7 +20,6 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-
 # What atomic_write's staging files look like (left behind only by a process killed mid-write).
 STAGING_GLOB = ".*.partial*"
 

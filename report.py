@@ -15,6 +15,7 @@ import datetime as dt
 import html
 import json
 import math
+from pathlib import Path
 
 # The judgment calls a reader must know about (docs/CALIBRATION.md "Not found (judgment)" and the
 # design choices documented in docs/ARCHITECTURE.md).
@@ -144,7 +145,7 @@ def render(summary: dict, *, figures: dict[str, bytes], stress: dict | None = No
     parts.append(f"<h1>Capital adequacy: {html.escape(str(s['scenario']))}</h1>"
                  f"<p class='small'>Overseas IP legal-expenses insurance, Beijing pilot. {_v(s, 'years', 'int')} "
                  f"simulated years, seed {_v(s, 'seed', 'int')}, amounts in CNY million; ± values are Monte Carlo "
-                 f"standard errors. Generated {dt.datetime.now(dt.timezone.utc).date().isoformat()} by leisim.</p>")
+                 f"standard errors. Generated {dt.datetime.now(dt.UTC).date().isoformat()} by leisim.</p>")
 
     parts.append("<p class='synthetic'><b>Synthetic data.</b> The embedded dispute history, the pilot portfolio and "
                  "the parameters fitted to them are synthetic, calibrated to public figures (docs/CALIBRATION.md): "
@@ -234,11 +235,15 @@ def render(summary: dict, *, figures: dict[str, bytes], stress: dict | None = No
         min_bulk = min((r["ess_bulk"] for r in rows), default=float("nan"))
         min_tail = min((r["ess_tail"] for r in rows), default=float("nan"))
         div = diagnostics.get("divergences", 0)
+        # The rules `leisim fit` warns by (models/diagnostics.py): R-hat <= RHAT_MAX, ESS >= 100 per chain.
+        from .models.diagnostics import ESS_MIN_PER_CHAIN, RHAT_MAX
+
+        floor = ESS_MIN_PER_CHAIN * int(diagnostics.get("chains", 1))
         parts.append("<h3>Fit diagnostics</h3>" + _table(
             ["check", "value", "rule", "verdict"],
-            [["largest R-hat", f"{worst_rhat:.4f}", "< 1.01", _verdict(worst_rhat < 1.01)],
-             ["smallest bulk ESS", f"{min_bulk:,.0f}", "> 400", _verdict(min_bulk > 400)],
-             ["smallest tail ESS", f"{min_tail:,.0f}", "> 400", _verdict(min_tail > 400)],
+            [["largest R-hat", f"{worst_rhat:.4f}", f"<= {RHAT_MAX:g}", _verdict(worst_rhat <= RHAT_MAX)],
+             ["smallest bulk ESS", f"{min_bulk:,.0f}", f">= {floor:,}", _verdict(min_bulk >= floor)],
+             ["smallest tail ESS", f"{min_tail:,.0f}", f">= {floor:,}", _verdict(min_tail >= floor)],
              ["divergent transitions", f"{div}", "0", _verdict(div == 0)]]))
         parts.append(f"<p class='small'>Fit: {html.escape(diagnostics.get('settings', ''))}; "
                      f"{html.escape(diagnostics.get('command', ''))}; {html.escape(diagnostics.get('created', ''))}.</p>")
@@ -451,11 +456,13 @@ def diagnostics_table(tree_path) -> dict | None:
         return None
     d = tree["diagnostics"].to_dataset()
     attrs = tree["posterior"].attrs if "posterior" in tree.children else {}
+    chains = int(tree["posterior"].sizes.get("chain", 1)) if "posterior" in tree.children else 1
     rows = [{"parameter": str(p), **{k: float(d[k].values[i]) for k in ("mean", "sd", "q05", "q95", "r_hat", "ess_bulk",
                                                                          "ess_tail")}}
             for i, p in enumerate(d["parameter"].values)]
     tree.close()
-    return {"rows": rows, "divergences": int(attrs.get("divergences", 0)), "settings": str(attrs.get("settings", "")),
+    return {"rows": rows, "chains": chains, "divergences": int(attrs.get("divergences", 0)),
+            "settings": str(attrs.get("settings", "")),
             "command": str(attrs.get("command", "")), "created": str(attrs.get("created", ""))}
 
 
@@ -476,3 +483,65 @@ def load_json(path) -> dict | None:
         raise InputError("must hold a JSON object (leisim writes one); re-run the command that wrote it",
                          file=str(path), value=type(doc).__name__)
     return doc
+
+
+def build(run_dir: Path, *, stress_dir: Path | None = None, portfolio_dir: Path | None = None,
+          checks_path: Path | None = None, notify=lambda message: None) -> str:
+    """The report's HTML from a run's output folder (and a stress folder, a portfolio, posterior checks).
+
+    ``stress_dir`` None: results/stress when it holds a stress run. ``checks_path`` None: checks.json
+    beside the run's posterior, left out (with a ``notify``) when it checks another posterior.
+    """
+    from .errors import InputError
+    from .files import sha256_file
+    from .formats.portfolio import load_portfolio
+
+    summary_path = run_dir / "summary.json"
+    summary = load_json(summary_path)
+    if summary is None:
+        raise InputError("no summary.json here: give the --out folder of a `leisim simulate` run", file=str(run_dir))
+    for key in ("scenario", "gross", "net", "capital", "reserves", "reinsurance"):
+        if key not in summary:
+            raise InputError("missing key: re-run `leisim simulate` with this version", file=str(summary_path),
+                             field=key)
+    if stress_dir is None and Path("results/stress/stress.json").is_file():
+        stress_dir = Path("results/stress")
+    stress = load_json(stress_dir / "stress.json") if stress_dir else None
+    reverse = load_json(stress_dir / "reverse.json") if stress_dir else None
+    if stress_dir is not None and stress is None and reverse is None:
+        raise InputError("no stress.json or reverse.json here: give the --out folder of `leisim stress`",
+                         file=str(stress_dir))
+    prov = summary.get("provenance", {})
+    portfolio_path = portfolio_dir or (Path(prov["portfolio"]) if prov.get("portfolio") else None)
+    portfolio = portfolio_tables(load_portfolio(portfolio_path)) if portfolio_path else None
+    diagnostics = diagnostics_table(prov["posterior"]) if prov.get("posterior") else None
+    figures = {p.name: p.read_bytes() for p in run_dir.glob("*.png")}
+    if stress_dir is not None:
+        figures |= {p.name: p.read_bytes() for p in stress_dir.glob("*.png")}
+    explicit = checks_path is not None
+    if checks_path is None and prov.get("posterior") and (Path(prov["posterior"]).parent / "checks.json").is_file():
+        checks_path = Path(prov["posterior"]).parent / "checks.json"
+    checks = load_json(checks_path) if checks_path is not None else None
+    if checks_path is not None and (checks is None or not isinstance(checks.get("checks"), dict)):
+        raise InputError("not a checks.json written by `leisim check`", file=str(checks_path))
+    if checks is not None and prov.get("posterior") and Path(prov["posterior"]).is_file():
+        # Checks of another fit must not stand beside this run's results.
+        if checks.get("posterior_sha256") != sha256_file(prov["posterior"]):
+            message = (f"{checks_path} checks another posterior than the run's ({prov['posterior']}); "
+                       "run `leisim check` on the run's posterior")
+            if explicit:
+                raise InputError(message, file=str(checks_path), field="posterior_sha256")
+            notify(f"{message}; the report leaves the checks out")
+            checks = None
+    if checks is not None and checks_path is not None and (checks_path.parent / "checks.png").is_file():
+        figures["checks.png"] = (checks_path.parent / "checks.png").read_bytes()
+    try:
+        return render(summary, figures=figures, stress=stress, reverse=reverse, diagnostics=diagnostics,
+                      portfolio=portfolio, checks=checks)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        # A hand-edited or foreign summary.json / stress.json: say which files, not a traceback.
+        sources = [str(summary_path)] + [str(stress_dir / n) for n in ("stress.json", "reverse.json")
+                                         if stress_dir is not None and (stress_dir / n).is_file()]
+        raise InputError(f"the run's outputs do not have the shape this leisim writes ({type(err).__name__}: "
+                         f"{err}); re-run `leisim simulate` (and `leisim stress`) with this version",
+                         file=", ".join(sources)) from None

@@ -1,7 +1,7 @@
 """Peak memory of reading and validating a large portfolio (issue 16, item 14).
 
 Writes a book of ``--policies`` policies, each exposed to ``--countries`` countries (the default:
-100,000 x 10 = 1,000,000 exposure rows), then loads it with ``leisim.scenarios.portfolio.
+100,000 x 10 = 1,000,000 exposure rows), then loads it with ``leisim.formats.portfolio.
 load_portfolio`` in a fresh process and reports the time and the peak resident memory above the
 interpreter's own (``ru_maxrss`` before and after). Before item 14, every row was a dict kept in
 a list: 886 MB for 1,000,000 rows.
@@ -23,7 +23,7 @@ COUNTRIES = ("US", "DE", "GB", "FR", "JP", "KR", "IN", "BR", "IT", "NL", "ES", "
 
 CHILD = """
 import json, resource, sys, time
-from leisim.scenarios.portfolio import load_portfolio
+from leisim.formats.portfolio import load_portfolio
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
 book = load_portfolio(sys.argv[1])

@@ -92,8 +92,8 @@ def generate_portfolio(seed: int = 0, n_policies: int = 300) -> tuple[list[dict]
 
 def _technical_premiums(policies: list[dict], exposures: list[dict]) -> np.ndarray:
     """Expected annual cost / TARGET_LOSS_RATIO per policy, under the documented truth (models/pricing.py)."""
+    from ..formats.portfolio import Portfolio
     from ..models.pricing import TARGET_LOSS_RATIO, expected_cost_by_policy
-    from ..scenarios.portfolio import Portfolio
 
     ids = [row["policy_id"] for row in policies]
     countries = tuple(sorted({row["country"] for row in exposures}))

@@ -7,7 +7,6 @@ interval of the counts the model predicts before seeing the data (prior predicti
 
 from __future__ import annotations
 
-
 from pathlib import Path
 
 import jax
@@ -29,7 +28,7 @@ def predictive_counts(history: History, result: FitResult, *, seed: int = 0, n_p
     posterior = Predictive(frequency_model, posterior_samples=flat)(key_post, data, observed=False)["disputes"]
     out = {}
     for axis, index, labels in (("year", data.year, history.years), ("country", data.country, history.countries)):
-        def by(counts, index=index, n=len(labels)):
+        def by(counts, index=index, n=len(labels)):  # noqa: B008  (binds this axis's size)
             counts = np.asarray(counts)
             return np.stack([counts[:, index == i].sum(axis=1) for i in range(n)], axis=1)
 

@@ -115,7 +115,7 @@ REPORTED = ("mu_type", "tau_region", "tau_country", "log_rate", "sector_effect",
             "win_logit_mean", "tau_win", "win_probability", "campaign_log_median", "campaign_sigma")
 
 
-def fit(history: History, settings: FitSettings = FitSettings(), *, progress: bool = False,
+def fit(history: History, settings: FitSettings = FitSettings(), *, progress: bool = False,  # noqa: B008 (frozen)
         frequency_data: FrequencyData | None = None, severity_data: SeverityData | None = None) -> FitResult:
     """Sample both models' posteriors and diagnose them."""
     key_frequency, key_severity = jax.random.split(jax.random.key(settings.seed))
@@ -188,7 +188,7 @@ def to_datatree(result: FitResult, history: History, *, provenance: dict) -> xr.
                         for key in ("mean", "sd", "q05", "q95", "r_hat", "ess_bulk", "ess_tail")},
                        coords={"parameter": [row["name"] for row in result.summary]})
     attrs = dict(provenance) | {
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "settings": json.dumps(dataclasses.asdict(result.settings)),
         "divergences": result.divergences,
         "warnings": json.dumps(result.warnings),

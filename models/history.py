@@ -32,12 +32,24 @@ import numpy as np
 from ..countries import COUNTRIES
 from ..errors import InputError
 from ..files import atomic_write
-from ..scenarios.portfolio import (
-    EXPOSURE_UNIT, MAX_AMOUNT_CNY, MAX_EXPOSURE, Portfolio, country_hint, read_number, read_rows,
+from ..formats.portfolio import (
+    EXPOSURE_UNIT,
+    MAX_AMOUNT_CNY,
+    MAX_EXPOSURE,
+    Portfolio,
+    country_hint,
+    read_number,
+    read_rows,
 )
 from ..vocabulary import STAGES
 from .truth import (
-    BASE_FX_CNY, CAMPAIGN_KINDS, CAMPAIGN_TARGETS, DISPUTE_TYPES, REFERENCE_SECTOR, TRUTH, fee_shifting,
+    BASE_FX_CNY,
+    CAMPAIGN_KINDS,
+    CAMPAIGN_TARGETS,
+    DISPUTE_TYPES,
+    REFERENCE_SECTOR,
+    TRUTH,
+    fee_shifting,
 )
 
 EXPOSURE_COLUMNS = ("policy_id", "year", "sector", "country", "dispute_type", "exposure", "disputes")
@@ -363,7 +375,7 @@ def load_history(directory: str | Path) -> History:
     # Exposure each campaign kind targets, per year.
     target = np.zeros((len(years), len(CAMPAIGN_KINDS)))
     seen = set()
-    for y, c, t, s, e, _, policy in parsed:
+    for y, c, _type, s, e, _, policy in parsed:
         if (policy, y, c) in seen:
             continue  # one exposure per (policy, year, country), whatever the dispute type
         seen.add((policy, y, c))

@@ -20,11 +20,9 @@ import xarray as xr
 from ..countries import COUNTRIES
 from ..errors import InputError
 from ..files import atomic_write
-from ..scenarios import shocks as shock_rules
-from ..scenarios.portfolio import Portfolio
 from ..vocabulary import STAGES
 from .truth import (
-    CAMPAIGN_DURATION, CAMPAIGN_KINDS, CAMPAIGN_TARGETS, DISPUTE_TYPES, FX_VOLATILITY, REFERENCE_SECTOR, fee_shifting,
+    DISPUTE_TYPES,
 )
 
 MAX_DRAWS = 1000  # posterior draws carried into a simulation (evenly thinned beyond that)
@@ -175,124 +173,3 @@ def _country_table(posterior: xr.Dataset, countries: list[str], fitted: list[str
         warnings.warn(f"{country} is not in the fitted history: its rates, stages and costs are drawn from the "
                       f"pooled {region if region in regions else 'worldwide'} distribution", stacklevel=4)
     return out
-
-
-def posterior_tables(scenario, portfolio: Portfolio, posterior: xr.Dataset | None = None):
-    """ModelTables from posterior draws for ``portfolio`` under ``scenario``'s shocks."""
-    from ..scenarios.compose import ModelTables
-
-    model = scenario.raw.get("model", {})
-    if posterior is None:
-        posterior = load_posterior(model.get("posterior"))
-    posterior = _point(posterior) if model.get("point_estimate", False) else _thin(posterior, MAX_DRAWS)
-    n_draws = posterior.sizes["sample"]
-    rng = np.random.default_rng(UNSEEN_SEED)
-    shocks = scenario.shocks
-    stage_shift = np.log(shock_rules.stage_multipliers(shocks, len(STAGES)))  # [stage]
-
-    fitted = [str(c) for c in posterior["log_rate"].coords["country"].values]
-    free_sectors = [str(s) for s in posterior["sector_effect"].coords["free_sector"].values]
-    sector_effect = _values(posterior, "sector_effect")  # [draw, free sector, type]
-    sectors = np.asarray(portfolio.sector)
-    unknown = sorted({s for s in sectors if s != REFERENCE_SECTOR and s not in free_sectors})
-    if unknown:
-        warnings.warn(f"sectors {', '.join(unknown)} are not in the fitted history: treated as the reference "
-                      f"sector ({REFERENCE_SECTOR})", stacklevel=3)
-    active = [c for c in portfolio.countries if portfolio.exposure[:, portfolio.countries.index(c)].sum() > 0]
-    per_country = _country_table(posterior, active, fitted, rng)
-
-    cell_country, cell_type, cell_currency = [], [], []
-    stratum_cell, stratum_policies, stratum_weights, stratum_scale = [], [], [], []
-    stage_p, severity, fee, dispersion, duration = [], [], [], [], []
-    duration_stage = np.stack([_values(posterior, "duration_log_median"),
-                               np.repeat(_values(posterior, "duration_sigma").reshape(n_draws, 1), len(STAGES), 1)],
-                              axis=-1)  # [draw, stage, 2]
-    sigma = _values(posterior, "sigma")  # [draw, stage]
-    delta = _values(posterior, "dispersion")  # [draw, type]
-    for country in active:
-        column = portfolio.exposure[:, portfolio.countries.index(country)]
-        rate, lp, median, p_win = per_country[country]
-        currency = COUNTRIES[country].currency
-        cost_shift = np.log(shock_rules.cost_multiplier(shocks, country, currency)) + stage_shift  # [stage]
-        recovered, adverse = fee_shifting(country)
-        for t, dispute_type in enumerate(DISPUTE_TYPES):
-            cell = len(cell_country)
-            cell_country.append(country)
-            cell_type.append(dispute_type)
-            cell_currency.append(currency)
-            stage_p.append(np.exp(lp[:, t]))
-            severity.append(np.stack([median[:, t] + cost_shift, sigma, np.zeros_like(sigma)], axis=-1))
-            loser_pays = recovered > 0 or adverse > 0
-            fee.append(np.stack([p_win if loser_pays else np.zeros(n_draws), np.full(n_draws, recovered),
-                                 np.full(n_draws, adverse)], axis=-1))
-            dispersion.append(delta[:, t])
-            duration.append(duration_stage)
-            for sector in sorted(set(sectors[column > 0])):
-                members = np.flatnonzero((column > 0) & (sectors == sector))
-                beta = sector_effect[:, free_sectors.index(sector), t] if sector in free_sectors else np.zeros(n_draws)
-                stratum_cell.append(cell)
-                stratum_policies.append(members)
-                stratum_weights.append(column[members])
-                stratum_scale.append(np.exp(rate[:, t] + beta)
-                                     * shock_rules.frequency_multiplier(shocks, country, dispute_type, sector))
-
-    # Campaign cells: single-stage costs (defence of one named seller), fitted per kind.
-    campaign_cell, campaign_policies, campaign_weights, campaign_rate, campaign_size = [], [], [], [], []
-    n_stages = len(STAGES)
-    for k, kind in enumerate(CAMPAIGN_KINDS):
-        country, dispute_type, target_sectors = CAMPAIGN_TARGETS[kind]
-        if country not in active:
-            continue
-        column = portfolio.exposure[:, portfolio.countries.index(country)]
-        weights = column * (np.isin(sectors, target_sectors) if target_sectors is not None else 1.0)
-        members = np.flatnonzero(weights > 0)
-        if members.size == 0:
-            continue
-        cell = len(cell_country)
-        cell_country.append(country)
-        cell_type.append(dispute_type)
-        cell_currency.append(COUNTRIES[country].currency)
-        only_first = np.zeros((n_draws, n_stages))
-        only_first[:, 0] = 1.0
-        stage_p.append(only_first)
-        cost_shift = np.log(shock_rules.cost_multiplier(shocks, country, COUNTRIES[country].currency)) + stage_shift[0]
-        mu = _values(posterior, "campaign_log_median")[:, k] + cost_shift
-        s = _values(posterior, "campaign_sigma")[:, k]
-        severity.append(np.stack([np.repeat(mu[:, None], n_stages, 1), np.repeat(s[:, None], n_stages, 1),
-                                  np.zeros((n_draws, n_stages))], axis=-1))
-        fee.append(np.zeros((n_draws, 3)))
-        dispersion.append(np.zeros(n_draws))
-        median_years, log_sd = CAMPAIGN_DURATION[kind]
-        duration.append(np.broadcast_to([np.log(median_years), log_sd], (n_draws, n_stages, 2)))
-        campaign_cell.append(cell)
-        campaign_policies.append(members)
-        campaign_weights.append(weights[members])
-        rate_shock, size_shock = shock_rules.campaign_multipliers(shocks, kind)
-        # A campaign is a (country, type) event: the country and type frequency shocks move it too.
-        campaign_rate.append(np.exp(_values(posterior, "campaign_log_rate")[:, k]) * weights.sum() * rate_shock
-                             * shock_rules.frequency_multiplier({k2: v for k2, v in shocks.items()
-                                                                 if k2 in ("frequency", "frequency_by_type", "frequency_by_country_and_type")},
-                                                                country, dispute_type, ""))
-        campaign_size.append(np.stack([_values(posterior, "campaign_mean_extra")[:, k] * size_shock,
-                                       _values(posterior, "campaign_concentration")[:, k]], axis=-1))
-
-    fx_sigma = dict(FX_VOLATILITY) | {str(k): float(v) for k, v in scenario.raw.get("fx", {}).get("volatility", {}).items()}
-    n_cells = len(cell_country)
-    return ModelTables(
-        cell_country=tuple(cell_country), cell_dispute_type=tuple(cell_type),
-        cell_family=np.zeros(n_cells, int), cell_currency=tuple(cell_currency),
-        stratum_cell=np.asarray(stratum_cell), stratum_policies=tuple(stratum_policies),
-        stratum_weights=tuple(stratum_weights), stratum_scale=np.stack(stratum_scale, axis=1),
-        cell_concentration=np.zeros((n_draws, n_cells)),
-        cell_stage_probability=np.stack(stage_p, axis=1),
-        cell_severity=np.stack(severity, axis=1),
-        cell_fee=np.stack(fee, axis=1),
-        year_sigma=_values(posterior, "sigma_year").reshape(n_draws) * float(shocks.get("year_factor", 1.0)),
-        fx_sigma=fx_sigma,
-        cell_dispersion=np.stack(dispersion, axis=1),
-        cell_duration=np.stack(duration, axis=1),
-        campaign_cell=np.asarray(campaign_cell, int),
-        campaign_policies=tuple(campaign_policies), campaign_weights=tuple(campaign_weights),
-        campaign_rate=np.stack(campaign_rate, axis=1) if campaign_rate else np.zeros((n_draws, 0)),
-        campaign_size=np.stack(campaign_size, axis=1) if campaign_size else np.zeros((n_draws, 0, 2)),
-    )

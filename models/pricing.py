@@ -22,7 +22,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from ..countries import COUNTRIES
-from ..scenarios.portfolio import Portfolio
+from ..formats.portfolio import Portfolio
 from ..vocabulary import TRIAL
 from .history import true_log_median, true_stage_probability, true_win_probability
 from .truth import CAMPAIGN_KINDS, CAMPAIGN_TARGETS, DISPUTE_TYPES, FX_VOLATILITY, REFERENCE_SECTOR, TRUTH, fee_shifting

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from ..countries import COUNTRIES, CURRENCIES
-from ..vocabulary import DISPUTE_TYPES
 from ..errors import InputError
 from ..simulator.capital import EXPENSE_RATIO
+from ..vocabulary import DISPUTE_TYPES
 from . import shocks as shock_rules
 
 LIBRARY = "library"
@@ -354,9 +354,9 @@ def validate(raw: dict, file: str) -> dict:
                 ck.fail(f"fx.volatility.{currency}", "must be <= 1 (an annual log-volatility, e.g. 0.04 for 4%)", value)
 
     capital = ck.table(raw.get("capital", {}), "capital", CAPITAL_KEYS)
-    for key in ("available_cny", "core_cny"):
-        if key in capital:
-            ck.number(capital[key], f"capital.{key}", low=0.0, high=MAX_AMOUNT_CNY)
+    for name in ("available_cny", "core_cny"):
+        if name in capital:
+            ck.number(capital[name], f"capital.{name}", low=0.0, high=MAX_AMOUNT_CNY)
     if "expense_ratio" in capital:
         ck.number(capital["expense_ratio"], "capital.expense_ratio", low=0.0, high=1.0)
     if "counterparty_charge" in capital and not isinstance(capital["counterparty_charge"], bool):
@@ -382,7 +382,7 @@ def _merge(base: dict, child: dict) -> dict:
     return out
 
 
-# Scenario amounts have the portfolio's bound (scenarios/portfolio.py): above 1e15 CNY is a typo
+# Scenario amounts have the portfolio's bound (formats/portfolio.py): above 1e15 CNY is a typo
 # (an exponent too many); loss ratios and rates on line above 1,000 likewise.
 MAX_AMOUNT_CNY = 1e15
 MAX_RATIO = 1000.0
@@ -547,6 +547,14 @@ class Scenario:
     def expense_ratio(self) -> float:
         """Expenses as a share of the premium ([capital] expense_ratio; default capital.EXPENSE_RATIO)."""
         return float(self.raw.get("capital", {}).get("expense_ratio", EXPENSE_RATIO))
+
+    def updated(self, changes: dict, *, name: str | None = None) -> Scenario:
+        """A variant: ``changes`` merged into the resolved table as ``extends`` merges a child (tables
+        key by key, arrays and scalars replaced whole), then validated again (an InputError naming
+        this scenario's file if the variant is invalid). The scenario itself is left as it is."""
+        raw = _merge(self.raw, changes)
+        validate(raw, self.source)
+        return Scenario(name=name or self.name, raw=raw, source=self.source)
 
     @property
     def sha256(self) -> str:

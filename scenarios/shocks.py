@@ -30,8 +30,8 @@ import dataclasses
 import numpy as np
 
 from ..countries import COUNTRIES, CURRENCIES
+from ..formats.portfolio import Portfolio
 from ..vocabulary import CAMPAIGN_KINDS, DISPUTE_TYPES, STAGES
-from .portfolio import Portfolio
 
 # The largest shock multiplier: beyond it costs overflow float32 sampling and counts the buffers
 # (the reverse stress test searches up to 256).

@@ -11,21 +11,21 @@ Host-side orchestration (NumPy and the driver); no file I/O: cli.py writes the r
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
 
 from ..errors import InputError
+from ..formats.portfolio import Portfolio
 from ..simulator import capital, metrics
 from ..simulator.driver import YearTable, run_years
 from ..simulator.results import fixed_income, program_outcome
-from .compose import Composition, compose
-from .portfolio import Portfolio
-from .schema import Scenario, validate
+from .compose import DEV_YEARS, Composition, compose
+from .schema import Scenario
 
 METRICS = ("gross_mean", "net_mean", "net_var_0.995", "net_tvar_0.99", "net_loss_ratio", "required_capital",
            "solvency_ratio", "exhaustion_probability", "reserve_adequacy", "expected_result", "core_ratio")
@@ -102,9 +102,10 @@ def simulate(scenarios: list[Scenario], portfolio: Portfolio, *, key: jax.Array,
     ``share_within``: scenarios whose buffers differ by at most this factor share one compiled
     kernel (:func:`unify_shapes`); ``math.inf`` compiles one kernel for all (best for few years).
     """
-    kwargs = {} if dev_years is None else {"dev_years": dev_years}
-    comps = unify_shapes([compose(s, portfolio, posterior=posterior, **kwargs) for s in scenarios], share_within)
-    runs = []
+    development = DEV_YEARS if dev_years is None else dev_years
+    comps = unify_shapes([compose(s, portfolio, posterior=posterior, dev_years=development) for s in scenarios],
+                         share_within)
+    runs: list[Run] = []
     for scenario, comp in zip(scenarios, comps):
         table = run_years(key, comp.params, comp.shape, years=years, chunk_size=chunk_size, progress=progress)
         if runs:
@@ -218,7 +219,7 @@ def compare(base: Run, runs: list[Run], *, held_reserve: float | None) -> dict:
     out = {}
     for run in runs:
         values, influences = evaluate(run, held_reserve=held_reserve), _influences(run, held_reserve)
-        change = {}
+        change: dict[str, dict | None] = {}
         for m in METRICS:
             if values.get(m) is None or base_values.get(m) is None or m not in influences or m not in base_if:
                 change[m] = None
@@ -252,17 +253,16 @@ def parse_shock(text: str) -> tuple[str, str]:
 
 def with_multiplier(scenario: Scenario, kind: str, key: str, factor: float) -> Scenario:
     """The scenario with one more multiplier on top of its own shocks (``campaigns:kind`` scales the rate)."""
-    raw = copy.deepcopy(scenario.raw)
-    shocks = raw.setdefault("shocks", {})
+    shocks = scenario.shocks
+    change: dict[str, Any]
     if kind == "campaigns":
-        spec = shocks.setdefault("campaigns", {}).setdefault(key, {})
-        spec["rate"] = float(spec.get("rate", 1.0)) * factor
+        rate = float(shocks.get("campaigns", {}).get(key, {}).get("rate", 1.0))
+        change = {"campaigns": {key: {"rate": rate * factor}}}
     else:
-        table = shocks.setdefault(kind, {})
+        table = shocks.get(kind, {})
         base = table.get(key, table.get("*", 1.0) if kind in ("frequency", "severity", "exposure_by_sector") else 1.0)
-        table[key] = float(base) * factor
-    validate(raw, scenario.source)
-    return Scenario(name=f"{scenario.name} [{kind}:{key} x{factor:.4g}]", raw=raw, source=scenario.source)
+        change = {kind: {key: float(base) * factor}}
+    return scenario.updated({"shocks": change}, name=f"{scenario.name} [{kind}:{key} x{factor:.4g}]")
 
 
 def reverse(scenario: Scenario, portfolio: Portfolio, *, kind: str, key: str, target: str, value: float,

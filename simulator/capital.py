@@ -31,6 +31,7 @@ contributions then add up to the empirical TVaR to rounding. Each part's share o
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -161,7 +162,7 @@ def assess(net_cost: np.ndarray, *, available: float | None, income: float, core
     def ratio(capital: float | None, requirement: float) -> float | None:
         return capital / requirement if capital is not None and requirement > 0 else None
 
-    out = {
+    out: dict[str, Any] = {
         "required": required,
         "available": available,
         "solvency_ratio": ratio(available, required),
@@ -189,7 +190,7 @@ def assess(net_cost: np.ndarray, *, available: float | None, income: float, core
             return None
         if required <= 0:  # even the 1-in-200 year is a profit: no capital needed, any own funds meet it
             return True
-        return bool(value >= threshold)
+        return None if value is None else bool(value >= threshold)
 
     out["meets"] = {
         "comprehensive_100pct": meets(available, solvency, COMPREHENSIVE_THRESHOLD),

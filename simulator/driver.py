@@ -12,11 +12,13 @@ prefix-stable (see engine.py), so the result is exactly what an unbounded buffer
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import math
 import os
 from collections.abc import Callable, Collection, Sequence
+from typing import overload
 
 import jax
 import numpy as np
@@ -75,6 +77,15 @@ def host_device_flags(flags: str | None = None, cores: int | None = None) -> str
     return f"{flags} --xla_force_host_platform_device_count={max(1, cores)}".strip()
 
 
+_TRACES: collections.Counter = collections.Counter()
+
+
+def traces(shape: EngineShape) -> int:
+    """How many times the year kernel of ``shape`` has been traced (each trace is a compilation) in
+    this process: new scenario numbers (arrays) must not add one, a new shape adds one."""
+    return _TRACES[shape]
+
+
 @functools.lru_cache(maxsize=64)
 def sharded_kernel(shape: EngineShape, devices: tuple[jax.Device, ...]):
     """The kernel compiled once per (shape, devices): years split evenly over ``devices``.
@@ -84,6 +95,7 @@ def sharded_kernel(shape: EngineShape, devices: tuple[jax.Device, ...]):
     mesh = Mesh(np.array(devices), ("year",))
 
     def local(key, year_ids, params):
+        _TRACES[shape] += 1  # runs while JAX traces the kernel, never when it runs
         return simulate_years(key, year_ids, params, shape)
 
     # check_vma=False: jax.random.poisson's rejection loop mixes per-device and replicated
@@ -116,6 +128,19 @@ def _grow(shape: EngineShape, events: int, disputes: int, campaigns: int, campai
         grown = grown._replace(campaign_buffer=max(shape.campaign_buffer, size(campaigns)),
                                campaign_dispute_buffer=max(shape.campaign_dispute_buffer, size(campaign_disputes)))
     return grown
+
+
+@overload
+def run_years(key: jax.Array, params: EngineParams, shape: EngineShape, *, years: int, chunk_size: int = ...,
+              first_year: int = ..., progress: Callable[[int], None] | None = ...,
+              devices: Sequence[jax.Device] | None = ..., sink: None = ..., skip: Collection[int] = ...) -> YearTable: ...
+
+
+@overload
+def run_years(key: jax.Array, params: EngineParams, shape: EngineShape, *, years: int, chunk_size: int = ...,
+              first_year: int = ..., progress: Callable[[int], None] | None = ...,
+              devices: Sequence[jax.Device] | None = ..., sink: Callable[[int, YearTable], None],
+              skip: Collection[int] = ...) -> None: ...
 
 
 def run_years(
@@ -262,7 +287,7 @@ def _to_host(out: YearResult, n: int) -> YearResult:
         from jax.experimental import multihost_utils
 
         out = multihost_utils.process_allgather(out, tiled=True)
-    return YearResult(*(np.asarray(field)[:n] for field in out))
+    return YearResult(*(np.asarray(field)[:n] for field in out))  # type: ignore[arg-type]  # host copies
 
 
 def _recompute_overflows(out: YearResult, key, params, grown: list[EngineShape], devices, ids: np.ndarray) -> YearTable:

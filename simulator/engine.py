@@ -207,6 +207,7 @@ def pick_entries(word: jax.Array, stratum_word: jax.Array | None, draw: jax.Arra
     """
     if shape.stratified:
         n_strata = params.stratum_offset.shape[0]
+        assert stratum_word is not None  # drawn when shape.stratified
         stratum = _alias_pick(_low32(stratum_word), jnp.int32(n_strata), params.stratum_accept.reshape(-1),
                               params.stratum_alias.reshape(-1), draw * n_strata)
         first = params.stratum_offset[stratum]
@@ -219,17 +220,19 @@ def pick_entries(word: jax.Array, stratum_word: jax.Array | None, draw: jax.Arra
     return stratum, entry
 
 
-def _per_draw(table: jax.Array, draw: jax.Array, index: jax.Array) -> jax.Array | tuple[jax.Array, ...]:
-    """``table[draw, index]`` by scalar gathers from the flattened table, one per trailing column.
+def _per_draw(table: jax.Array, draw: jax.Array, index: jax.Array) -> jax.Array:
+    """``table[draw, index]`` of a 2-D table by a scalar gather from the flattened table.
 
     Under ``vmap`` over years, ``table[draw]`` would be a per-year copy and the gather a batched
     one; and on XLA's CPU backend a gather of short rows is several times slower than one 1-D
-    gather per column (measured: 2x on the whole kernel). A 2-D table gives one array; a 3-D
-    table gives a tuple of columns.
+    gather per column (measured: 2x on the whole kernel).
     """
+    return table.reshape(-1)[draw * table.shape[1] + index]
+
+
+def _per_draw_columns(table: jax.Array, draw: jax.Array, index: jax.Array) -> tuple[jax.Array, ...]:
+    """``table[draw, index, j]`` of a 3-D table for every trailing column ``j``: one 1-D gather each."""
     flat_index = draw * table.shape[1] + index
-    if table.ndim == 2:
-        return table.reshape(-1)[flat_index]
     return tuple(table[:, :, j].reshape(-1)[flat_index] for j in range(table.shape[2]))
 
 
@@ -296,7 +299,7 @@ def _quantile(key: jax.Array, u: jax.Array, family: jax.Array | None, theta: tup
 
 
 def _dispute_costs(key: jax.Array, n_slots: int, cell: jax.Array, u_cost: jax.Array, draw: jax.Array,
-                   fx_factor: jax.Array, params: EngineParams, shape: EngineShape) -> tuple[jax.Array, jax.Array]:
+                   fx_factor: jax.Array | None, params: EngineParams, shape: EngineShape) -> tuple[jax.Array, jax.Array]:
     """Ground-up cost in CNY (float32) of each dispute slot, given its cell and cost uniform; and its stage."""
     k_gamma, k_stage = jax.random.split(key)
     family = params.cell_family[cell] if sum(shape.families) > 1 else None
@@ -305,19 +308,19 @@ def _dispute_costs(key: jax.Array, n_slots: int, cell: jax.Array, u_cost: jax.Ar
         u_stage = _uniform_from_bits(extra & jnp.uint32(0xFFFF), 16)
         u_win = _uniform_from_bits(extra >> jnp.uint32(16), 16)
     if shape.n_stages > 1:
-        cdf = _per_draw(params.cell_stage_cdf, draw, cell)  # a column per stage
-        stage = sum((u_stage >= threshold).astype(jnp.int32) for threshold in cdf[:-1])
+        cdf = _per_draw_columns(params.cell_stage_cdf, draw, cell)  # a column per stage
+        stage = sum(((u_stage >= threshold).astype(jnp.int32) for threshold in cdf[:-1]), jnp.zeros(n_slots, jnp.int32))
         n_stages = params.cell_stage_cdf.shape[2]
         severity = params.cell_severity.reshape(params.cell_severity.shape[0], -1, 3)
-        theta = _per_draw(severity, draw, cell * n_stages + stage)
+        theta = _per_draw_columns(severity, draw, cell * n_stages + stage)
     else:
         stage = jnp.zeros(n_slots, jnp.int32)
-        theta = _per_draw(params.cell_severity[:, :, 0], draw, cell)
+        theta = _per_draw_columns(params.cell_severity[:, :, 0], draw, cell)
     cost = _quantile(k_gamma, u_cost, family, theta, shape)
-    if shape.fx:
+    if fx_factor is not None:  # shape.fx
         cost = cost * fx_factor[params.cell_currency[cell]]
     if shape.fee_shifting:
-        p_win, recovered, adverse = _per_draw(params.cell_fee, draw, cell)
+        p_win, recovered, adverse = _per_draw_columns(params.cell_fee, draw, cell)
         decided = stage >= TRIAL
         shifted = jnp.where(u_win < p_win, 1.0 - recovered, 1.0 + adverse)
         cost = cost * jnp.where(decided, shifted, 1.0)
@@ -349,9 +352,10 @@ def _payment_pattern(key: jax.Array, amount: jax.Array, valid: jax.Array, cell: 
     start = _uniform_from_bits(bits & jnp.uint32(0xFFFF), 16).astype(jnp.float64)
     # The duration's normal quantile from 16 bits, by table: exact (65,536 values), 1.3x faster.
     z = jnp.asarray(_normal_quantile_table())[(bits >> jnp.uint32(16)).astype(jnp.int32)]
+    assert params.cell_duration is not None and params.cell_case_weight is not None  # shape.dev_years > 0
     n_stages = params.cell_duration.shape[2]
-    log_median, sigma = _per_draw(params.cell_duration.reshape(params.cell_duration.shape[0], -1, 2), draw,
-                                  cell * n_stages + stage)
+    log_median, sigma = _per_draw_columns(params.cell_duration.reshape(params.cell_duration.shape[0], -1, 2), draw,
+                                          cell * n_stages + stage)
     # Settled (ordered.py): every sum below reads the same rounding of the durations.
     start, duration = settled((start, jnp.maximum(jnp.exp(log_median + sigma * z), 1e-3).astype(jnp.float64)))
     end = start + duration
@@ -374,159 +378,248 @@ def _payment_pattern(key: jax.Array, amount: jax.Array, valid: jax.Array, cell: 
     return payments, open_disputes, open_weight
 
 
-def simulate_year(key: jax.Array, year: jax.Array, params: EngineParams, shape: EngineShape) -> YearResult:
-    """Simulate one year of the portfolio. ``key`` must be this year's own key."""
-    (k_shock, k_count, k_stratum, k_event, k_size, k_cost,
-     k_sev, k_camp, k_camp_sev) = jax.random.split(key, 9)
+class YearShocks(NamedTuple):
+    """What one simulated year shares across its disputes."""
+
+    draw: jax.Array  # int32: the posterior draw this year follows
+    level: jax.Array  # the year effect on every rate (1 without one)
+    fx_factor: jax.Array | None  # [currency] this year's exchange-rate factors (None: no FX noise)
+
+
+class Disputes(NamedTuple):
+    """One year's dispute slots (empty slots have ``valid`` False) and the policy terms they meet."""
+
+    valid: jax.Array
+    policy: jax.Array
+    cell: jax.Array
+    cost: jax.Array  # ground-up, CNY (float32)
+    stage: jax.Array
+    deductible: jax.Array
+    coinsurance: jax.Array
+    limit: jax.Array
+
+    def join(self, other: Disputes) -> Disputes:
+        """Slots of ``self`` then of ``other``."""
+        return Disputes(*(jnp.concatenate([a, b]) for a, b in zip(self, other)))
+
+
+class Counts(NamedTuple):
+    """How many events, disputes and campaigns the year drew, and whether a buffer overflowed."""
+
+    events: jax.Array
+    disputes: jax.Array
+    campaigns: jax.Array
+    campaign_disputes: jax.Array
+    overflow: jax.Array
+
+
+class Payouts(NamedTuple):
+    """The insurer's side of the year's disputes after the policy terms."""
+
+    paid: jax.Array  # [slot] after deductible, coinsurance and the per-dispute limit (float64)
+    amount: jax.Array  # [slot] paid after the annual aggregate limit: each dispute's share of the gross
+    by_cell: jax.Array  # [cell]
+    gross: jax.Array
+    largest: jax.Array  # the largest single-dispute payment
+
+
+class Recoveries(NamedTuple):
+    """Reinsurance of the year (placeholders of one element without programs: never read)."""
+
+    due: jax.Array  # [program, contract]
+    recovered: jax.Array  # [program, contract]
+    net: jax.Array  # [program]
+    net_by_group: jax.Array  # [cell], the first program's
+
+
+def _year_shocks(key: jax.Array, year: jax.Array, params: EngineParams, shape: EngineShape) -> YearShocks:
+    """0. The year's posterior draw, year effect and exchange-rate factors."""
     n_draws = params.total_rate.shape[0]
     draw = (year % n_draws).astype(jnp.int32)
-
-    # 0. Year shocks.
-    k_year, k_fx = jax.random.split(k_shock)
+    k_year, k_fx = jax.random.split(key)
     real = _real(shape)
     level = jnp.exp(params.year_sigma[draw] * jax.random.normal(k_year, dtype=real)) if shape.year_effect \
         else real(1.0)
+    fx_factor = None
     if shape.fx:
         sigma = params.fx_sigma
         fx_factor = jnp.exp(sigma * jax.random.normal(k_fx, sigma.shape, real) - 0.5 * sigma * sigma)
-    else:
-        fx_factor = None
+    return YearShocks(draw, level, fx_factor)
 
-    # 1. Events at the dominating rate.
-    rate = params.total_rate[draw] * level.astype(jnp.float64)
+
+def _cluster_sizes(keys: tuple[jax.Array, jax.Array], shocks: YearShocks, stratum: jax.Array, row: jax.Array,
+                   u_high: jax.Array, event_valid: jax.Array, params: EngineParams, shape: EngineShape):
+    """3. Thinning and Kemp's LK: L = 1 + floor(log V / log(1 - (1 - theta)^U)); the disputes' slots.
+
+    Returns each dispute slot's entry row, its validity, the number of disputes and the slots' cost uniforms.
+    """
+    k_size, k_cost = keys
+    real = _real(shape)
+    lam = _per_draw(params.stratum_scale, shocks.draw, stratum) * shocks.level * row[:, ROW_WEIGHT]
+    cell = row[:, ROW_CELL].astype(jnp.int32)
+    k = _per_draw(params.cell_concentration, shocks.draw, cell)
+    delta = _per_draw(params.cell_dispersion, shocks.draw, cell)
+    nb = (k > 0) | (delta > 0)
+    ratio = jnp.where(k > 0, lam / jnp.where(k > 0, k, 1.0), delta)  # mean / concentration
+    log1p_ratio = jnp.log1p(ratio)
+    keep_probability = jnp.where(nb, log1p_ratio / jnp.maximum(ratio, 1e-30), 1.0)
+    size_word = jax.random.bits(k_size, (shape.event_buffer,), dtype=jnp.uint64)
+    kept = _uniform_from_bits((size_word & jnp.uint64(0xFFFFFFFF)).astype(jnp.uint32), dtype=real) < keep_probability
+    v = _high_uniform(size_word, real)
+    r = -jnp.expm1(-u_high * log1p_ratio)  # 1 - (1 - theta)^U with log(1 - theta) = -log1p(ratio)
+    size = 1.0 + jnp.floor(jnp.log(v) / jnp.log(r))
+    size = jnp.where(nb, jnp.clip(size, 1.0, 2.0**30), 1.0).astype(jnp.int32)
+    size = jnp.where(event_valid & kept, size, 0)
+    cum_size = jnp.cumsum(size)
+    n_disputes = cum_size[-1]
+    slot = jnp.arange(shape.dispute_buffer, dtype=jnp.int32)
+    owner = jnp.minimum(jnp.searchsorted(cum_size, slot, side="right"), shape.event_buffer - 1)
+    u_cost = _uniform_from_bits(jax.random.bits(k_cost, (shape.dispute_buffer,), dtype=jnp.uint32), dtype=real)
+    return row[owner], slot < n_disputes, n_disputes, u_cost
+
+
+def _ordinary_disputes(keys: tuple[jax.Array, ...], shocks: YearShocks, params: EngineParams,
+                       shape: EngineShape) -> tuple[Disputes, Counts]:
+    """1-3. Events at the dominating rate, their entries (policy x cell), cluster sizes, costs."""
+    k_count, k_stratum, k_event, k_size, k_cost, k_sev = keys
+    real = _real(shape)
+    rate = params.total_rate[shocks.draw] * shocks.level.astype(jnp.float64)
     n_events = jax.random.poisson(k_count, rate, dtype=jnp.int32)
-    event_slot = jnp.arange(shape.event_buffer, dtype=jnp.int32)
-    event_valid = event_slot < n_events
-
+    event_valid = jnp.arange(shape.event_buffer, dtype=jnp.int32) < n_events
     # 2. Stratum, then entry, from the slot's words.
     word = jax.random.bits(k_event, (shape.event_buffer,), dtype=jnp.uint64)
     stratum_word = jax.random.bits(k_stratum, (shape.event_buffer,), dtype=jnp.uint64) if shape.stratified else None
-    stratum, entry = pick_entries(word, stratum_word, draw, params, shape)
+    stratum, entry = pick_entries(word, stratum_word, shocks.draw, params, shape)
     row = params.entry_row[entry]
     u_high = _high_uniform(word, real)
-
     if shape.clustered:
-        # 3. Thinning and Kemp's LK: L = 1 + floor(log V / log(1 - (1 - theta)^U)).
-        lam = _per_draw(params.stratum_scale, draw, stratum) * level * row[:, ROW_WEIGHT]
-        cell = row[:, ROW_CELL].astype(jnp.int32)
-        k = _per_draw(params.cell_concentration, draw, cell)
-        delta = _per_draw(params.cell_dispersion, draw, cell)
-        nb = (k > 0) | (delta > 0)
-        ratio = jnp.where(k > 0, lam / jnp.where(k > 0, k, 1.0), delta)  # mean / concentration
-        log1p_ratio = jnp.log1p(ratio)
-        keep_probability = jnp.where(nb, log1p_ratio / jnp.maximum(ratio, 1e-30), 1.0)
-        size_word = jax.random.bits(k_size, (shape.event_buffer,), dtype=jnp.uint64)
-        kept = _uniform_from_bits((size_word & jnp.uint64(0xFFFFFFFF)).astype(jnp.uint32), dtype=real) < keep_probability
-        v = _high_uniform(size_word, real)
-        r = -jnp.expm1(-u_high * log1p_ratio)  # 1 - (1 - theta)^U with log(1 - theta) = -log1p(ratio)
-        size = 1.0 + jnp.floor(jnp.log(v) / jnp.log(r))
-        size = jnp.where(nb, jnp.clip(size, 1.0, 2.0**30), 1.0).astype(jnp.int32)
-        size = jnp.where(event_valid & kept, size, 0)
-        cum_size = jnp.cumsum(size)
-        n_disputes = cum_size[-1]
-        slot = jnp.arange(shape.dispute_buffer, dtype=jnp.int32)
-        owner = jnp.minimum(jnp.searchsorted(cum_size, slot, side="right"), shape.event_buffer - 1)
-        row = row[owner]
-        valid = slot < n_disputes
-        u_cost = _uniform_from_bits(jax.random.bits(k_cost, (shape.dispute_buffer,), dtype=jnp.uint32), dtype=real)
+        row, valid, n_disputes, u_cost = _cluster_sizes((k_size, k_cost), shocks, stratum, row, u_high, event_valid,
+                                                        params, shape)
         overflow = (n_events > shape.event_buffer) | (n_disputes > shape.dispute_buffer)
     else:
         valid, n_disputes, u_cost = event_valid, n_events, u_high
         overflow = n_events > shape.event_buffer
-
-    policy = row[:, ROW_POLICY].astype(jnp.int32)
     cell = row[:, ROW_CELL].astype(jnp.int32)
-    deductible, coinsurance, limit = row[:, ROW_DEDUCTIBLE], row[:, ROW_COINSURANCE], row[:, ROW_LIMIT]
-    cost, stage = _dispute_costs(k_sev, valid.shape[0], cell, u_cost, draw, fx_factor, params, shape)
+    cost, stage = _dispute_costs(k_sev, valid.shape[0], cell, u_cost, shocks.draw, shocks.fx_factor, params, shape)
+    disputes = Disputes(valid=valid, policy=row[:, ROW_POLICY].astype(jnp.int32), cell=cell, cost=cost, stage=stage,
+                        deductible=row[:, ROW_DEDUCTIBLE], coinsurance=row[:, ROW_COINSURANCE], limit=row[:, ROW_LIMIT])
+    none = jnp.int32(0)
+    return disputes, Counts(n_events, n_disputes, none, none, overflow)
 
-    # 4. Campaigns and the disputes they bring.
-    n_campaigns = jnp.int32(0)
-    n_campaign_disputes = jnp.int32(0)
-    if shape.campaign_buffer > 0:
-        k_n, k_kind, k_extra, k_gamma, k_pick, k_ccost = jax.random.split(k_camp, 6)
-        kind_rates = params.campaign_rate[draw] * level.astype(jnp.float64)
-        n_campaigns = jax.random.poisson(k_n, kind_rates.sum(), dtype=jnp.int32)
-        camp_slot = jnp.arange(shape.campaign_buffer, dtype=jnp.int32)
-        u_kind = jax.random.uniform(k_kind, (shape.campaign_buffer,), jnp.float64)
-        cum_kind = jnp.cumsum(kind_rates) / jnp.maximum(kind_rates.sum(), 1e-300)
-        kind = jnp.minimum(jnp.sum(u_kind[:, None] >= cum_kind[None, :-1], axis=1), kind_rates.shape[0] - 1)
-        mean_extra, concentration = _per_draw(params.campaign_size, draw, kind)
-        mixing = jax.random.gamma(k_gamma, concentration, dtype=real) / concentration
-        extra = _poisson_each(k_extra, mean_extra * mixing)
-        hits = jnp.where(camp_slot < n_campaigns, 1 + extra, 0)
-        cum_hits = jnp.cumsum(hits)
-        n_campaign_disputes = cum_hits[-1]
-        hit_slot = jnp.arange(shape.campaign_dispute_buffer, dtype=jnp.int32)
-        hit_valid = hit_slot < n_campaign_disputes
-        hit_kind = kind[jnp.minimum(jnp.searchsorted(cum_hits, hit_slot, side="right"), shape.campaign_buffer - 1)]
-        hit_word = jax.random.bits(k_pick, (shape.campaign_dispute_buffer,), dtype=jnp.uint64)
-        n_targets = params.campaign_accept.shape[1]
-        target = hit_kind * n_targets + _alias_pick(_low32(hit_word), params.campaign_count[hit_kind],
-                                                    params.campaign_accept.reshape(-1),
-                                                    params.campaign_alias.reshape(-1), hit_kind * n_targets)
-        hit_policy = params.campaign_policy.reshape(-1)[target]
-        hit_cell = params.campaign_cell[hit_kind]
-        hit_cost, hit_stage = _dispute_costs(k_camp_sev, shape.campaign_dispute_buffer, hit_cell, _high_uniform(hit_word, real),
-                                  draw, fx_factor, params, shape)
-        terms = params.policy_terms[hit_policy]
-        overflow = overflow | (n_campaigns > shape.campaign_buffer) | (n_campaign_disputes > shape.campaign_dispute_buffer)
-        policy = jnp.concatenate([policy, hit_policy])
-        cell = jnp.concatenate([cell, hit_cell])
-        cost = jnp.concatenate([cost, hit_cost])
-        stage = jnp.concatenate([stage, hit_stage])
-        valid = jnp.concatenate([valid, hit_valid])
-        deductible = jnp.concatenate([deductible, terms[:, 0]])
-        coinsurance = jnp.concatenate([coinsurance, terms[:, 1]])
-        limit = jnp.concatenate([limit, terms[:, 2]])
 
-    # 5-6. Policy terms per dispute, then the annual aggregate limit per policy.
-    cost = jnp.where(valid, cost, 0.0)
-    paid = settled(jnp.minimum((1.0 - coinsurance) * jnp.maximum(cost - deductible, 0.0), limit).astype(jnp.float64))
+def _campaign_disputes(keys: tuple[jax.Array, jax.Array], shocks: YearShocks, params: EngineParams,
+                       shape: EngineShape) -> tuple[Disputes, jax.Array, jax.Array]:
+    """4. Campaigns (Schedule A complaints, ITC investigations) and the disputes each brings.
+
+    Returns the campaign disputes' slots, the number of campaigns and of their disputes.
+    """
+    k_camp, k_camp_sev = keys
+    real = _real(shape)
+    k_n, k_kind, k_extra, k_gamma, k_pick, _ = jax.random.split(k_camp, 6)
+    kind_rates = params.campaign_rate[shocks.draw] * shocks.level.astype(jnp.float64)
+    n_campaigns = jax.random.poisson(k_n, kind_rates.sum(), dtype=jnp.int32)
+    camp_slot = jnp.arange(shape.campaign_buffer, dtype=jnp.int32)
+    u_kind = jax.random.uniform(k_kind, (shape.campaign_buffer,), jnp.float64)
+    cum_kind = jnp.cumsum(kind_rates) / jnp.maximum(kind_rates.sum(), 1e-300)
+    kind = jnp.minimum(jnp.sum(u_kind[:, None] >= cum_kind[None, :-1], axis=1), kind_rates.shape[0] - 1)
+    mean_extra, concentration = _per_draw_columns(params.campaign_size, shocks.draw, kind)
+    mixing = jax.random.gamma(k_gamma, concentration, dtype=real) / concentration
+    extra = _poisson_each(k_extra, mean_extra * mixing)
+    hits = jnp.where(camp_slot < n_campaigns, 1 + extra, 0)
+    cum_hits = jnp.cumsum(hits)
+    n_campaign_disputes = cum_hits[-1]
+    hit_slot = jnp.arange(shape.campaign_dispute_buffer, dtype=jnp.int32)
+    hit_kind = kind[jnp.minimum(jnp.searchsorted(cum_hits, hit_slot, side="right"), shape.campaign_buffer - 1)]
+    hit_word = jax.random.bits(k_pick, (shape.campaign_dispute_buffer,), dtype=jnp.uint64)
+    n_targets = params.campaign_accept.shape[1]
+    target = hit_kind * n_targets + _alias_pick(_low32(hit_word), params.campaign_count[hit_kind],
+                                                params.campaign_accept.reshape(-1),
+                                                params.campaign_alias.reshape(-1), hit_kind * n_targets)
+    policy = params.campaign_policy.reshape(-1)[target]
+    cell = params.campaign_cell[hit_kind]
+    cost, stage = _dispute_costs(k_camp_sev, shape.campaign_dispute_buffer, cell, _high_uniform(hit_word, real),
+                                 shocks.draw, shocks.fx_factor, params, shape)
+    terms = params.policy_terms[policy]
+    disputes = Disputes(valid=hit_slot < n_campaign_disputes, policy=policy, cell=cell, cost=cost, stage=stage,
+                        deductible=terms[:, 0], coinsurance=terms[:, 1], limit=terms[:, 2])
+    return disputes, n_campaigns, n_campaign_disputes
+
+
+def _policy_terms(disputes: Disputes, params: EngineParams, shape: EngineShape) -> Payouts:
+    """5-6. Deductible, coinsurance and the per-dispute limit, then the annual aggregate per policy."""
+    valid, policy = disputes.valid, disputes.policy
+    cost = jnp.where(valid, disputes.cost, 0.0)
+    paid = settled(jnp.minimum((1.0 - disputes.coinsurance) * jnp.maximum(cost - disputes.deductible, 0.0),
+                               disputes.limit).astype(jnp.float64))
     policy_or_sink = jnp.where(valid, policy, shape.n_policies)  # empty slots go to a sink row
     per_policy = jnp.zeros(shape.n_policies + 1, jnp.float64).at[policy_or_sink].add(paid)
     aggregate = params.aggregate_limit_cny[policy]
     year_total = per_policy[policy]
     scale = jnp.where(year_total > aggregate, aggregate / jnp.where(year_total > 0, year_total, 1.0), 1.0)
     amount = settled(jnp.where(valid, paid * scale, 0.0))  # each dispute's share of the gross (f64)
-    by_cell = segment_total(amount, cell, shape.n_cells)
     # The portfolio total is the exact sum of min(policy total, aggregate limit), so that it can
     # never exceed a limit by rounding; the pro-rata split above only attributes it to cells.
     gross = jnp.minimum(per_policy[: shape.n_policies], params.aggregate_limit_cny).sum()
+    return Payouts(paid=paid, amount=amount, by_cell=segment_total(amount, disputes.cell, shape.n_cells), gross=gross,
+                   largest=jnp.max(jnp.minimum(paid, aggregate)))
 
-    # 7. Reinsurance: every program on the same disputes (common random numbers).
-    if shape.n_reinsurers > 0:
-        ceded = cede(default_uniforms(key, shape.n_reinsurers), amount, gross, params.programs, shape.program_kinds,
-                     functools.partial(slot_total, shape=shape))
-        recovered_by_cell = segment_total(ceded.recovered_by_slot, cell, shape.n_cells)
-        ceded_due, recovered, net = ceded.due, ceded.recovered, ceded.net
-        net_by_group = jnp.maximum(by_cell - recovered_by_cell, 0.0)
-    else:
+
+def _reinsure(key: jax.Array, payouts: Payouts, cell: jax.Array, params: EngineParams,
+              shape: EngineShape) -> Recoveries:
+    """7. Every reinsurance program on the same disputes (common random numbers), in inuring order."""
+    if shape.n_reinsurers == 0:
         # lax.map's batching cannot reshape empty outputs: one-element placeholders, never read.
-        ceded_due = recovered = jnp.zeros((1, 1), jnp.float64)
-        net, net_by_group = jnp.zeros(1, jnp.float64), by_cell
+        nothing = jnp.zeros((1, 1), jnp.float64)
+        return Recoveries(due=nothing, recovered=nothing, net=jnp.zeros(1, jnp.float64), net_by_group=payouts.by_cell)
+    assert params.programs is not None  # set with the programs' shape
+    ceded = cede(default_uniforms(key, shape.n_reinsurers), payouts.amount, payouts.gross, params.programs,
+                 shape.program_kinds, functools.partial(slot_total, shape=shape))
+    recovered_by_cell = segment_total(ceded.recovered_by_slot, cell, shape.n_cells)
+    return Recoveries(due=ceded.due, recovered=ceded.recovered, net=ceded.net,
+                      net_by_group=jnp.maximum(payouts.by_cell - recovered_by_cell, 0.0))
 
+
+def simulate_year(key: jax.Array, year: jax.Array, params: EngineParams, shape: EngineShape) -> YearResult:
+    """Simulate one year of the portfolio. ``key`` must be this year's own key.
+
+    The stages, each a pure function of its keys and the stages before: year shocks, ordinary
+    disputes, campaign disputes, policy terms, reinsurance, payment pattern.
+    """
+    (k_shock, k_count, k_stratum, k_event, k_size, k_cost,
+     k_sev, k_camp, k_camp_sev) = jax.random.split(key, 9)
+    shocks = _year_shocks(k_shock, year, params, shape)
+    disputes, counts = _ordinary_disputes((k_count, k_stratum, k_event, k_size, k_cost, k_sev), shocks, params, shape)
+    if shape.campaign_buffer > 0:
+        hits, n_campaigns, n_hits = _campaign_disputes((k_camp, k_camp_sev), shocks, params, shape)
+        disputes = disputes.join(hits)
+        counts = counts._replace(campaigns=n_campaigns, campaign_disputes=n_hits, overflow=counts.overflow
+                                 | (n_campaigns > shape.campaign_buffer) | (n_hits > shape.campaign_dispute_buffer))
+    payouts = _policy_terms(disputes, params, shape)
+    recoveries = _reinsure(key, payouts, disputes.cell, params, shape)
     # 8. Payment pattern for reserving.
     if shape.dev_years > 0:
-        payments, open_disputes, open_weight = _payment_pattern(jax.random.fold_in(key, PAYMENT_STREAM), amount, valid, cell,
-                                                   stage, draw, params, shape)
+        payments, open_disputes, open_weight = _payment_pattern(
+            jax.random.fold_in(key, PAYMENT_STREAM), payouts.amount, disputes.valid, disputes.cell, disputes.stage,
+            shocks.draw, params, shape)
     else:
         payments, open_disputes = jnp.zeros(1, jnp.float64), jnp.zeros(1, jnp.int32)  # placeholders
         open_weight = payments
     return YearResult(
-        gross=gross,
-        ground_up=slot_total(cost.astype(jnp.float64), shape),
-        gross_by_group=by_cell,
-        disputes_by_group=jax.ops.segment_sum(valid.astype(jnp.int32), cell, num_segments=shape.n_cells),
-        max_dispute=jnp.max(jnp.minimum(paid, aggregate)),
-        disputes=(n_disputes + n_campaign_disputes).astype(jnp.int32),
-        events=n_events.astype(jnp.int32),
-        campaigns=n_campaigns.astype(jnp.int32),
-        campaign_disputes=n_campaign_disputes.astype(jnp.int32),
-        overflow=overflow,
-        ceded_due=ceded_due,
-        recovered=recovered,
-        net=net,
-        net_by_group=net_by_group,
+        gross=payouts.gross,
+        ground_up=slot_total(jnp.where(disputes.valid, disputes.cost, 0.0).astype(jnp.float64), shape),
+        gross_by_group=payouts.by_cell,
+        disputes_by_group=jax.ops.segment_sum(disputes.valid.astype(jnp.int32), disputes.cell,
+                                              num_segments=shape.n_cells),
+        max_dispute=payouts.largest,
+        disputes=(counts.disputes + counts.campaign_disputes).astype(jnp.int32),
+        events=counts.events.astype(jnp.int32),
+        campaigns=counts.campaigns.astype(jnp.int32),
+        campaign_disputes=counts.campaign_disputes.astype(jnp.int32),
+        overflow=counts.overflow,
+        ceded_due=recoveries.due,
+        recovered=recoveries.recovered,
+        net=recoveries.net,
+        net_by_group=recoveries.net_by_group,
         payments=payments,
         open_disputes=open_disputes,
         open_weight=open_weight,

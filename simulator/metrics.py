@@ -21,6 +21,7 @@ Standard errors (stated per estimator, all from the same simulated years):
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -108,8 +109,8 @@ def risk_measures(losses: np.ndarray, levels=LEVELS, *, presorted: bool = False)
     losses = ordered
     n = losses.size
     mean, std = float(losses.mean()), sd(losses)
-    out = {"mean": mean, "std": std, "var": {}, "tvar": {},
-           "se": {"mean": std / math.sqrt(n), "var": {}, "tvar": {}}}
+    out: dict[str, Any] = {"mean": mean, "std": std, "var": {}, "tvar": {},
+                           "se": {"mean": std / math.sqrt(n), "var": {}, "tvar": {}}}
     for level in levels:
         label = f"{level:g}"
         v = var(ordered, level)
@@ -213,6 +214,8 @@ def influence(losses: np.ndarray, statistic: str, level: float | None = None) ->
     losses = np.asarray(losses, dtype=np.float64)
     if statistic == "mean":
         return losses - losses.mean()
+    if level is None:
+        raise ValueError(f"{statistic}: give the level")
     ordered = np.sort(losses)
     v = var(ordered, level)
     if statistic == "var":
@@ -226,8 +229,11 @@ def influence(losses: np.ndarray, statistic: str, level: float | None = None) ->
 def paired_difference(a: np.ndarray, b: np.ndarray, statistic: str, level: float | None = None) -> dict:
     """``stat(b) - stat(a)`` on the same simulated years, with the SE of the difference and of each."""
     n = len(a)
-    value = {"mean": lambda x: float(np.mean(x)), "var": lambda x: var(np.sort(x), level),
-             "tvar": lambda x: tvar(np.sort(x), level)}[statistic]
+    if statistic != "mean" and level is None:
+        raise ValueError(f"{statistic}: give the level")
+    at = 0.0 if level is None else level
+    value = {"mean": lambda x: float(np.mean(x)), "var": lambda x: var(np.sort(x), at),
+             "tvar": lambda x: tvar(np.sort(x), at)}[statistic]
     ia, ib = influence(a, statistic, level), influence(b, statistic, level)
     return {
         "difference": value(b) - value(a),

@@ -80,12 +80,16 @@ def cede(u_default: jax.Array, amounts: jax.Array, total: jax.Array, programs: P
         slot_sum: how to total a per-slot array (the kernel passes a fixed-order sum, so that a
             year's cessions do not depend on the buffer size it was simulated with).
     """
-    dues, recovereds, nets, by_slot = [], [], [], []
+    dues: list[jax.Array] = []
+    recovereds: list[jax.Array] = []
+    nets: list[jax.Array] = []
+    by_slot: list[jax.Array] = []
     n_contracts = programs.kind.shape[1]
     for p, program in enumerate(kinds):
         retained, retained_total = amounts, total
         recovered_by_slot = jnp.zeros_like(amounts)
-        due, recovered = [], []
+        due: list[jax.Array] = []
+        recovered: list[jax.Array] = []
         for c in range(n_contracts):  # inuring order
             kind = program[c] if c < len(program) else NONE
             lower, width, cover = programs.lower[p, c], programs.width[p, c], programs.cover[p, c]
@@ -113,11 +117,11 @@ def cede(u_default: jax.Array, amounts: jax.Array, total: jax.Array, programs: P
                 recovered_by_slot = recovered_by_slot + settled(per_slot * paid_share)
             due.append(ceded)
             recovered.append(ceded * paid_share)
-        due, recovered = jnp.stack(due), jnp.stack(recovered)
+        program_due, program_recovered = jnp.stack(due), jnp.stack(recovered)
         # Net = what stays retained + what defaulting reinsurers failed to pay; never above gross.
-        nets.append(jnp.minimum(retained_total + (due - recovered).sum(), total))
-        dues.append(due)
-        recovereds.append(recovered)
+        nets.append(jnp.minimum(retained_total + (program_due - program_recovered).sum(), total))
+        dues.append(program_due)
+        recovereds.append(program_recovered)
         by_slot.append(recovered_by_slot)
     return Cession(due=jnp.stack(dues), recovered=jnp.stack(recovereds), net=jnp.stack(nets),
                    recovered_by_slot=by_slot[0])

@@ -82,6 +82,8 @@ def summarize_runs(runs, *, held: float | None = None) -> dict:
         n += p.shape[0]
         s = np.stack([p.sum(axis=0), o.sum(axis=0), w.sum(axis=0), outstanding(p).sum(axis=0)])
         sums = s if sums is None else sums + s
+    if sums is None:
+        raise ValueError("no simulated years")
     mean_payments, mean_open, mean_weight, mean_outstanding = sums / n
     n_dev = mean_payments.size
     expected_ultimate = float(mean_payments.sum())

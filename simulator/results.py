@@ -43,7 +43,7 @@ def provenance(*, scenario_name: str, scenario_sha256: str, seed: int, years: in
         "python_version": platform.python_version(),
         "device": f"{device.platform}:{getattr(device, 'device_kind', '')} x{jax.device_count()}",
         "processes": jax.process_count(),
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": command or "",
     }
 
@@ -173,7 +173,8 @@ class _Program:
         self.prices = program_prices(years, contracts, index)
         self.fixed_cost = _fixed_cost(self.prices)
         self.net_premium = premium_cny - self.fixed_cost
-        self.stats = self._contract_sums() / years.years if contracts else None
+        # [statistic, contract] means over the years (all zero without contracts)
+        self.stats = self._contract_sums() / years.years if contracts else np.zeros((8, 0))
 
     def chunks(self):
         for r in self.years.records():
@@ -183,7 +184,7 @@ class _Program:
         return metrics.gather((c[name] for _, c in self.chunks()), self.years.years)
 
     def _contract_sums(self) -> np.ndarray:
-        total = 0.0
+        total = np.zeros((8, len(self.contracts)))
         for _, c in self.chunks():
             due, recovered, rip = c["due"], c["recovered"], c["reinstatement_premiums"]
             used = np.stack([reinsurance.reinstatement_share(k, due[:, i]) if k.kind == "per_dispute_xl"
@@ -287,7 +288,7 @@ def capital_report(program: _Program, composition, capital_spec: dict, *, ordere
                          + "; solvency ratio = available / required; exhaustion: a year whose loss of own funds "
                            "(-result) exceeds the available capital")
     with_rip = bool(program.contracts) and float(program.stats[4].sum()) > 0
-    allocation = {}
+    allocation: dict = {}
     for key, labels, field in (("by_country", composition.countries, "net_by_country"),
                                ("by_dispute_type", dispute_types(composition), "net_by_dispute_type")):
         names = list(labels) + (["reinstatement_premiums"] if with_rip else [])
@@ -307,6 +308,74 @@ def capital_report(program: _Program, composition, capital_spec: dict, *, ordere
 def _sorted(values: np.ndarray) -> np.ndarray:
     values.sort()
     return values
+
+
+def _se_from_moments(mean: float, square: float, n: int) -> float:
+    """sd / sqrt(n) from the first two moments over ``n`` years."""
+    return float(math.sqrt(max(square - mean * mean, 0.0) * n / max(n - 1, 1) / n))
+
+
+def _by_country(years, countries: tuple[str, ...], threshold: float, gross_mean: float) -> tuple[dict, np.ndarray]:
+    """Each country's mean, its SE and share, and its mean over the years in which the total is at or
+    above its 99% VaR (Euler allocation of TVaR, Tasche 1999); also the disputes' moments by country."""
+    n = years.years
+    sums = _sums(years, lambda r: np.stack([r["gross_by_country"], r["gross_by_country"] * (r["gross"] >= threshold)[:, None]], axis=1))
+    tail_years = int(_sums(years, lambda r: r["gross"] >= threshold))
+    means, tail = sums[0] / n, sums[1] / max(tail_years, 1)
+    moments = _sums(years, lambda r: np.stack([r["gross_by_country"] ** 2, r["disputes_by_country"],
+                                               r["disputes_by_country"] ** 2], axis=1)) / n
+    table = {
+        country: {
+            "mean": float(means[c]),
+            "se_mean": _se_from_moments(means[c], moments[0, c], n),
+            "share_of_mean": float(means[c] / gross_mean) if gross_mean > 0 else 0.0,
+            "tvar_0.99_contribution": float(tail[c]),
+        }
+        for c, country in enumerate(countries)
+    }
+    return table, moments[1:]
+
+
+def _counts(years, composition, dispute_moments: np.ndarray) -> dict:
+    """``ground_up`` and ``disputes``: mean ground-up cost, disputes per year (expected, simulated, by country)."""
+    n = years.years
+    counts = _sums(years, lambda r: np.stack([r["ground_up"], r["disputes"]], axis=1)) / n
+    return {"ground_up": {"mean": float(counts[0])}, "disputes": {
+        "expected_per_year": composition.expected_disputes,
+        "mean_per_year": float(counts[1]),
+        "max_per_year": int(max(int(r["disputes"].max()) for r in years.records())),
+        "years_recomputed_for_buffer_overflow": int(sum(r["recomputed_years"].size for r in years.records())),
+        "by_country": {country: {"mean_per_year": float(dispute_moments[0, c]),
+                                 "se": _se_from_moments(dispute_moments[0, c], dispute_moments[1, c], n)}
+                       for c, country in enumerate(composition.countries)},
+    }}
+
+
+def _parameter_uncertainty(gross: dict, split: dict, n_draws: int, point_estimate: dict | None) -> dict:
+    """How much of the variance of annual gross payouts is parameter uncertainty, and how much it
+    widens the 99.5% VaR against the same years at the posterior mean."""
+    entry = {
+        "draws": n_draws,
+        "variance_total": gross["std"] ** 2,
+        "variance_from_parameters": split["parameter_variance"],
+        "variance_from_process": split["process_variance"],
+        "parameter_share_of_variance": split["parameter_share"],
+        "method": "one-way random-effects ANOVA over the posterior draw of each year: "
+                  "Var_d(E[X|d]) = (MSB - MSW) / n0, process = MSW",
+    }
+    if point_estimate is not None:
+        posterior_var, point_var = gross["var"]["0.995"], point_estimate["var"]["0.995"]
+        entry["point_estimate"] = {
+            "description": "same seed and years at the posterior mean parameters (no parameter uncertainty)",
+            "gross": point_estimate,
+        }
+        entry["var_0.995_posterior"] = posterior_var
+        entry["var_0.995_point_estimate"] = point_var
+        entry["var_0.995_widening"] = posterior_var / point_var - 1.0 if point_var > 0 else None
+        entry["var_0.995_widening_se"] = (math.hypot(gross["se"]["var"]["0.995"] / point_var,
+                                                     posterior_var * point_estimate["se"]["var"]["0.995"] / point_var**2)
+                                          if point_var > 0 else None)
+    return entry
 
 
 def summarize(
@@ -380,59 +449,10 @@ def summarize(
         "oep": metrics.exceedance_curve(sorted_column(years, "max_dispute"), presorted=True),
         "aep_net": aep_net,
     }
-    # Each country's mean over the years in which the total is at or above its 99% VaR
-    # (Euler allocation of TVaR, Tasche 1999).
-    sums = _sums(years, lambda r: np.stack([r["gross_by_country"], r["gross_by_country"] * (r["gross"] >= threshold)[:, None]], axis=1))
-    tail_years = int(_sums(years, lambda r: r["gross"] >= threshold))
-    means, tail = sums[0] / n, sums[1] / max(tail_years, 1)
-    moments = _sums(years, lambda r: np.stack([r["gross_by_country"] ** 2, r["disputes_by_country"],
-                                               r["disputes_by_country"] ** 2], axis=1)) / n
-
-    def se(mean, square):  # sd / sqrt(n) from the first two moments
-        return float(math.sqrt(max(square - mean * mean, 0.0) * n / max(n - 1, 1) / n))
-
-    out["by_country"] = {
-        country: {
-            "mean": float(means[c]),
-            "se_mean": se(means[c], moments[0, c]),
-            "share_of_mean": float(means[c] / out["gross"]["mean"]) if out["gross"]["mean"] > 0 else 0.0,
-            "tvar_0.99_contribution": float(tail[c]),
-        }
-        for c, country in enumerate(countries)
-    }
-    counts = _sums(years, lambda r: np.stack([r["ground_up"], r["disputes"]], axis=1)) / n
-    out["ground_up"] = {"mean": float(counts[0])}
-    out["disputes"] = {
-        "expected_per_year": composition.expected_disputes,
-        "mean_per_year": float(counts[1]),
-        "max_per_year": int(max(int(r["disputes"].max()) for r in years.records())),
-        "years_recomputed_for_buffer_overflow": int(sum(r["recomputed_years"].size for r in years.records())),
-        "by_country": {country: {"mean_per_year": float(moments[1, c]), "se": se(moments[1, c], moments[2, c])}
-                       for c, country in enumerate(countries)},
-    }
+    out["by_country"], dispute_moments = _by_country(years, countries, threshold, out["gross"]["mean"])
+    out |= _counts(years, composition, dispute_moments)
     if n_draws > 1:
-        entry = {
-            "draws": n_draws,
-            "variance_total": out["gross"]["std"] ** 2,
-            "variance_from_parameters": split["parameter_variance"],
-            "variance_from_process": split["process_variance"],
-            "parameter_share_of_variance": split["parameter_share"],
-            "method": "one-way random-effects ANOVA over the posterior draw of each year: "
-                      "Var_d(E[X|d]) = (MSB - MSW) / n0, process = MSW",
-        }
-        if point_estimate is not None:
-            posterior_var, point_var = out["gross"]["var"]["0.995"], point_estimate["var"]["0.995"]
-            entry["point_estimate"] = {
-                "description": "same seed and years at the posterior mean parameters (no parameter uncertainty)",
-                "gross": point_estimate,
-            }
-            entry["var_0.995_posterior"] = posterior_var
-            entry["var_0.995_point_estimate"] = point_var
-            entry["var_0.995_widening"] = posterior_var / point_var - 1.0 if point_var > 0 else None
-            entry["var_0.995_widening_se"] = (math.hypot(out["gross"]["se"]["var"]["0.995"] / point_var,
-                                                         posterior_var * point_estimate["se"]["var"]["0.995"] / point_var**2)
-                                              if point_var > 0 else None)
-        out["parameter_uncertainty"] = entry
+        out["parameter_uncertainty"] = _parameter_uncertainty(out["gross"], split, n_draws, point_estimate)
     out["estimators"] = {
         "var": "lower empirical quantile; SE by the order-statistic (binomial) method",
         "tvar": "empirical expected shortfall; SE by the influence-function (delta) method",
@@ -475,23 +495,17 @@ def compare_programs(years, composition, names: list[str], capital_specs: list[d
     return rows
 
 
-def write_netcdf(path, years, composition, *, provenance_attrs: dict) -> None:
-    """results.nc: one value per simulated year (CNY), with provenance in the attributes.
+def _layout(years, composition):
+    """What results.nc holds: its dimensions, coordinates and per-year variables.
 
-    Written record by record (h5netcdf), so the file may be far larger than memory. ``ceded`` and
-    ``net`` are the first program's; with several programs, ``net_by_program`` holds each
-    program's net on the same years.
+    Returns ``(program, dims, coords, per_year)``; ``coords`` maps a dimension to ``(dtype, values)``,
+    ``per_year`` a variable to ``(dims, dtype, attrs, value of (record, program chunk))``.
     """
-    import h5netcdf
-    import h5py
-
-    if isinstance(years, YearTable):
-        years = MemoryYears([record(years, composition)])
     n = years.years
     programs = composition.programs
     program = _Program(years, programs[0] if programs else (), 0, composition.premium_cny)
     money = {"units": "CNY"}
-    per_year = {  # name: (dims, dtype, attrs, value of (record, program chunk))
+    per_year = {
         "gross": (("year",), "f8", money | {"long_name": "insurer's gross payments"}, lambda r, c: r["gross"]),
         "ceded": (("year",), "f8", money | {"long_name": "recovered from reinsurers (after default)"}, lambda r, c: c["ceded"]),
         "net": (("year",), "f8", money | {"long_name": "net of reinsurance"}, lambda r, c: c["net"]),
@@ -506,9 +520,12 @@ def write_netcdf(path, years, composition, *, provenance_attrs: dict) -> None:
         "net_by_dispute_type": (("year", "dispute_type"), "f8", money | {"long_name": "net, by dispute type"},
                                 lambda r, c: r["net_by_dispute_type"]),
     }
-    dims = {"year": n, "country": len(composition.countries), "dispute_type": len(dispute_types(composition))}
+    text = object  # variable-length strings
+    coords = {"year": ("i4", np.arange(n, dtype=np.int32)),
+              "country": (text, np.array(composition.countries, dtype=object)),
+              "dispute_type": (text, np.array(dispute_types(composition), dtype=object))}
     if program.contracts:
-        dims["contract"] = len(program.contracts)
+        coords["contract"] = (text, np.array([c.name for c in program.contracts], dtype=object))
         per_year |= {
             "ceded_by_contract": (("year", "contract"), "f8", money | {"long_name": "recovered, by contract"},
                                   lambda r, c: c["recovered"]),
@@ -517,29 +534,42 @@ def write_netcdf(path, years, composition, *, provenance_attrs: dict) -> None:
             "reinstatement_premium": (("year", "contract"), "f8", money, lambda r, c: c["reinstatement_premiums"]),
         }
     if len(programs) > 1:
-        dims["program"] = len(programs)
+        coords["program"] = ("i4", np.arange(len(programs), dtype=np.int32))
         per_year["net_by_program"] = (("year", "program"), "f8", money | {"long_name": "net, by program"},
                                       lambda r, c: r["net"])
     if composition.dev_years > 0:
-        dims["development_year"] = composition.dev_years
+        coords["development_year"] = ("i4", np.arange(composition.dev_years, dtype=np.int32))
         per_year["payments"] = (("year", "development_year"), "f8",
                                 money | {"long_name": "gross payments by development year of the underwriting year"},
                                 lambda r, c: r["payments"])
         per_year["open_disputes"] = (("year", "development_year"), "i4",
                                      {"long_name": "disputes open at the end of the development year"},
                                      lambda r, c: r["open_disputes"])
-    text = h5py.string_dtype()
+    dims = {name: len(values) for name, (_, values) in coords.items()}
+    return program, dims, coords, per_year
+
+
+def _as_years(years, composition):
+    return MemoryYears([record(years, composition)]) if isinstance(years, YearTable) else years
+
+
+def write_netcdf(path, years, composition, *, provenance_attrs: dict) -> None:
+    """results.nc: one value per simulated year (CNY), with provenance in the attributes.
+
+    Written record by record (h5netcdf), so the file may be far larger than memory. ``ceded`` and
+    ``net`` are the first program's; with several programs, ``net_by_program`` holds each
+    program's net on the same years.
+    """
+    import h5netcdf
+    import h5py
+
+    years = _as_years(years, composition)
+    n = years.years
+    program, dims, coords, per_year = _layout(years, composition)
     with h5netcdf.File(path, "w") as f:
         f.dimensions = dims
-        f.create_variable("year", ("year",), "i4")[:] = np.arange(n, dtype=np.int32)
-        f.create_variable("country", ("country",), text)[:] = np.array(composition.countries, dtype=object)
-        f.create_variable("dispute_type", ("dispute_type",), text)[:] = np.array(dispute_types(composition), dtype=object)
-        if program.contracts:
-            f.create_variable("contract", ("contract",), text)[:] = np.array([c.name for c in program.contracts], dtype=object)
-        if "program" in dims:
-            f.create_variable("program", ("program",), "i4")[:] = np.arange(len(programs), dtype=np.int32)
-        if "development_year" in dims:
-            f.create_variable("development_year", ("development_year",), "i4")[:] = np.arange(composition.dev_years, dtype=np.int32)
+        for name, (dtype, values) in coords.items():
+            f.create_variable(name, (name,), h5py.string_dtype() if dtype is object else dtype)[:] = values
         variables = {}
         for name, (var_dims, dtype, attrs, _) in per_year.items():
             chunks = (min(n, 65_536),) + tuple(dims[d] for d in var_dims[1:])
@@ -551,4 +581,28 @@ def write_netcdf(path, years, composition, *, provenance_attrs: dict) -> None:
             for name, (_, dtype, _, value) in per_year.items():
                 variables[name][start:stop] = np.asarray(value(r, c)).astype(dtype)
             start = stop
-        f.attrs.update({k: ("" if v is None else v) for k, v in provenance_attrs.items()})
+        f.attrs.update(netcdf_attrs(provenance_attrs))
+
+
+def netcdf_attrs(provenance_attrs: dict) -> dict:
+    """Provenance as results.nc stores it (a missing value as an empty string)."""
+    return {k: ("" if v is None else v) for k, v in provenance_attrs.items()}
+
+
+def dataset(years, composition, *, provenance_attrs: dict):
+    """What results.nc holds, as an in-memory xarray Dataset (the same variables, values and attributes)."""
+    import xarray as xr
+
+    years = _as_years(years, composition)
+    program, dims, coords, per_year = _layout(years, composition)
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in per_year}
+    for r, c in program.chunks():
+        for name, (_, dtype, _, value) in per_year.items():
+            parts[name].append(np.asarray(value(r, c)).astype(dtype))
+    variables = {}
+    for name, (var_dims, dtype, attrs, _) in per_year.items():
+        empty = np.zeros((0,) + tuple(dims[d] for d in var_dims[1:]), dtype=dtype)
+        variables[name] = xr.Variable(var_dims, np.concatenate(parts[name]) if parts[name] else empty, attrs)
+    # Text coordinates as xarray reads them back from results.nc (fixed-width unicode).
+    coordinates = {name: (name, values.astype(str) if dtype is object else values) for name, (dtype, values) in coords.items()}
+    return xr.Dataset(variables, coords=coordinates, attrs=netcdf_attrs(provenance_attrs))

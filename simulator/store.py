@@ -138,7 +138,7 @@ class ChunkStore:
 
 def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with open(path, "wb") as handle:  # a handle: np.savez would add ".npz" to a path not ending in it
-        np.savez(handle, **arrays)
+        np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy stubs: names as keywords
 
 
 class StoredYears:
@@ -171,3 +171,26 @@ class _LazyRecord(Mapping):
 
     def __len__(self) -> int:
         return len(self._data.files)
+
+
+class MemoryStore:
+    """The :class:`ChunkStore` interface in memory (the Python API's runs): the same records, no files."""
+
+    def __init__(self) -> None:
+        self._chunks: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+        self.discarded: list[str] = []
+
+    def done(self, stream: str) -> dict[int, int]:
+        return {start: int(r["gross"].shape[0]) for (name, start), r in self._chunks.items() if name == stream}
+
+    def put(self, stream: str, start: int, record: dict[str, np.ndarray]) -> None:
+        self._chunks[(stream, start)] = {name: np.asarray(value) for name, value in record.items()}
+
+    def years(self, stream: str, total: int):
+        from .results import MemoryYears
+
+        starts = sorted(self.done(stream))
+        held = MemoryYears([self._chunks[(stream, s)] for s in starts])
+        if held.years != total:
+            raise CheckpointError(f"stream {stream!r} holds {held.years} of {total} years")
+        return held

@@ -48,10 +48,9 @@ def key():
 def baseline():
     """The embedded baseline scenario on the embedded portfolio, composed once."""
     from leisim.data.generate import default_portfolio_dir
+    from leisim.scenarios.compose import compose
     from leisim.scenarios.portfolio import load_portfolio
     from leisim.scenarios.schema import load_scenario
-
-    from leisim.scenarios.compose import compose
 
     return compose(load_scenario("baseline"), load_portfolio(default_portfolio_dir()))
 
@@ -60,3 +59,18 @@ def pytest_unconfigure(config):
     owned = os.environ.get("LEISIM_TEST_OWNS_CACHE")
     if owned and not os.environ.get("PYTEST_XDIST_WORKER"):
         shutil.rmtree(owned, ignore_errors=True)
+
+
+def pytest_report_header(config):
+    """Which copy of leisim the tests import: the working tree (an editable install) or an installed
+    copy (CI's fresh, non-editable install, the same files), so that nobody tests a stale copy."""
+    from pathlib import Path
+
+    import leisim
+
+    tested = Path(leisim.__file__).resolve().parent
+    tree = Path(__file__).resolve().parents[1]
+    if tested == tree:
+        return f"leisim: the working tree ({tree})"
+    return (f"leisim: an installed copy ({tested}), not the working tree ({tree}); for development, "
+            "`pip install -e '.[test]'` so that the tests test what you edit")

@@ -29,6 +29,7 @@ def baseline_run(tmp_path_factory):
     return out, result
 
 
+@pytest.mark.slow
 def test_simulate_writes_the_contract_files(baseline_run):
     out, result = baseline_run
     summary = json.loads((out / "summary.json").read_text())
@@ -59,6 +60,7 @@ def test_simulate_writes_the_contract_files(baseline_run):
     assert split["var_0.995_point_estimate"] > 0 and "parameter uncertainty" in result.output
 
 
+@pytest.mark.slow
 def test_simulate_applies_reinsurance_capital_and_reserves(baseline_run):
     out, result = baseline_run
     summary = json.loads((out / "summary.json").read_text())
@@ -85,6 +87,7 @@ def test_simulate_applies_reinsurance_capital_and_reserves(baseline_run):
     assert "Reinsurance (inuring order)" in result.output
 
 
+@pytest.mark.slow
 def test_compare_reinsurance_programs(tmp_path):
     program = tmp_path / "qs50.toml"
     program.write_text('name = "QS 50%"\n[[reinsurance]]\ntype = "quota_share"\ncession = 0.5\n')
@@ -147,6 +150,7 @@ def test_bad_csv_names_file_row_and_column(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_a_failed_run_leaves_the_previous_outputs(baseline_run, tmp_path, monkeypatch):
     out = tmp_path / "run"
     assert run("simulate", *SMALL, "--out", str(out)).exit_code == 0
@@ -199,6 +203,7 @@ def test_fit_with_a_missing_history_exits_2(tmp_path):
     assert not (tmp_path / "p.nc").exists()
 
 
+@pytest.mark.slow
 def test_stress_writes_a_table_keyed_by_scenario(tmp_path):
     out = tmp_path / "stress"
     result = run("stress", "--scenarios", "legal_cost_inflation,reinsurer_default", "--years", "1000",
@@ -219,6 +224,7 @@ def test_stress_writes_a_table_keyed_by_scenario(tmp_path):
     assert set(levels["meets"]) == {"comprehensive_100pct", "core_50pct"}
 
 
+@pytest.mark.slow
 def test_reverse_stress_from_the_command_line(tmp_path):
     out = tmp_path / "reverse"
     result = run("stress", "--reverse", "--baseline", "calibrated_fixed", "--target", "net_loss_ratio=0.6",
@@ -265,6 +271,7 @@ def test_bad_scenario_files_exit_2_from_stress(tmp_path, text, fragment):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_outputs_are_not_replaced_without_overwrite(baseline_run, tmp_path):
     out, _ = baseline_run
     before = (out / "summary.json").read_bytes()
@@ -291,6 +298,7 @@ def _strict_json(path: Path) -> dict:
     return json.loads(path.read_text(), parse_constant=refuse)
 
 
+@pytest.mark.slow
 def test_one_policy_with_limits_of_zero_and_1e12_through_the_posterior(tmp_path):
     """The full default model (posterior draws, lifecycle, campaigns, FX, reinsurance, reserves) on a
     portfolio of one policy: with limits of 0 nothing is paid and every output is finite or null (no

@@ -17,7 +17,7 @@ import xarray as xr
 from click.testing import CliRunner
 from helpers import interrupt_after_chunks
 
-from leisim import cli
+from leisim import outputs
 from leisim.cli import main
 from leisim.data.generate import default_portfolio_dir
 from leisim.models.posterior import default_posterior_path
@@ -69,7 +69,7 @@ def test_overwrite_replaces_only_folders_leisim_wrote(tmp_path):
     # A folder leisim wrote is replaced with --overwrite (and carries its marker).
     out = tmp_path / "run"
     assert run("simulate", *FIXED, "--out", str(out)).exit_code == 0
-    marker = json.loads((out / cli.OUTPUT_MARKER).read_text())
+    marker = json.loads((out / outputs.OUTPUT_MARKER).read_text())
     assert marker["written_by"] == "leisim" and marker["kind"] == "simulate"
     assert run("simulate", *FIXED, "--seed", "3", "--out", str(out), "--overwrite").exit_code == 0
     assert json.loads((out / "summary.json").read_text())["seed"] == 3
@@ -100,12 +100,12 @@ def test_unusual_output_places_are_refused_up_front(tmp_path, monkeypatch):
 
 def test_a_second_writer_of_one_folder_is_refused(tmp_path):
     out = tmp_path / "run"
-    lock = cli._lock_output(out)  # another run holds the folder
+    lock = outputs.lock_output(out)  # another run holds the folder
     try:
         refused(run("simulate", *FIXED, "--out", str(out)), "another leisim run", f"pid {os.getpid()}")
         assert not out.exists()
     finally:
-        cli._release(lock)
+        outputs.release(lock)
     assert run("simulate", *FIXED, "--out", str(out)).exit_code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no lock file left
 

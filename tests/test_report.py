@@ -62,6 +62,7 @@ def run_dir(tmp_path_factory):
     return out, stress_dir
 
 
+@pytest.mark.slow
 def test_every_number_equals_its_source(run_dir):
     out, stress_dir = run_dir
     sources = {"summary": json.loads((out / "summary.json").read_text()),
@@ -84,6 +85,7 @@ def test_every_number_equals_its_source(run_dir):
             "baseline|metrics|years", "checks|disputes_by_country_and_type|intervals|0.9|covered"} <= keys
 
 
+@pytest.mark.slow
 def test_the_report_says_what_a_regulator_needs_to_read(run_dir):
     out, stress_dir = run_dir
     page = (out / "report.html").read_text()
@@ -98,6 +100,7 @@ def test_the_report_says_what_a_regulator_needs_to_read(run_dir):
     assert "Posterior predictive checks" in page and "Why this definition" in page
 
 
+@pytest.mark.slow
 def test_report_is_self_contained(run_dir):
     out, _ = run_dir
     page = (out / "report.html").read_text()
@@ -123,6 +126,7 @@ def test_user_strings_are_escaped():
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
 
+@pytest.mark.slow
 def test_recorded_command_reproduces_the_summary(run_dir, tmp_path):
     out, _ = run_dir
     first = json.loads((out / "summary.json").read_text())
@@ -166,6 +170,7 @@ def _chromium() -> str | None:
     return None
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     browser = _chromium()
     if browser is None:
@@ -259,6 +264,7 @@ SLOTS = ("scenario", "provenance", "key", "contract", "type", "definition", "cou
          "limits", "sector", "policy", "parameter", "settings", "command", "shock", "target")
 
 
+@pytest.mark.slow
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(strings=st.fixed_dictionaries({slot: hostile_text for slot in SLOTS}))
 def test_every_user_string_is_escaped(run_dir, strings):

@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 import xarray as xr
 from click.testing import CliRunner
-
 from helpers import interrupt_after_chunks
 
 from leisim.cli import main
@@ -60,6 +59,7 @@ def reference(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_devices_option_limits_the_devices_and_not_the_results(reference, tmp_path):
     result = run(*RUN, "--devices", "1", "--out", str(tmp_path / "one"))
     assert result.exit_code == 0, result.output
@@ -112,6 +112,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(reference, tmp_path):
     assert not checkpoint.exists()
 
 
+@pytest.mark.slow
 def test_interrupt_stops_cleanly_and_resumes(reference, tmp_path, monkeypatch):
     # Ctrl-C is a KeyboardInterrupt in the main thread: raise it while the 4th chunk is written.
     out = tmp_path / "interrupted"
@@ -175,6 +176,7 @@ def test_killed_while_writing_leaves_the_previous_outputs_or_the_new_ones(refere
         assert ds.sizes["year"] == CHUNKS * 1000
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_the_run_keeps_its_chunks_and_resumes(reference, tmp_path, monkeypatch):
     # The disk fills up (ENOSPC) while the 4th chunk is checkpointed, then again while results.nc
     # is written, and once more is too full for the outputs before writing them: each time exit 2
@@ -182,7 +184,7 @@ def test_a_full_disk_stops_the_run_keeps_its_chunks_and_resumes(reference, tmp_p
     # else left; freed, `--resume` writes exactly the uninterrupted run.
     import errno
 
-    from leisim import cli
+    from leisim import outputs
     from leisim.simulator import results, store
 
     out = tmp_path / "full"
@@ -208,7 +210,7 @@ def test_a_full_disk_stops_the_run_keeps_its_chunks_and_resumes(reference, tmp_p
     assert len(list((out / ".checkpoint").glob("main-*.npz"))) == 3
     monkeypatch.setattr(store.ChunkStore, "put", put)
 
-    monkeypatch.setattr(cli, "_free_bytes", lambda path: 10_000_000)  # too little for the outputs
+    monkeypatch.setattr(outputs, "free_bytes", lambda path: 10_000_000)  # too little for the outputs
     refused_for_space(CliRunner().invoke(main, ["simulate", "--resume", str(out)]), "outputs need about")
     monkeypatch.undo()
 

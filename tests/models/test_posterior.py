@@ -12,10 +12,11 @@ import xarray as xr
 from leisim.data.generate import default_portfolio_dir
 from leisim.models.fit import fit
 from leisim.models.history import default_history_dir, load_history
-from leisim.models.posterior import default_posterior_path, load_posterior, posterior_tables
+from leisim.models.posterior import default_posterior_path, load_posterior
 from leisim.models.settings import FIT_DEFAULTS, FitSettings
 from leisim.scenarios.portfolio import load_portfolio
 from leisim.scenarios.schema import Scenario, load_scenario
+from leisim.scenarios.tables import posterior_tables
 
 
 def test_shipped_posterior_was_fitted_with_default_settings_and_converged():

@@ -23,7 +23,12 @@ from leisim.data.generate import default_portfolio_dir
 from leisim.models.fit import run_nuts_many
 from leisim.models.frequency import FrequencyData, frequency_model
 from leisim.models.history import (
-    History, generate_history, load_history, true_log_median, true_stage_probability, write_history,
+    History,
+    generate_history,
+    load_history,
+    true_log_median,
+    true_stage_probability,
+    write_history,
 )
 from leisim.models.settings import FitSettings
 from leisim.models.severity import SeverityData, severity_model

@@ -39,6 +39,7 @@ EXPECTED = {
 }
 
 
+@pytest.mark.slow
 def test_an_adverse_stress_with_fixed_premiums_lowers_solvency_by_more_than_3_paired_ses(library_runs):
     # The capital definition the issue asked for: premiums and reinsurance prices stay at the
     # baseline's, so higher frequency and costs must lower the ratio (the old "VaR minus mean"
@@ -78,6 +79,7 @@ def test_the_library_has_the_named_scenarios():
         assert scenario.description and scenario.raw["reinsurance"] == load_scenario("baseline").raw["reinsurance"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_each_scenario_moves_the_metrics_its_description_says(library_runs, name):
     _, table = library_runs
@@ -87,12 +89,14 @@ def test_each_scenario_moves_the_metrics_its_description_says(library_runs, name
         assert sign * c["difference"] > 3 * c["se"], (name, metric, c)
 
 
+@pytest.mark.slow
 def test_reinsurer_default_leaves_the_gross_alone(library_runs):
     runs, _ = library_runs
     by_name = {r.name: r for r in runs}
     np.testing.assert_array_equal(by_name["reinsurer_default"].series["gross"], by_name["baseline"].series["gross"])
 
 
+@pytest.mark.slow
 def test_common_random_numbers(library_runs, portfolio):
     runs, table = library_runs
     base = runs[0]
@@ -110,6 +114,7 @@ def test_common_random_numbers(library_runs, portfolio):
         assert c["se"] < 0.5 * c["se_if_independent"], c
 
 
+@pytest.mark.slow
 def test_reverse_stress_lands_on_its_target(portfolio):
     # A fixed-parameter scenario keeps this fast; the target is 20% above today's net TVaR 99.
     base = load_scenario("calibrated_fixed")

@@ -11,9 +11,9 @@ import math
 
 import numpy as np
 import pytest
+from helpers import cell, composition, make_portfolio
 from scipy import stats
 
-from helpers import cell, composition, make_portfolio
 from leisim.simulator import metrics
 from leisim.simulator.driver import run_years
 
@@ -25,6 +25,7 @@ def run(key, comp, years=20_000):
     return run_years(key, comp.params, comp.shape, years=years, chunk_size=years)
 
 
+@pytest.mark.slow
 def test_limits_of_zero_and_of_1e12(key):
     cells = [cell(frequency=POISSON, severity=LOGNORMAL)]
     nothing = run(key, composition(cells, make_portfolio(exposure=[[1.0]], limit=0.0, aggregate=0.0)))
@@ -36,6 +37,7 @@ def test_limits_of_zero_and_of_1e12(key):
     assert abs(unlimited.gross.mean() - exact) < 4 * unlimited.gross.std() / math.sqrt(unlimited.gross.size)
 
 
+@pytest.mark.slow
 def test_zero_exposure_policy_and_empty_country_change_nothing(key):
     cells = [cell(frequency=POISSON, severity=LOGNORMAL)]
     alone = run(key, composition(cells, make_portfolio(exposure=[[1.0]])), 5_000)
@@ -45,6 +47,7 @@ def test_zero_exposure_policy_and_empty_country_change_nothing(key):
     np.testing.assert_allclose(padded.gross_by_group.sum(axis=1), padded.gross, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_portfolio_of_100000_policies(key):
     # 100,000 small policies, 0.0001 disputes each a year: 10 a year; the mean matches the closed form.
     n = 100_000
@@ -61,6 +64,7 @@ def test_portfolio_of_100000_policies(key):
     ({"distribution": "pareto", "alpha": 1.2, "scale_cny": 1e5, "threshold_cny": 0.0}, stats.lomax(1.2, scale=1e5)),
     ({"distribution": "pareto", "alpha": 0.8, "scale_cny": 1e5, "threshold_cny": 0.0}, stats.lomax(0.8, scale=1e5)),
 ], ids=["lognormal-sigma-4", "pareto-infinite-variance", "pareto-infinite-mean"])
+@pytest.mark.slow
 def test_heavy_tails_are_finite_and_exact(key, severity, law):
     comp = composition([cell(frequency=POISSON, severity=severity)], make_portfolio(exposure=[[1.0]]))
     out = run(key, comp)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from helpers import make_portfolio
 from scipy import stats
 
@@ -44,6 +45,7 @@ def _run(key, tables, years):
     return run_years(key, params, shape, years=years, chunk_size=years)
 
 
+@pytest.mark.slow
 def test_nb1_counts_are_negative_binomial(key):
     # NB1(mean 2, delta 1.5): concentration mean / delta; pmf at 0..12 within 4 binomial SEs.
     mean, delta = 2.0, 1.5
@@ -75,6 +77,7 @@ def test_lifecycle_mixture_with_fee_shifting_matches_the_exact_law(key):
     assert stats.kstest(single, cdf).pvalue > 1e-3
 
 
+@pytest.mark.slow
 def test_fx_moves_costs_but_keeps_their_mean(key):
     # FX factor exp(s Z - s^2/2) has mean 1 and is independent of the cost: the mean ground-up cost
     # is unchanged, its variance grows by E[X^2] (e^{s^2} - 1).
@@ -90,6 +93,7 @@ def test_fx_moves_costs_but_keeps_their_mean(key):
     assert abs(out.ground_up.mean() - mean) < 4 * se
 
 
+@pytest.mark.slow
 def test_campaigns_bring_clustered_disputes(key):
     # Campaigns Poisson(0.8) a year, each naming 1 + NB(mean 3, k 0.7) sellers: the yearly number of
     # campaign disputes is compound Poisson with mean r (1 + m) and variance r E[L^2].

@@ -3,7 +3,6 @@ calibration of the stated standard errors."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from scipy import stats

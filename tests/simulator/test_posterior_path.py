@@ -30,10 +30,10 @@ from scipy import stats
 from scipy.special import ndtr
 
 from leisim.data.generate import default_portfolio_dir
-from leisim.models.posterior import posterior_tables
 from leisim.scenarios.compose import compose
 from leisim.scenarios.portfolio import load_portfolio
 from leisim.scenarios.schema import load_scenario
+from leisim.scenarios.tables import posterior_tables
 from leisim.simulator import engine
 from leisim.simulator.driver import run_year_ids
 

@@ -17,7 +17,6 @@ ATTRS = {"scenario": "baseline", "seed": 0}
 @pytest.fixture(scope="module")
 def table(baseline):
     import jax
-
     from conftest import SEED
 
     return run_years(jax.random.key(SEED), baseline.params, baseline.shape, years=3000, chunk_size=1000)

@@ -43,14 +43,15 @@ import numpy as np
 import xarray as xr
 from scipy import stats
 
-from ..scenarios.compose import assemble
-from ..scenarios.portfolio import Portfolio
-from ..scenarios.schema import Scenario
+from ..formats.portfolio import Portfolio
+from ..models.history import History
+from ..models.posterior import _thin
+from ..models.truth import CAMPAIGN_KINDS, CAMPAIGN_TARGETS, DISPUTE_TYPES
 from ..simulator.driver import run_years
 from ..vocabulary import STAGES
-from .history import History
-from .posterior import _thin, posterior_tables
-from .truth import CAMPAIGN_KINDS, CAMPAIGN_TARGETS, DISPUTE_TYPES
+from .compose import assemble
+from .schema import Scenario
+from .tables import posterior_tables
 
 LEVELS = (0.5, 0.9)
 COVERAGE_FLOOR = 0.001  # a calibrated model fails a coverage check with this probability

@@ -1,6 +1,6 @@
 """Posterior predictive checks: pass on the shipped fit, fail when the simulation misplaces disputes.
 
-Each coverage check fails a calibrated model with probability ~0.1% (models/ppc.py states the
+Each coverage check fails a calibrated model with probability ~0.1% (scenarios/ppc.py states the
 binomial rule and the discrepancy p-value floor), so a pass on the shipped history is expected;
 an engine whose stratum alias tables send the alias branch to the first stratum (the class of
 the issue-15 bug) must fail the country x type check, and a cost level shifted by a factor e
@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from leisim.models import ppc
 from leisim.models.history import default_history_dir, load_history
 from leisim.models.posterior import load_posterior
+from leisim.scenarios import ppc
 
 pytestmark = pytest.mark.slow
 YEARS = 2000

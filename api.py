@@ -1,0 +1,185 @@
+"""The Python API: what the command line does, as functions that return objects (``import leisim``).
+
+    import leisim
+    run = leisim.simulate("baseline", years=20_000, seed=1)  # a library name, a .toml path or a Scenario
+    run.summary           # what summary.json holds
+    run.dataset           # what results.nc holds (xarray)
+    run.save("results/x")
+
+Every function sets up JAX itself (host devices, float64 totals, the compilation cache) and prints
+nothing unless ``progress=True``; what the command line prints as ``Warning:`` arrives here as a
+:class:`LeisimWarning`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import app
+from .app import LeisimWarning, Run, RunSpec, StressOutcome
+from .errors import InputError
+from .formats.portfolio import Portfolio
+from .runtime import setup_jax
+from .scenarios.schema import Program, Scenario
+
+__all__ = ["simulate", "stress", "reverse_stress", "fit", "load_scenario", "load_portfolio", "load_history",
+           "load_program", "load_posterior", "Run", "RunSpec", "StressOutcome", "Fit", "Scenario", "Portfolio",
+           "Program", "InputError", "LeisimWarning"]
+
+load_scenario = app.load_scenario
+load_portfolio = app.load_portfolio
+load_program = app.load_program
+
+
+def load_history(folder: str | Path | None = None):
+    """A dispute history (exposures.csv, disputes.csv, campaigns.csv) [default: the shipped synthetic one]."""
+    from .models.history import default_history_dir
+    from .models.history import load_history as load
+
+    return load(folder or default_history_dir())
+
+
+def load_posterior(path: str | Path | None = None):
+    """A posterior written by `leisim fit` (its ``posterior`` group) [default: the shipped one]."""
+    from .models.posterior import load_posterior as load
+
+    return load(path)
+
+
+def _progress(progress: bool) -> app.Progress:
+    return app.progress_bar if progress else app.no_progress
+
+
+def _command(scenario: Scenario, portfolio: Portfolio, options: dict) -> str:
+    """The `leisim simulate` command line that gives the same run (recorded in the provenance)."""
+    from .data.generate import default_portfolio_dir
+    from .scenarios.schema import library_names, library_path
+
+    named = [n for n in library_names() if Path(library_path(n)).resolve() == Path(scenario.source).resolve()]
+    words = ["leisim", "simulate", "--scenario", named[0] if named else scenario.source]
+    if not portfolio.source.startswith("<") and Path(portfolio.source).resolve() != default_portfolio_dir().resolve():
+        words += ["--portfolio", portfolio.source]
+    for name, value in options.items():
+        if value is not None:
+            words += [f"--{name.replace('_', '-')}", str(value)]
+    return shlex.join(words)
+
+
+def simulate(scenario: str | Path | Scenario = "baseline", *, portfolio: str | Path | Portfolio | None = None,
+             years: int | None = None, seed: int | None = None, chunk_size: int = 10_000, devices: int | None = None,
+             compare_point_estimate: bool = True, compare: Sequence[str | Path | Program] = (), x64: bool = False,
+             progress: bool = False) -> Run:
+    """Simulate the scenario's years on the portfolio; ``.summary`` equals `leisim simulate`'s summary.json.
+
+    Args:
+        scenario: a library name (``leisim.app.stress_scenarios`` lists them), a .toml path or a Scenario.
+        portfolio: a folder with policies.csv and exposures.csv, a Portfolio, or None (the pilot book).
+        years, seed: default the scenario's.
+        chunk_size: years per kernel call (memory, never the results).
+        devices: at most this many local devices [default: all].
+        compare_point_estimate: posterior runs: also simulate the same years at the posterior mean.
+        compare: reinsurance programs (.toml, ``"none"`` or Program) run on the same years beside the
+            scenario's own.
+        x64: sample in float64 too.
+        progress: show a progress bar on standard error.
+    """
+    setup_jax()
+    scenario = app.load_scenario(scenario)
+    portfolio = app.load_portfolio(portfolio)
+    programs = [app.load_program(p) for p in compare]
+    job = app.prepare(scenario, portfolio, programs=programs, years=years, seed=seed, chunk_size=chunk_size,
+                      compare_point_estimate=compare_point_estimate, x64=x64)
+    devices_used = app.devices_for(devices)
+    app.check_resources(job, out_dir=None, devices=len(devices_used))
+    from .simulator.store import MemoryStore
+
+    store = MemoryStore()
+    app.simulate_into(job, store, devices=devices_used, progress=_progress(progress))
+    command = _command(scenario, portfolio, {"years": job.years, "seed": job.seed})
+    return app.outcome(job, store, command=command)
+
+
+def stress(scenarios: Sequence[str | Path | Scenario] | None = None, *, baseline: str | Path | Scenario = "baseline",
+           portfolio: str | Path | Portfolio | None = None, years: int = 100_000, seed: int = 0,
+           chunk_size: int = 10_000, sensitivities: bool = False, sensitivity_years: int = 20_000,
+           progress: bool = False) -> StressOutcome:
+    """Scenarios side by side with the baseline on common random numbers (`leisim stress`).
+
+    Returns a :class:`StressOutcome`: ``.table`` (metrics by scenario), ``.document`` (stress.json),
+    ``.dataset`` (stress.nc), ``.save(folder)``.
+    """
+    setup_jax()
+    chosen = app.stress_scenarios(scenarios, baseline)
+    return app.run_stress(chosen, app.load_portfolio(portfolio), years=years, seed=seed, chunk_size=chunk_size,
+                          sensitivities=sensitivities, sensitivity_years=sensitivity_years,
+                          progress=_progress(progress))
+
+
+def reverse_stress(target: str = "solvency_ratio=1.0", *, shocks: Sequence[str] = ("frequency:US",),
+                   baseline: str | Path | Scenario = "baseline", portfolio: str | Path | Portfolio | None = None,
+                   years: int = 20_000, seed: int = 0, chunk_size: int = 10_000) -> dict:
+    """The smallest multiplier of each shock (``kind:key``) that breaches ``target`` (what reverse.json holds)."""
+    from .scenarios.stress import parse_shock
+
+    setup_jax()
+    metric, value = app.parse_target(target)
+    return app.run_reverse(app.load_scenario(baseline), app.load_portfolio(portfolio),
+                           shocks=[parse_shock(s) for s in shocks], metric=metric, value=value, seed=seed,
+                           years=years, chunk_size=chunk_size, notify=lambda message: None)
+
+
+@dataclasses.dataclass
+class Fit:
+    """A fitted posterior: ``tree`` (an xarray DataTree with ArviZ's groups: posterior, sample_stats,
+    observed_data; ``arviz.from_datatree(fit.tree)`` reads it), ``result`` (draws, diagnostics)."""
+
+    tree: Any  # xarray.DataTree
+    result: Any  # models.fit.FitResult
+
+    @property
+    def summary(self) -> list[dict]:
+        """One row per scalar parameter: mean, quantiles, R-hat, bulk and tail ESS."""
+        return self.result.summary
+
+    @property
+    def posterior(self):
+        """The posterior draws as an xarray Dataset (chain, draw)."""
+        return self.tree["posterior"].to_dataset()
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """The posterior file `leisim fit --out` writes (atomically; refuses to replace one without ``overwrite``)."""
+        from .models.posterior import write_tree
+
+        path = Path(path)
+        if path.is_dir():
+            raise InputError("is a folder; give the path of a .nc file", field="path", value=str(path))
+        if path.exists() and not overwrite:
+            raise InputError("already exists; pass overwrite=True to replace it", field="path", value=str(path))
+        write_tree(self.tree, path)
+        return path
+
+
+def fit(history=None, *, chains: int = 2, warmup: int | None = None, samples: int | None = None, seed: int = 0,
+        target_accept: float | None = None, progress: bool = False, command: str = "") -> Fit:
+    """Fit the frequency and severity models to a dispute history with NUTS (`leisim fit`).
+
+    ``history``: a History (:func:`load_history`), a folder, or None (the shipped synthetic history).
+    """
+    from . import __version__
+    from .models import fit as fitting
+    from .models.settings import FIT_DEFAULTS
+
+    setup_jax()
+    if history is None or isinstance(history, (str, Path)):
+        history = load_history(history)
+    app.require_disputes(history)
+    settings = fitting.FitSettings(chains=chains, warmup=warmup or FIT_DEFAULTS.warmup,
+                                   samples=samples or FIT_DEFAULTS.samples, seed=seed,
+                                   target_accept=target_accept or FIT_DEFAULTS.target_accept)
+    result = fitting.fit(history, settings, progress=progress)
+    tree = fitting.to_datatree(result, history, provenance={"command": command, "leisim_version": __version__})
+    return Fit(tree=tree, result=result)

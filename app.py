@@ -1,0 +1,802 @@
+"""The application layer: what a run is asked to do, its loaded inputs, its orchestration, its outputs.
+
+Between the entry points (:mod:`leisim.cli`, the Python API in :mod:`leisim.api`) and the pure
+layers (``scenarios`` composes, ``simulator`` simulates and summarizes). Data flow of a run::
+
+    RunSpec --load--> Job (scenario, portfolio, programs, compositions) --simulate chunks--> store
+        --outcome--> Run (summary, per-year records) --save--> summary.json, results.nc, figures
+
+The store is a checkpoint on disk (the CLI: resumable, process 0 of a distributed run writes it)
+or memory (the API); both feed the same summary, so ``leisim.simulate(...).summary`` is the CLI's
+summary.json for the same arguments. Nothing here prints: messages go to ``notify`` and
+progress to ``progress`` (see :func:`progress_bar`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import sys
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from . import outputs
+from .errors import InputError
+from .files import atomic_directory, sha256_file
+from .formats.portfolio import Portfolio
+from .scenarios.schema import Program, Scenario
+
+Notify = Callable[[str], None]
+Progress = Callable[[str, int], contextlib.AbstractContextManager[Callable[[int], None]]]
+
+
+@contextlib.contextmanager
+def no_progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress sink that shows nothing."""
+    yield lambda n: None
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on standard error (position and time left)."""
+    import click
+
+    with click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True, show_eta=True) as bar:
+        yield bar.update
+
+
+def warn(message: str) -> None:
+    """The API's ``notify``: a Python warning, which a notebook shows once and a script may filter."""
+    warnings.warn(message, LeisimWarning, stacklevel=3)
+
+
+class LeisimWarning(UserWarning):
+    """Something in a run's inputs or checkpoint the user should know about (the run goes on)."""
+
+
+def _relay_warnings(caught: list[warnings.WarningMessage], notify: Notify) -> None:
+    seen: set[str] = set()
+    for w in caught:
+        if str(w.message) not in seen:
+            seen.add(str(w.message))
+            notify(str(w.message))
+
+
+def json_text(doc: dict) -> str:
+    """Strict JSON (RFC 8259): NaN and infinities written as null."""
+
+    def finite(value: Any) -> Any:
+        if isinstance(value, float):
+            return value if value == value and abs(value) != float("inf") else None
+        if isinstance(value, dict):
+            return {k: finite(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [finite(v) for v in value]
+        return value
+
+    return json.dumps(finite(doc), indent=2, allow_nan=False) + "\n"
+
+
+# --------------------------------------------------------------------------------------------------
+# What a run is asked to do
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """A ``simulate`` (or ``reinsurance compare``) run as asked: the checkpoint's manifest stores it,
+    so that ``--resume`` repeats it exactly. ``years``/``seed``/``out_dir`` None: the scenario's."""
+
+    VERSION: ClassVar[int] = 1
+    FIELDS: ClassVar[tuple[str, ...]] = ("scenario_ref", "portfolio_dir", "years", "seed", "out_dir", "chunk_size",
+                                         "plots", "compare_point_estimate", "compare", "include_own")
+
+    scenario_ref: str = "baseline"
+    portfolio_dir: str | None = None
+    years: int | None = None
+    seed: int | None = None
+    out_dir: str | None = None
+    chunk_size: int = 10_000
+    plots: bool = True
+    compare_point_estimate: bool = True
+    compare: tuple[str, ...] = ()
+    include_own: bool = True
+    overwrite: bool = False
+    x64: bool = False
+
+    def absolute(self) -> RunSpec:
+        """Input paths made absolute (a library scenario name stays a name), so that ``--resume`` works
+        from any working folder."""
+        from .scenarios.schema import library_names
+
+        def absolute(text: str | None) -> str | None:
+            return text if text is None else str(Path(text).expanduser().resolve())
+
+        ref = self.scenario_ref
+        return dataclasses.replace(
+            self, portfolio_dir=absolute(self.portfolio_dir),
+            scenario_ref=ref if ref in library_names() else str(absolute(ref)),
+            compare=tuple(c if c == "none" else str(absolute(c)) for c in self.compare))
+
+    def to_manifest(self) -> dict:
+        """The ``arguments`` of a checkpoint's manifest.json (JSON types; ``spec_version`` added)."""
+        doc = dataclasses.asdict(self)
+        doc["compare"] = list(self.compare)
+        doc["spec_version"] = self.VERSION
+        return doc
+
+    @classmethod
+    def from_manifest(cls, arguments: dict, source: str) -> RunSpec:
+        """The spec a checkpoint stored; ``source`` names the manifest in errors."""
+        if not isinstance(arguments, dict):
+            raise InputError("cannot resume: the checkpoint's manifest holds no run settings", file=source)
+        version = arguments.get("spec_version", 1)
+        if version != cls.VERSION:
+            raise InputError(f"cannot resume: the checkpoint was written by another leisim (run settings version "
+                             f"{version}, this one reads {cls.VERSION}); start the run again with --overwrite",
+                             file=source, field="spec_version", value=version)
+        missing = [k for k in cls.FIELDS if k not in arguments]
+        if missing:
+            raise InputError(f"cannot resume: the checkpoint's manifest lacks {', '.join(missing)} (damaged, or "
+                             "written by another version); start the run again with --overwrite", file=source)
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in arguments.items() if k in known}
+        values["compare"] = tuple(values.get("compare") or ())
+        return cls(**values)
+
+
+def checkpoint_spec(out_dir: Path) -> RunSpec:
+    """The spec of the unfinished run in ``out_dir`` (its checkpoint's manifest)."""
+    from .simulator.store import CheckpointError, ChunkStore
+
+    try:
+        arguments = ChunkStore.open(Path(out_dir) / outputs.CHECKPOINT).manifest["arguments"]
+    except (CheckpointError, KeyError, TypeError, ValueError) as err:
+        raise InputError(f"cannot resume: {err}", field="--resume", value=str(out_dir)) from None
+    return RunSpec.from_manifest(arguments, str(Path(out_dir) / outputs.CHECKPOINT / "manifest.json"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Loaded inputs
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """A run's loaded inputs: the scenario, the book, the programs compared, the compositions."""
+
+    scenario: Scenario
+    portfolio: Portfolio
+    names: tuple[str, ...]  # one per program, the first reported as ceded/net
+    capital_specs: tuple[dict, ...]
+    composition: Any  # scenarios.compose.Composition
+    point_composition: Any  # the same years at the posterior mean, or None
+    years: int
+    seed: int
+    chunk_size: int
+    include_own: bool
+    inputs: tuple[str, ...]  # the files and folders the run reads (an output folder must not hold them)
+
+    @property
+    def posterior_path(self) -> Path | None:
+        if self.composition.parameters != "posterior":
+            return None
+        from .models.posterior import default_posterior_path
+
+        return Path(self.scenario.raw.get("model", {}).get("posterior") or default_posterior_path())
+
+
+def load_scenario(reference: str | Path | Scenario) -> Scenario:
+    """A library name, a .toml path or a Scenario (returned as it is)."""
+    if isinstance(reference, Scenario):
+        return reference
+    from .scenarios.schema import load_scenario as load
+
+    return load(reference)
+
+
+def load_portfolio(reference: str | Path | Portfolio | None) -> Portfolio:
+    """A folder with policies.csv and exposures.csv, a Portfolio, or None (the embedded pilot book)."""
+    if isinstance(reference, Portfolio):
+        return reference
+    from .data.generate import default_portfolio_dir
+    from .formats.portfolio import load_portfolio as load
+
+    return load(reference or default_portfolio_dir())
+
+
+def load_program(reference: str | Path | Program) -> Program:
+    if isinstance(reference, Program):
+        return reference
+    from .scenarios.schema import load_program as load
+
+    return load(reference)
+
+
+def prepare(scenario: Scenario, portfolio: Portfolio, *, programs: Sequence[Program] = (), include_own: bool = True,
+            years: int | None = None, seed: int | None = None, chunk_size: int = 10_000,
+            compare_point_estimate: bool = True, x64: bool = False, notify: Notify = warn) -> Job:
+    """Compose the run's kernels: the scenario's program first (``include_own``), then ``programs``."""
+    from .scenarios.compose import compose
+    from .simulator.reinsurance import contracts_from_scenario
+
+    premium = float(portfolio.premium_cny.sum())
+    names, contract_sets, capital_specs = [], [], []
+    if include_own:
+        names.append(f"{scenario.name} (scenario)" if programs else scenario.name)
+        contract_sets.append(contracts_from_scenario(scenario.reinsurance, premium))
+        capital_specs.append(scenario.capital)
+    for program in programs:
+        names.append(program.name)
+        contract_sets.append(contracts_from_scenario(program.reinsurance, premium))
+        spec = dict(program.capital) if program.capital is not None else dict(scenario.capital)
+        spec.setdefault("expense_ratio", scenario.expense_ratio)  # an underwriting figure, not the program's
+        capital_specs.append(spec)
+    if not any(contract_sets):
+        contract_sets = []  # nothing to cede: the kernel skips reinsurance
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        composition = compose(scenario, portfolio, programs=contract_sets, x64=x64)
+    _relay_warnings(caught, notify)
+    point_composition = None
+    if composition.n_draws > 1 and compare_point_estimate:
+        at_mean = scenario.updated({"model": {"point_estimate": True}})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the same warnings were relayed above
+            point_composition = compose(at_mean, portfolio, programs=[], dev_years=0, x64=x64)
+    years = years or scenario.years
+    inputs = [portfolio.source, scenario.source, *(p.source for p in programs if p.source != "none")]
+    job = Job(scenario=scenario, portfolio=portfolio, names=tuple(names), capital_specs=tuple(capital_specs),
+              composition=composition, point_composition=point_composition, years=years,
+              seed=scenario.seed if seed is None else seed, chunk_size=min(chunk_size, years),
+              include_own=include_own, inputs=())
+    if job.posterior_path is not None:
+        inputs.append(str(job.posterior_path))
+    return dataclasses.replace(job, inputs=tuple(i for i in inputs if i and not i.startswith("<")))
+
+
+def check_resources(job: Job, *, out_dir: Path | None, devices: int) -> None:
+    """Refuse, before simulating, a run whose checkpoint and outputs cannot fit on the disk or whose
+    chunks cannot fit in memory (exit 2 with the estimate and what to change)."""
+    import jax
+
+    from .scenarios.compose import available_memory
+
+    composition, years, chunk_size = job.composition, job.years, job.chunk_size
+    shape = composition.shape
+    n_contracts = max((len(p) for p in composition.programs), default=0)
+    n_programs = len(composition.programs)
+    n_countries = len(composition.countries)
+    # float64 values one simulated year keeps: the record written per chunk (per-country and per-type
+    # columns, contracts, payments by development year) and, twice as many, results.nc.
+    per_year_record = 8.0 * (8 + 3 * n_countries + 4 + 3 * n_programs * n_contracts + n_programs
+                             + 3 * composition.dev_years)
+    per_year_record += 8.0 if job.point_composition is not None else 0.0
+    if out_dir is not None:
+        disk = years * per_year_record * 2.2  # checkpoint + results.nc (a little larger) + seals
+        free = outputs.free_bytes(out_dir)
+        if disk > free:
+            raise InputError(f"a {years:,}-year run needs about {disk / 1e9:,.1f} GB of disk for its checkpoint "
+                             f"and results.nc, and {out_dir} has {free / 1e9:,.1f} GB free; simulate fewer years "
+                             "(--years) or write to a larger disk (--out)", field="--years", value=years)
+    # Memory: a chunk's kernel outputs on the devices, their host copy and the record built from it.
+    per_year_kernel = 8.0 * (12 + 3 * shape.n_cells + 2 * n_programs * max(n_contracts, 1) + n_programs
+                             + 3 * max(shape.dev_years, 1))
+    chunk_bytes = chunk_size * (3.0 * per_year_kernel + 2.0 * per_year_record)
+    # The slots of the years vectorised together (batch_years per device) and the parameter tables.
+    slots = shape.dispute_buffer + shape.campaign_dispute_buffer + shape.event_buffer
+    batch_bytes = devices * min(shape.batch_years, chunk_size) * slots * 8.0 * 24
+    params_bytes = sum(getattr(x, "nbytes", 0) for x in jax.tree_util.tree_leaves(composition.params))
+    need = chunk_bytes + batch_bytes + 2.0 * params_bytes
+    available = available_memory()
+    if need > 0.8 * available:
+        raise InputError(f"--chunk-size {chunk_size:,} needs about {need / 1e9:,.1f} GB of memory and "
+                         f"{available / 1e9:,.1f} GB are available; lower --chunk-size (memory grows with it, the "
+                         "results do not change)", field="--chunk-size", value=chunk_size)
+
+
+def fingerprint(job: Job) -> str:
+    """Hash of everything the simulated years depend on (kernel inputs, contracts, years, seed, chunks)."""
+    import jax
+
+    digest = hashlib.sha256(repr((job.years, job.seed, job.chunk_size)).encode())
+    for comp in (job.composition, job.point_composition):
+        if comp is None:
+            continue
+        digest.update(repr((comp.shape, comp.programs, comp.premium_cny)).encode())
+        for leaf in jax.tree_util.tree_leaves(comp.params):
+            digest.update(np.asarray(leaf).tobytes())
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------
+# Simulating
+
+
+def init_distributed(coordinator: str | None, n_processes: int | None, process_id: int | None) -> None:
+    """Join the other processes of the run (jax.distributed), before any JAX backend starts."""
+    import jax
+
+    try:
+        if coordinator is None and n_processes is None and process_id is None:
+            jax.distributed.initialize()  # the cluster's own variables (Slurm, Open MPI, Kubernetes, ...)
+        else:
+            jax.distributed.initialize(coordinator_address=coordinator, num_processes=n_processes,
+                                       process_id=process_id)
+    except (RuntimeError, ValueError) as err:
+        raise InputError(f"cannot start jax.distributed ({err}); give --coordinator HOST:PORT, --num-processes "
+                         "and --process-id, or run under a cluster launcher that sets them",
+                         field="--distributed", value=f"coordinator={coordinator}, processes={n_processes}, "
+                                                      f"id={process_id}") from None
+
+
+def agreed(mask: np.ndarray) -> np.ndarray:
+    """Process 0's value of ``mask`` on every process (one process: ``mask`` itself)."""
+    import jax
+
+    if jax.process_count() == 1:
+        return mask
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.broadcast_one_to_all(mask))
+
+
+def devices_for(limit: int | None) -> tuple:
+    from .simulator.driver import run_devices
+
+    try:
+        return run_devices(limit)
+    except ValueError as err:
+        raise InputError(str(err), field="--devices", value=limit) from None
+
+
+def simulate_into(job: Job, store, *, devices: tuple, progress: Progress = no_progress, notify: Notify = warn,
+                  writer: bool = True) -> None:
+    """Simulate the job's years chunk by chunk into ``store`` (chunks already there are kept).
+
+    ``writer`` False: a process of a distributed run other than 0, which simulates its share of every
+    chunk and stores nothing (``store`` may be None).
+    """
+    import jax
+
+    from .simulator import results
+    from .simulator.driver import run_years
+
+    years, chunk_size = job.years, job.chunk_size
+    starts = np.arange(0, years, chunk_size)
+    key = jax.random.key(job.seed)
+    streams = [("main", job.composition, f"Simulating {job.scenario.name}",
+                lambda t: results.record(t, job.composition))]
+    if job.point_composition is not None:
+        streams.append(("point", job.point_composition, "Same years at the posterior mean", lambda t: {"gross": t.gross}))
+    for name, comp, label, to_record in streams:
+        done = store.done(name) if writer else {}
+        if writer:
+            for problem in store.discarded:
+                notify(f"checkpoint chunk {problem}; simulating its years again")
+            store.discarded = []
+        finished = agreed(np.isin(starts, list(done)))
+        skip = set(starts[finished].tolist())
+
+        def sink(start: int, table, name=name, to_record=to_record) -> None:
+            if writer:
+                store.put(name, start, to_record(table))
+
+        with progress(label, years) as update:
+            update(int(sum(min(chunk_size, years - s) for s in skip)))
+            run_years(key, comp.params, comp.shape, years=years, chunk_size=chunk_size, progress=update,
+                      devices=devices, sink=sink, skip=skip)
+
+
+# --------------------------------------------------------------------------------------------------
+# The outcome
+
+
+class Run:
+    """A finished run: ``summary`` (what summary.json holds), ``dataset`` (what results.nc holds),
+    ``save(folder)`` (the CLI's outputs, atomically)."""
+
+    def __init__(self, job: Job, years_data, *, point: dict | None, command: str):
+        from .simulator import results
+
+        self.job = job
+        self._years = years_data
+        attrs = results.provenance(scenario_name=job.scenario.name, scenario_sha256=job.scenario.sha256,
+                                   seed=job.seed, years=job.years, command=command)
+        attrs["portfolio"] = _resolved(job.portfolio.source)
+        if job.posterior_path is not None:
+            attrs["posterior"] = str(job.posterior_path.resolve())
+            attrs["posterior_sha256"] = sha256_file(attrs["posterior"])  # which fit, even if the file is replaced
+        self.attrs = attrs
+        capital_spec = job.capital_specs[0] if job.capital_specs else job.scenario.capital
+        summary = results.summarize(years_data, job.composition, provenance_attrs=attrs, capital_spec=capital_spec,
+                                    reserves_spec=job.scenario.reserves, point_estimate=point)
+        if len(job.names) > 1 or not job.include_own:
+            summary["reinsurance_comparison"] = {
+                "programs": results.compare_programs(years_data, job.composition, list(job.names),
+                                                     list(job.capital_specs)),
+                "common_random_numbers": "every program is applied to the same simulated disputes and years",
+            }
+        self.summary: dict = summary
+        self._dataset = None
+
+    def __repr__(self) -> str:
+        s = self.summary
+        return (f"<leisim.Run {s['scenario']!r}: {s['years']:,} years, seed {s['seed']}, gross mean "
+                f"{s['gross']['mean'] / 1e6:,.2f} M CNY, net 99.5% VaR {s['net']['var']['0.995'] / 1e6:,.2f} M CNY>")
+
+    @property
+    def dataset(self):
+        """The per-year values and provenance as an xarray Dataset, exactly what results.nc holds."""
+        if self._dataset is None:
+            from .simulator import results
+
+            self._dataset = results.dataset(self._years, self.job.composition, provenance_attrs=self.attrs)
+        return self._dataset
+
+    def write(self, folder: Path, *, plots: bool = True) -> None:
+        """summary.json, results.nc and (``plots``) the figures into ``folder`` (a staging folder)."""
+        from .simulator import results
+
+        outputs.write_marker(folder, "simulate")
+        (folder / "summary.json").write_text(json_text(self.summary))
+        results.write_netcdf(folder / "results.nc", self._years, self.job.composition, provenance_attrs=self.attrs)
+        if plots:
+            import xarray as xr
+
+            from . import plots as figures
+
+            with xr.open_dataset(folder / "results.nc", engine="h5netcdf") as dataset:
+                figures.write_all(dataset, self.summary, folder)
+
+    def save(self, out_dir: str | Path, *, overwrite: bool = False, plots: bool = True) -> Path:
+        """Write the run's outputs into ``out_dir`` as `leisim simulate` does: staged, then renamed into
+        place. A folder holding files is replaced only with ``overwrite`` and only if leisim wrote it."""
+        out_dir = Path(out_dir)
+        outputs.guard_output_folder(out_dir, overwrite=overwrite, inputs=self.job.inputs)
+        lock = outputs.lock_output(out_dir)
+        try:
+            with atomic_directory(out_dir) as staging:
+                self.write(staging, plots=plots)
+        finally:
+            outputs.release(lock)
+        return out_dir
+
+
+def _resolved(source: str) -> str:
+    return source if source.startswith("<") else str(Path(source).resolve())
+
+
+def outcome(job: Job, store, *, command: str) -> Run:
+    """The run's summary from the stored years (checkpoint or memory)."""
+    from .simulator import metrics, results
+
+    point = None
+    if job.point_composition is not None:
+        point = metrics.risk_measures(results.sorted_column(store.years("point", job.years), "gross"), presorted=True)
+    return Run(job, store.years("main", job.years), point=point, command=command)
+
+
+def simulate_spec(spec: RunSpec, *, resume: bool = False, devices: int | None = None,
+                  distributed: tuple | None = None, progress: Progress = no_progress, notify: Notify = warn,
+                  command: str = "", on_interrupt: Callable[[Path, Path], None] | None = None) -> tuple[Run | None, Path]:
+    """The command line's run: checkpointed into ``out_dir/.checkpoint``, resumable, written at the end.
+
+    Returns the finished run (None on processes other than 0 of a distributed run) and its folder.
+    """
+    from .runtime import setup_jax
+
+    scenario = load_scenario(spec.scenario_ref)
+    portfolio = load_portfolio(spec.portfolio_dir)
+    programs = [load_program(p) for p in spec.compare]
+    setup_jax()
+    if distributed is not None:
+        init_distributed(*distributed)
+    import jax
+
+    device_list = devices_for(devices)
+    job = prepare(scenario, portfolio, programs=programs, include_own=spec.include_own, years=spec.years,
+                  seed=spec.seed, chunk_size=spec.chunk_size, compare_point_estimate=spec.compare_point_estimate,
+                  x64=spec.x64, notify=notify)
+    out_dir = Path(spec.out_dir or Path("results") / scenario.name)
+    writer = jax.process_index() == 0  # only process 0 reads and writes files
+    refusal = None
+    if not resume and writer:
+        try:
+            outputs.guard_output_folder(out_dir, overwrite=spec.overwrite, inputs=job.inputs)
+        except InputError as err:
+            refusal = err
+    if agreed(np.array([refusal is not None]))[0]:  # every process stops, not only process 0
+        raise refusal or InputError("process 0 refused the output folder (see its message)", field="--out",
+                                    value=str(out_dir))
+    if not resume and writer:
+        check_resources(job, out_dir=out_dir, devices=len(device_list))
+    spec = dataclasses.replace(spec, years=job.years, seed=job.seed, out_dir=str(out_dir))
+    lock = outputs.lock_output(out_dir) if writer else None  # held until the outputs are written
+    try:
+        store = _open_store(out_dir, spec, job, resume=resume) if writer else None
+        checkpoint = out_dir / outputs.CHECKPOINT
+        try:
+            simulate_into(job, store, devices=device_list, progress=progress, notify=notify, writer=writer)
+        except KeyboardInterrupt:
+            if writer and on_interrupt is not None:
+                on_interrupt(checkpoint, out_dir)
+            raise
+        except OSError as err:  # a full disk, a quota, a file system gone read-only: keep what is done
+            raise outputs.write_failure(err, checkpoint, out_dir) from None
+        if not writer:
+            return None, out_dir
+        try:
+            run = _write_from_store(job, store, out_dir, plots=spec.plots, command=command)
+        except OSError as err:
+            raise outputs.write_failure(err, checkpoint, out_dir) from None
+    finally:
+        outputs.release(lock)  # no lock file left beside the folder, whatever stopped the run
+    return run, out_dir
+
+
+def _open_store(out_dir: Path, spec: RunSpec, job: Job, *, resume: bool):
+    from .simulator.store import ChunkStore
+
+    checkpoint = out_dir / outputs.CHECKPOINT
+    stamp = fingerprint(job)
+    if resume:
+        store = ChunkStore.open(checkpoint)
+        if store.manifest.get("fingerprint") != stamp:
+            raise InputError("the scenario, portfolio, posterior or leisim version changed since the checkpoint "
+                             "was written, so its years cannot be reused; restore them or start a new run",
+                             field="--resume", value=str(out_dir))
+        return store
+    return ChunkStore.create(checkpoint, {"leisim_checkpoint": 1, "arguments": spec.absolute().to_manifest(),
+                                          "fingerprint": stamp})
+
+
+def _write_from_store(job: Job, store, out_dir: Path, *, plots: bool, command: str) -> Run:
+    """The summary, results.nc and figures from the checkpoint, staged and moved into ``out_dir``."""
+    need, free = outputs.output_bytes(store, job.years), outputs.free_bytes(out_dir.parent)
+    if need > free:  # refuse before HDF5 meets a full disk (it may crash rather than fail cleanly)
+        import errno
+
+        raise OSError(errno.ENOSPC, f"No space left: the outputs need about {need / 1e6:,.0f} MB and "
+                      f"{free / 1e6:,.0f} MB are free", str(out_dir))
+    run = outcome(job, store, command=command)
+    with atomic_directory(out_dir) as staging:  # replaces the folder, checkpoint included
+        run.write(staging, plots=plots)
+    return run
+
+
+# --------------------------------------------------------------------------------------------------
+# Stress tests
+
+
+def stress_scenarios(refs: Sequence[str | Path | Scenario] | None, baseline: str | Path | Scenario = "baseline"
+                     ) -> list[Scenario]:
+    """The baseline, then ``refs`` (default: the whole library but the fixed-parameter calibration), each once."""
+    from .scenarios.schema import library_names
+
+    base = load_scenario(baseline)
+    if refs is None:
+        refs = [n for n in library_names() if n != "calibrated_fixed"]
+    unique: dict[str, Scenario] = {base.name: base}
+    for ref in refs:
+        scenario = load_scenario(ref)
+        unique.setdefault(scenario.name, scenario)
+    return list(unique.values())
+
+
+@dataclasses.dataclass
+class StressOutcome:
+    """Scenarios side by side on common random numbers: ``document`` (what stress.json holds),
+    ``dataset`` (stress.nc), ``table`` (one row of metrics per scenario)."""
+
+    document: dict
+    dataset: Any  # xarray.Dataset
+    names: tuple[str, ...]
+
+    @property
+    def table(self):
+        """A pandas DataFrame: one row per scenario, one column per metric (scenarios.stress.METRICS)."""
+        import pandas as pd
+
+        from .scenarios.stress import METRICS
+
+        rows = {name: {m: self.document[name]["metrics"].get(m) for m in METRICS} for name in self.names}
+        return pd.DataFrame.from_dict(rows, orient="index").rename_axis("scenario")
+
+    def write(self, folder: Path, *, plots: bool = True) -> None:
+        outputs.write_marker(folder, "stress")
+        (folder / "stress.json").write_text(json_text(self.document))
+        self.dataset.to_netcdf(folder / "stress.nc")
+        if plots:
+            from . import plots as figures
+
+            figures.tornado(self.document, folder / "tornado.png")
+            if "_sensitivities" in self.document:
+                figures.sensitivities(self.document["_sensitivities"], folder / "sensitivities.png")
+
+    def save(self, out_dir: str | Path, *, overwrite: bool = False, plots: bool = True, inputs=()) -> Path:
+        """stress.json, stress.nc and figures into ``out_dir``, staged then renamed (a reverse.json written
+        there earlier stays)."""
+        out_dir = Path(out_dir)
+        outputs.guard_output_folder(out_dir, overwrite=overwrite, inputs=inputs)
+        previous = (out_dir / "reverse.json").read_bytes() if (out_dir / "reverse.json").is_file() else None
+        with atomic_directory(out_dir) as staging:
+            if previous is not None:
+                (staging / "reverse.json").write_bytes(previous)
+            self.write(staging, plots=plots)
+        return out_dir
+
+
+def run_stress(scenarios: Sequence[Scenario], portfolio: Portfolio, *, years: int, seed: int, chunk_size: int = 10_000,
+               sensitivities: bool = True, sensitivity_years: int = 20_000, progress: Progress = no_progress,
+               notify: Notify = warn, command: str = "") -> StressOutcome:
+    """The stress test: every scenario on the same years (the first is the baseline), then per-country
+    sensitivities of the baseline."""
+    import jax
+    import xarray as xr
+
+    from .scenarios import stress as stress_mod
+    from .simulator import results as results_mod
+
+    key = jax.random.key(seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with progress(f"Stress: {len(scenarios)} scenarios", years * len(scenarios)) as update:
+            runs = stress_mod.simulate(list(scenarios), portfolio, key=key, years=years, chunk_size=chunk_size,
+                                       progress=update)
+    _relay_warnings(caught, notify)
+    base_run, base = runs[0], scenarios[0]
+    held = base.reserves.get("held_cny")
+    if held is None and base_run.composition.dev_years > 1:
+        held = float(base_run.series["run_off"].mean())
+    doc = stress_mod.compare(base_run, runs, held_reserve=held)
+    if sensitivities:
+        n = min(sensitivity_years, years)
+        countries = sum(portfolio.exposure[:, portfolio.countries.index(c)].sum() > 0 for c in portfolio.countries)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with progress("Sensitivities (+10% per country)", n * 2 * int(countries)) as update:
+                doc["_sensitivities"] = stress_mod.sensitivities(base_run, portfolio, jax_key=key, years=n,
+                                                                 chunk_size=chunk_size, progress=update)
+    doc["_provenance"] = results_mod.provenance(scenario_name=",".join(r.name for r in runs),
+                                                scenario_sha256=",".join(r.scenario.sha256 for r in runs), seed=seed,
+                                                years=years, command=command)
+    doc["_provenance"]["baseline"] = base.name
+    doc["_provenance"]["reserve_held_for_adequacy"] = held
+    dataset = xr.Dataset(
+        {name: (("scenario", "year"), np.stack([r.series[name] for r in runs]), {"units": "CNY"})
+         for name in ("gross", "net", "net_cost", "run_off")},
+        coords={"scenario": np.array([r.name for r in runs], dtype=str), "year": np.arange(years, dtype=np.int32)},
+    )
+    dataset.attrs.update({k: ("" if v is None else str(v)) for k, v in doc["_provenance"].items()})
+    return StressOutcome(document=doc, dataset=dataset, names=tuple(r.name for r in runs))
+
+
+def parse_target(text: str) -> tuple[str, float]:
+    """``metric=value`` of a reverse stress test."""
+    from .scenarios.stress import TARGETS
+
+    name, _, value = text.partition("=")
+    try:
+        metric, level = name.strip(), float(value)
+    except ValueError:
+        raise InputError("give the target as metric=value, e.g. solvency_ratio=1.0", field="--target",
+                         value=text) from None
+    if metric not in TARGETS:
+        raise InputError("unknown reverse-stress target", field="--target", value=metric, choices=sorted(TARGETS))
+    return metric, level
+
+
+def run_reverse(base: Scenario, portfolio: Portfolio, *, shocks: Sequence[tuple[str, str]], metric: str, value: float,
+                seed: int, years: int, chunk_size: int = 10_000, notify: Notify = warn) -> dict:
+    """The reverse stress test: per shock, the smallest multiplier that breaches ``metric`` = ``value``
+    (what reverse.json holds)."""
+    import jax
+
+    from .scenarios import stress as stress_mod
+
+    found_by_shock = {}
+    for kind, key in shocks:
+        notify(f"Reverse stress: smallest {kind}:{key} multiplier with {metric} "
+               f"{'>=' if stress_mod.TARGETS[metric] else '<='} {value:g} ({years:,} years each)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = stress_mod.reverse(base, portfolio, kind=kind, key=key, target=metric, value=value,
+                                       jax_key=jax.random.key(seed), years=years, chunk_size=chunk_size,
+                                       progress=lambda line: notify(f"  {line}"))
+        found_by_shock[f"{kind}:{key}"] = found
+    return {"baseline": base.name, "seed": seed, "years": years, "target": {metric: value}, "results": found_by_shock}
+
+
+
+# --------------------------------------------------------------------------------------------------
+# Posterior predictive checks
+
+
+def require_disputes(history) -> None:
+    """A fit needs at least one dispute in the history (else it returns the priors alone)."""
+    if history.cell_disputes.sum() == 0:
+        raise InputError("the history holds no dispute: a fit would return the priors alone; check the disputes "
+                         "column of exposures.csv", file=str(Path(history.source) / "exposures.csv"), field="disputes")
+
+
+def display_path(path: str | Path) -> str:
+    """A path as recorded in an output: relative to the working folder when inside it, else absolute."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def posterior_checks(history, posterior, out_dir: Path, *, seed: int, posterior_path: Path, years: int = 2000) -> dict:
+    """The posterior predictive checks of ``posterior`` against ``history``, written to ``out_dir`` as
+    checks.json and checks.png (their paths in ``doc["_written"]``)."""
+    from .files import atomic_write
+    from .scenarios import ppc
+
+    doc = ppc.predictive_checks(history, posterior, seed=seed, years=years)
+    doc["posterior"] = display_path(posterior_path)
+    doc["posterior_sha256"] = sha256_file(posterior_path)
+    doc["history"] = display_path(history.source)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, png_path = out_dir / "checks.json", out_dir / "checks.png"
+    atomic_write(json_path, json_text(doc))
+    def plot(tmp: Path) -> None:
+        ppc.plot_checks(doc, tmp)
+
+    atomic_write(png_path, plot)
+    doc["_written"] = [json_path, png_path]
+    return doc
+
+
+# --------------------------------------------------------------------------------------------------
+# Synthetic data and other single outputs
+
+
+def write_history_folder(out_dir: Path, *, seed: int, portfolio_dir: str | Path | None, overwrite: bool) -> dict:
+    """A synthetic dispute history drawn on the book (three CSVs that appear together); its rows."""
+    from .data.generate import default_portfolio_dir
+    from .models.history import generate_history, write_history
+
+    portfolio = load_portfolio(portfolio_dir)
+    outputs.guard_output_folder(out_dir, overwrite=overwrite, what="files",
+                                inputs=[portfolio_dir or default_portfolio_dir()])
+    rows = generate_history(portfolio, seed=seed)
+    with atomic_directory(out_dir) as staging:
+        write_history(staging, rows)
+        outputs.write_marker(staging, "history")
+    return rows
+
+
+def write_portfolio_folder(out_dir: Path, *, seed: int, policies: int, overwrite: bool) -> None:
+    """A synthetic pilot portfolio (policies.csv and exposures.csv, which appear together)."""
+    from .data.generate import write_portfolio
+
+    outputs.guard_output_folder(out_dir, overwrite=overwrite, what="files")
+    with atomic_directory(out_dir) as staging:
+        write_portfolio(staging, seed=seed, n_policies=policies)
+        outputs.write_marker(staging, "portfolio")
+
+
+def refuse_file_target(path: Path, *, overwrite: bool, what: str) -> None:
+    """A single output file (a posterior: hours of fitting) is never a folder nor replaced unasked."""
+    if path.is_dir():
+        raise InputError("is a folder; give --out the path of a .nc file", field="--out", value=str(path))
+    if path.exists() and not overwrite:
+        raise InputError(f"already exists; pass --overwrite to replace it ({what}), or choose another --out",
+                         field="--out", value=str(path))
+
+
+def refuse_checks_target(out_dir: Path, *, overwrite: bool) -> None:
+    """checks.json and checks.png go into a folder; earlier checks are replaced only with --overwrite."""
+    if not overwrite and any((out_dir / n).exists() for n in ("checks.json", "checks.png")):
+        raise InputError(f"{out_dir} already holds checks; pass --overwrite to replace them, or choose another --out",
+                         field="--out", value=str(out_dir))
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir} is a file, not a folder; give --out another path", field="--out",
+                         value=str(out_dir))

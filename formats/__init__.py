@@ -1,0 +1,1 @@
+"""File formats leisim reads below the scenario layer: the portfolio CSVs (policies.csv, exposures.csv)."""

@@ -1,0 +1,138 @@
+"""The Python API (``import leisim``): the same run as the command line, as objects."""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from click.testing import CliRunner
+
+import leisim
+from leisim.cli import main
+
+# The baseline at chunk size 1000 compiles the same kernel as test_cli and the engine's chunk test.
+YEARS, CHUNK, SEED = 3000, 1000, 5
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _without_stamp(summary: dict) -> dict:
+    """A summary without what says when and how it was asked for (the time, the command line)."""
+    doc = json.loads(json.dumps(summary))
+    doc["provenance"].pop("created")
+    doc["provenance"].pop("command")
+    return doc
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    out = tmp_path_factory.mktemp("api") / "cli"
+    result = CliRunner().invoke(main, ["simulate", "--years", str(YEARS), "--chunk-size", str(CHUNK), "--seed",
+                                       str(SEED), "--out", str(out), "--no-plots"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    run = leisim.simulate("baseline", years=YEARS, chunk_size=CHUNK, seed=SEED)
+    return out, run
+
+
+def test_summary_is_the_clis_summary_json_bit_for_bit(pair):
+    out, run = pair
+    written = json.loads((out / "summary.json").read_text())
+    # Through the same JSON writer, every number is the same double (json round-trips floats exactly).
+    assert _without_stamp(json.loads(leisim.app.json_text(run.summary))) == _without_stamp(written)
+    assert run.summary["provenance"]["command"].startswith("leisim simulate --scenario baseline")
+
+
+def test_dataset_is_results_nc(pair):
+    out, run = pair
+    with xr.open_dataset(out / "results.nc", engine="h5netcdf") as stored:
+        stored = stored.load()
+    ours = run.dataset
+    assert set(ours.variables) == set(stored.variables)
+    for name in stored.variables:
+        assert ours[name].dims == stored[name].dims, name
+        assert ours[name].dtype == stored[name].dtype or ours[name].dtype.kind == stored[name].dtype.kind == "O", name
+        np.testing.assert_array_equal(ours[name].values, stored[name].values, err_msg=name)
+        assert ours[name].attrs == stored[name].attrs, name
+    assert {k: v for k, v in ours.attrs.items() if k not in ("created", "command")} == \
+           {k: v for k, v in stored.attrs.items() if k not in ("created", "command")}
+
+
+def test_save_writes_the_clis_outputs_and_keeps_other_files(pair, tmp_path):
+    out, run = pair
+    target = run.save(tmp_path / "saved", plots=False)
+    assert sorted(p.name for p in target.iterdir()) == sorted(p.name for p in out.iterdir())
+    assert _without_stamp(json.loads((target / "summary.json").read_text())) == \
+           _without_stamp(json.loads((out / "summary.json").read_text()))
+    with pytest.raises(leisim.InputError, match="overwrite"):
+        run.save(target, plots=False)
+    run.save(target, plots=False, overwrite=True)  # leisim wrote it: replaced
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(leisim.InputError, match="did not write"):
+        run.save(mine, plots=False, overwrite=True)
+    assert (mine / "notes.txt").read_text() == "keep me"
+
+
+def test_inputs_as_objects_paths_and_names_give_the_same_years(pair):
+    _, run = pair
+    scenario = leisim.load_scenario("baseline")
+    portfolio = leisim.load_portfolio(None)
+    again = leisim.simulate(scenario, portfolio=portfolio, years=YEARS, chunk_size=CHUNK, seed=SEED,
+                            compare_point_estimate=False)
+    np.testing.assert_array_equal(again.dataset["gross"].values, run.dataset["gross"].values)
+    assert "parameter_uncertainty" in run.summary and "var_0.995_point_estimate" not in again.summary.get(
+        "parameter_uncertainty", {})
+
+
+def test_bad_input_is_an_input_error_and_nothing_prints(capsys):
+    with pytest.raises(leisim.InputError, match="no_such_scenario"):
+        leisim.simulate("no_such_scenario", years=10)
+    with pytest.raises(leisim.InputError):
+        leisim.load_portfolio("/nonexistent/book")
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_warnings_are_python_warnings(tmp_path):
+    toml = tmp_path / "odd.toml"
+    toml.write_text('name = "odd"\nextends = "baseline"\n[shocks]\nexposure_by_sector = { NoSuchSector = 2.0 }\n')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        job = leisim.app.prepare(leisim.load_scenario(toml), leisim.load_portfolio(None), years=10,
+                                 compare_point_estimate=False)
+    assert job.years == 10
+    assert any(issubclass(w.category, leisim.LeisimWarning) and "NoSuchSector" in str(w.message) for w in caught)
+
+
+def test_run_spec_round_trips_through_the_manifest(tmp_path):
+    spec = leisim.RunSpec(scenario_ref="baseline", years=10, seed=3, compare=("none",), out_dir=str(tmp_path))
+    doc = json.loads(json.dumps(spec.to_manifest()))
+    assert doc["spec_version"] == leisim.RunSpec.VERSION
+    assert leisim.RunSpec.from_manifest(doc, "manifest.json") == spec
+    with pytest.raises(leisim.InputError, match="version"):
+        leisim.RunSpec.from_manifest(doc | {"spec_version": 99}, "manifest.json")
+    with pytest.raises(leisim.InputError, match="lacks years"):
+        leisim.RunSpec.from_manifest({k: v for k, v in doc.items() if k != "years"}, "manifest.json")
+
+
+def _readme_example() -> str:
+    text = README.read_text()
+    section = text[text.index("## Python API"):]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.mark.slow
+def test_the_readme_example_runs(tmp_path, monkeypatch):
+    # The README's API example as written, with fewer years (the same kernels as the tests above).
+    code = _readme_example().replace("years=20_000", f"years={YEARS}, chunk_size={CHUNK}")
+    assert code.count(f"years={YEARS}") >= 2
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, str(README), "exec"), namespace)
+    assert (tmp_path / "results" / "api-baseline" / "summary.json").is_file()
+    assert list(namespace["table"].index)[0] == "baseline"
