@@ -23,6 +23,7 @@ import numpy as np
 from ..countries import DURATION_SIGMA, duration_median_years
 from ..errors import InputError
 from ..formats.portfolio import Portfolio
+from ..simulator.driver import require_x64
 from ..simulator.engine import (
     FAMILIES,
     ROW_CELL,
@@ -285,6 +286,7 @@ def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarr
     programs run side by side (none: no reinsurance arrays). ``dev_years``: development years of
     the payment pattern (0: not tracked).
     """
+    require_x64()
     n_draws, n_strata = tables.stratum_scale.shape
     n_cells = len(tables.cell_country)
     entries = _entries(tables, portfolio, entry_cells)

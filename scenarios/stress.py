@@ -265,6 +265,53 @@ def with_multiplier(scenario: Scenario, kind: str, key: str, factor: float) -> S
     return scenario.updated({"shocks": change}, name=f"{scenario.name} [{kind}:{key} x{factor:.4g}]")
 
 
+class _ShockedMetrics:
+    """The metrics of ``scenario`` with one shock scaled by ``m``, on the same simulated years (CRN),
+    each multiplier simulated once; reinsurance bought keeps the unshocked scenario's prices."""
+
+    def __init__(self, scenario: Scenario, portfolio: Portfolio, *, kind: str, key: str, target: str,
+                 jax_key: jax.Array, years: int, chunk_size: int, posterior, progress):
+        self.scenario, self.portfolio, self.kind, self.key, self.target = scenario, portfolio, kind, key, target
+        self.jax_key, self.years, self.chunk_size, self.posterior, self.progress = (jax_key, years, chunk_size,
+                                                                                   posterior, progress)
+        self.cache: dict[float, dict] = {}
+        self.comps: dict[float, Composition] = {}
+        self.reference: Composition | None = None  # the largest multiplier's composition: its buffers fit all
+        self._unshocked: Run | None = None  # the scenario itself (multiplier 1): the reinsurance prices it pays
+
+    def unshocked(self) -> Run:
+        if self._unshocked is None:
+            comp = compose(self.scenario, self.portfolio, posterior=self.posterior)
+            table = run_years(self.jax_key, comp.params, comp.shape, years=self.years, chunk_size=self.chunk_size)
+            self._unshocked = Run(self.scenario.name, self.scenario, comp, table, _series(comp, table))
+        return self._unshocked
+
+    def _run(self, m: float) -> tuple[Run, Composition]:
+        """The run at ``m`` and its composition before repricing (whose buffers later runs share)."""
+        if m == 1.0:
+            run = self.unshocked()
+            return run, run.composition
+        shocked = with_multiplier(self.scenario, self.kind, self.key, m)
+        comp = compose(shocked, self.portfolio, posterior=self.posterior)
+        if self.reference is not None:
+            comp = unify_shapes([self.reference, comp])[1]
+        table = run_years(self.jax_key, comp.params, comp.shape, years=self.years, chunk_size=self.chunk_size)
+        priced = with_prices_of(comp, self.unshocked())
+        return Run(shocked.name, shocked, priced, table, _series(priced, table)), comp
+
+    def __call__(self, m: float) -> dict:
+        if m not in self.cache:
+            run, self.comps[m] = self._run(m)
+            evaluated = evaluate(run, held_reserve=None)
+            if evaluated[self.target] is None:
+                raise InputError(f"the scenario gives no {self.target} (for solvency_ratio: [capital] available_cny)",
+                                 field="--target", value=self.target)
+            self.cache[m] = evaluated
+            if self.progress is not None:
+                self.progress(f"{self.kind}:{self.key} x{m:.4g}: {self.target} = {evaluated[self.target]:.6g}")
+        return self.cache[m]
+
+
 def reverse(scenario: Scenario, portfolio: Portfolio, *, kind: str, key: str, target: str, value: float,
             jax_key: jax.Array, years: int, chunk_size: int = 10_000, low: float = 1.0, high: float = 4.0,
             max_high: float = 256.0, tolerance: float = 0.002, posterior=None,
@@ -282,61 +329,23 @@ def reverse(scenario: Scenario, portfolio: Portfolio, *, kind: str, key: str, ta
     def breached(x: float) -> bool:
         return x >= value if worse_when_larger else x <= value
 
-    cache: dict[float, dict] = {}
-    comps: dict[float, Composition] = {}
-    reference: list[Composition] = []  # the largest multiplier's composition: its buffers fit all
-    unshocked: list[Run] = []  # the scenario itself (multiplier 1): the reinsurance prices it pays
-
-    def base_run() -> Run:
-        if not unshocked:
-            comp = compose(scenario, portfolio, posterior=posterior)
-            table = run_years(jax_key, comp.params, comp.shape, years=years, chunk_size=chunk_size)
-            unshocked.append(Run(scenario.name, scenario, comp, table, _series(comp, table)))
-        return unshocked[0]
-
-    def metric_at(m: float) -> dict:
-        if m == 1.0 and m not in cache:
-            run = base_run()
-            comps[m] = run.composition
-            cache[m] = evaluate(run, held_reserve=None)
-            if cache[m][target] is None:
-                raise InputError(f"the scenario gives no {target} (for solvency_ratio: [capital] available_cny)",
-                                 field="--target", value=target)
-            if progress is not None:
-                progress(f"{kind}:{key} x1: {target} = {cache[m][target]:.6g}")
-        if m not in cache:
-            shocked = with_multiplier(scenario, kind, key, m)
-            comp = compose(shocked, portfolio, posterior=posterior)
-            if reference:
-                comp = unify_shapes([reference[0], comp])[1]
-            comps[m] = comp
-            table = run_years(jax_key, comp.params, comp.shape, years=years, chunk_size=chunk_size)
-            # Reinsurance already bought keeps the unshocked scenario's prices, as in the stress table.
-            priced = with_prices_of(comp, base_run())
-            run = Run(shocked.name, shocked, priced, table, _series(priced, table))
-            evaluated = evaluate(run, held_reserve=None)
-            if evaluated[target] is None:
-                raise InputError(f"the scenario gives no {target} (for solvency_ratio: [capital] available_cny)",
-                                 field="--target", value=target)
-            cache[m] = evaluated
-            if progress is not None:
-                progress(f"{kind}:{key} x{m:.4g}: {target} = {evaluated[target]:.6g}")
-        return cache[m]
-
+    metric_at = _ShockedMetrics(scenario, portfolio, kind=kind, key=key, target=target, jax_key=jax_key, years=years,
+                                chunk_size=chunk_size, posterior=posterior, progress=progress)
+    shock = {"target": target, "value": value, "shock": f"{kind}:{key}"}
     start = metric_at(low)
     if breached(start[target]):
-        return {"found": True, "multiplier": low, "already_breached": True, "metric": start[target], "target": target,
-                "value": value, "shock": f"{kind}:{key}", "evaluations": len(cache)}
+        return {"found": True, "multiplier": low, "already_breached": True, "metric": start[target], **shock,
+                "evaluations": len(metric_at.cache)}
     # Buffers sized for the largest multiplier tried, so later runs reuse the compiled kernel.
     while True:
         top = metric_at(high)
-        reference[:] = [comps[high]]
+        metric_at.reference = metric_at.comps[high]
         if breached(top[target]) or high >= max_high:
             break
         low, high = high, high * 2
     if not breached(top[target]):
-        return {"found": False, "multiplier": None, "searched_up_to": high, "metric": top[target], "target": target,
-                "value": value, "shock": f"{kind}:{key}", "evaluations": len(cache)}
+        return {"found": False, "multiplier": None, "searched_up_to": high, "metric": top[target], **shock,
+                "evaluations": len(metric_at.cache)}
     while high - low > tolerance * high:
         mid = 0.5 * (low + high)
         if breached(metric_at(mid)[target]):
@@ -353,8 +362,7 @@ def reverse(scenario: Scenario, portfolio: Portfolio, *, kind: str, key: str, ta
         se_metric = math.sqrt(max(p * (1 - p), 1.0 / years) / years)
     se = abs(se_metric / slope) if se_metric is not None and slope and math.isfinite(slope) else None
     return {"found": True, "multiplier": high, "multiplier_se": se, "bracket": [low, high], "metric": at_high[target],
-            "metric_se": se_metric, "target": target, "value": value, "shock": f"{kind}:{key}",
-            "evaluations": len(cache), "years": years,
+            "metric_se": se_metric, **shock, "evaluations": len(metric_at.cache), "years": years,
             "method": "bisection on common random numbers; SE = metric SE / |d metric / d multiplier|"}
 
 

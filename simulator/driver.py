@@ -105,12 +105,17 @@ def sharded_kernel(shape: EngineShape, devices: tuple[jax.Device, ...]):
     return jax.jit(mapped), NamedSharding(mesh, PartitionSpec("year")), NamedSharding(mesh, PartitionSpec())
 
 
-def _require_x64() -> None:
+def require_x64() -> None:
+    """Totals are float64 (docs/STYLE.md rule 12): refuse to build or run a kernel without it, before
+    JAX would silently truncate the tables to float32."""
     if not jax.config.read("jax_enable_x64"):
         raise RuntimeError(
-            "leisim accumulates totals in float64: call jax.config.update('jax_enable_x64', True) "
-            "before simulating (the leisim command line does this for you)"
+            "leisim accumulates totals in float64: call leisim.runtime.setup_jax() (or "
+            "jax.config.update('jax_enable_x64', True)) before composing or simulating; leisim.simulate "
+            "and the leisim command line do this for you"
         )
+
+
 
 
 def _grow(shape: EngineShape, events: int, disputes: int, campaigns: int, campaign_disputes: int) -> EngineShape:
@@ -178,7 +183,7 @@ def run_years(
     arguments; each simulates the years of its own devices, and every process receives every
     chunk (an all-gather), so ``sink`` sees the same chunks everywhere.
     """
-    _require_x64()
+    require_x64()
     if years < 1 or chunk_size < 1:
         raise ValueError(f"years and chunk_size must be >= 1, got {years} and {chunk_size}")
     devices = tuple(devices or run_devices())
@@ -225,7 +230,7 @@ def run_year_ids(key: jax.Array, year_ids: np.ndarray, params: EngineParams, sha
     Year ``y`` draws only from ``fold_in(key, y)``, so its row equals row ``y`` of a run of all the
     years. Used to study one posterior draw at a time (year ``y`` uses draw ``y mod n_draws``).
     """
-    _require_x64()
+    require_x64()
     year_ids = np.asarray(year_ids, dtype=np.int64)
     if year_ids.ndim != 1 or year_ids.size == 0 or year_ids.min() < 0 or year_ids.max() >= 2**32:
         raise ValueError("year_ids must be a non-empty 1-D array of indices in [0, 2**32)")

@@ -136,3 +136,15 @@ def test_the_readme_example_runs(tmp_path, monkeypatch):
     exec(compile(code, str(README), "exec"), namespace)
     assert (tmp_path / "results" / "api-baseline" / "summary.json").is_file()
     assert list(namespace["table"].index)[0] == "baseline"
+
+
+def test_scenario_variants_are_validated_and_leave_the_original_alone():
+    base = leisim.load_scenario("baseline")
+    before = json.dumps(base.raw, sort_keys=True)
+    surge = base.updated({"shocks": {"frequency": {"US": 1.5}}}, name="us x1.5")
+    assert surge.name == "us x1.5" and surge.shocks["frequency"]["US"] == 1.5
+    assert surge.sha256 != base.sha256 and json.dumps(base.raw, sort_keys=True) == before
+    # Tables merge key by key: the other shocks and the model stay.
+    assert surge.raw["model"] == base.raw["model"]
+    with pytest.raises(leisim.InputError, match="shocks.frequency"):
+        base.updated({"shocks": {"frequency": {"US": -1.0}}})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 
 import jax
 import numpy as np
@@ -253,3 +254,9 @@ def test_run_requires_float64(key, monkeypatch):
     monkeypatch.setattr(jax.config, "read", lambda name: False)
     with pytest.raises(RuntimeError, match="jax_enable_x64"):
         run_years(key, comp.params, comp.shape, years=10)
+    # Composing refuses first, with the fix, before JAX would warn and truncate float64 tables.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(RuntimeError, match="setup_jax"):
+            composition([cell(frequency={"distribution": "poisson", "rate": 0.5}, severity=LOGNORMAL)],
+                        make_portfolio(exposure=[[1.0]]))
