@@ -24,7 +24,7 @@ from .app import LeisimWarning, Run, RunSpec, StressOutcome
 from .errors import InputError
 from .formats.portfolio import Portfolio
 from .runtime import setup_jax
-from .scenarios.schema import Program, Scenario
+from .scenarios.schema import MAX_SEED, MAX_YEARS, Program, Scenario
 
 __all__ = ["simulate", "stress", "reverse_stress", "fit", "load_scenario", "load_portfolio", "load_history",
            "load_program", "load_posterior", "Run", "RunSpec", "StressOutcome", "Fit", "Scenario", "Portfolio",
@@ -48,6 +48,15 @@ def load_posterior(path: str | Path | None = None):
     from .models.posterior import load_posterior as load
 
     return load(path)
+
+
+def _whole(name: str, value, low: int, high: int | None = None, *, optional: bool = True) -> None:
+    """An integer argument within its bounds (the CLI's option types check the same)."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bounds = f"{low:,} .. {high:,}" if high is not None else f">= {low:,}"
+        raise InputError(f"must be a whole number in {bounds}", field=name, value=value)
 
 
 def _progress(progress: bool) -> app.Progress:
@@ -87,6 +96,10 @@ def simulate(scenario: str | Path | Scenario = "baseline", *, portfolio: str | P
         x64: sample in float64 too.
         progress: show a progress bar on standard error.
     """
+    _whole("years", years, 1, MAX_YEARS)
+    _whole("seed", seed, 0, MAX_SEED)
+    _whole("chunk_size", chunk_size, 1, optional=False)
+    _whole("devices", devices, 1)
     setup_jax()
     scenario = app.load_scenario(scenario)
     portfolio = app.load_portfolio(portfolio)
@@ -112,6 +125,10 @@ def stress(scenarios: Sequence[str | Path | Scenario] | None = None, *, baseline
     Returns a :class:`StressOutcome`: ``.table`` (metrics by scenario), ``.document`` (stress.json),
     ``.dataset`` (stress.nc), ``.save(folder)``.
     """
+    _whole("years", years, 1, MAX_YEARS, optional=False)
+    _whole("seed", seed, 0, MAX_SEED, optional=False)
+    _whole("chunk_size", chunk_size, 1, optional=False)
+    _whole("sensitivity_years", sensitivity_years, 1, MAX_YEARS, optional=False)
     setup_jax()
     chosen = app.stress_scenarios(scenarios, baseline)
     return app.run_stress(chosen, app.load_portfolio(portfolio), years=years, seed=seed, chunk_size=chunk_size,
@@ -125,6 +142,9 @@ def reverse_stress(target: str = "solvency_ratio=1.0", *, shocks: Sequence[str] 
     """The smallest multiplier of each shock (``kind:key``) that breaches ``target`` (what reverse.json holds)."""
     from .scenarios.stress import parse_shock
 
+    _whole("years", years, 1, MAX_YEARS, optional=False)
+    _whole("seed", seed, 0, MAX_SEED, optional=False)
+    _whole("chunk_size", chunk_size, 1, optional=False)
     setup_jax()
     metric, value = app.parse_target(target)
     return app.run_reverse(app.load_scenario(baseline), app.load_portfolio(portfolio),
@@ -173,6 +193,10 @@ def fit(history=None, *, chains: int = 2, warmup: int | None = None, samples: in
     from .models import fit as fitting
     from .models.settings import FIT_DEFAULTS
 
+    _whole("chains", chains, 1, optional=False)
+    _whole("warmup", warmup, 10)
+    _whole("samples", samples, 10)
+    _whole("seed", seed, 0, MAX_SEED, optional=False)
     setup_jax()
     if history is None or isinstance(history, (str, Path)):
         history = load_history(history)

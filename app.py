@@ -276,7 +276,14 @@ def check_resources(job: Job, *, out_dir: Path | None, devices: int) -> None:
     per_year_record = 8.0 * (8 + 3 * n_countries + 4 + 3 * n_programs * n_contracts + n_programs
                              + 3 * composition.dev_years)
     per_year_record += 8.0 if job.point_composition is not None else 0.0
-    if out_dir is not None:
+    if out_dir is None:  # the API: every year's record stays in memory (a MemoryStore)
+        held = years * per_year_record * 1.5  # the records and, while summarizing, a sorted column or two
+        available = available_memory()
+        if held > 0.8 * available:
+            raise InputError(f"a {years:,}-year run held in memory needs about {held / 1e9:,.1f} GB and "
+                             f"{available / 1e9:,.1f} GB are available; simulate fewer years, or use `leisim "
+                             "simulate`, which streams the years to disk", field="years", value=years)
+    else:
         disk = years * per_year_record * 2.2  # checkpoint + results.nc (a little larger) + seals
         free = outputs.free_bytes(out_dir)
         if disk > free:

@@ -148,3 +148,21 @@ def test_scenario_variants_are_validated_and_leave_the_original_alone():
     assert surge.raw["model"] == base.raw["model"]
     with pytest.raises(leisim.InputError, match="shocks.frequency"):
         base.updated({"shocks": {"frequency": {"US": -1.0}}})
+
+
+@pytest.mark.parametrize("arguments", [{"years": 0}, {"years": -5}, {"years": 1.5}, {"years": True},
+                                       {"seed": -1}, {"seed": 2**70}, {"chunk_size": 0}, {"devices": 0}])
+def test_out_of_range_arguments_are_refused_by_name(arguments):
+    (name, value), = arguments.items()
+    with pytest.raises(leisim.InputError, match=name):
+        leisim.simulate("baseline", **arguments)
+
+
+def test_a_run_too_large_for_memory_is_refused_before_simulating(monkeypatch):
+    from leisim.scenarios import compose
+
+    job = leisim.app.prepare(leisim.load_scenario("calibrated_fixed"), leisim.load_portfolio(None), years=10**9)
+    monkeypatch.setattr(compose, "available_memory", lambda: 8e9)  # an 8 GB machine: 10^9 years do not fit
+    with pytest.raises(leisim.InputError, match="held in memory"):
+        leisim.app.check_resources(job, out_dir=None, devices=1)
+    leisim.app.check_resources(leisim.app.prepare(job.scenario, job.portfolio, years=10_000), out_dir=None, devices=1)
