@@ -170,6 +170,16 @@ class Fit:
         """The posterior draws as an xarray Dataset (chain, draw)."""
         return self.tree["posterior"].to_dataset()
 
+    def to_inference_data(self):
+        """An ``arviz.InferenceData`` with the fit's groups (needs ArviZ, which leisim does not require)."""
+        try:
+            import arviz
+        except ImportError:
+            raise InputError("ArviZ is not installed: pip install arviz (or read fit.tree, an xarray DataTree with "
+                             "the same groups)", field="arviz") from None
+        groups = {name: self.tree[name].to_dataset() for name in self.tree.children}
+        return arviz.InferenceData(**groups)
+
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """The posterior file `leisim fit --out` writes (atomically; refuses to replace one without ``overwrite``)."""
         from .models.posterior import write_tree

@@ -31,6 +31,7 @@ from .errors import InputError
 from .files import atomic_directory, sha256_file
 from .formats.portfolio import Portfolio
 from .scenarios.schema import Program, Scenario
+from .simulator.capital import CapitalSpec
 
 Notify = Callable[[str], None]
 Progress = Callable[[str, int], contextlib.AbstractContextManager[Callable[[int], None]]]
@@ -172,7 +173,7 @@ class Job:
     scenario: Scenario
     portfolio: Portfolio
     names: tuple[str, ...]  # one per program, the first reported as ceded/net
-    capital_specs: tuple[dict, ...]
+    capital_specs: tuple[CapitalSpec, ...]
     composition: Any  # scenarios.compose.Composition
     point_composition: Any  # the same years at the posterior mean, or None
     years: int
@@ -187,7 +188,7 @@ class Job:
             return None
         from .models.posterior import default_posterior_path
 
-        return Path(self.scenario.raw.get("model", {}).get("posterior") or default_posterior_path())
+        return Path(self.scenario.model.posterior or default_posterior_path())
 
 
 def load_scenario(reference: str | Path | Scenario) -> Scenario:
@@ -225,17 +226,19 @@ def prepare(scenario: Scenario, portfolio: Portfolio, *, programs: Sequence[Prog
     from .simulator.reinsurance import contracts_from_scenario
 
     premium = float(portfolio.premium_cny.sum())
-    names, contract_sets, capital_specs = [], [], []
+    names: list[str] = []
+    contract_sets: list = []
+    capital_specs: list[CapitalSpec] = []
     if include_own:
         names.append(f"{scenario.name} (scenario)" if programs else scenario.name)
         contract_sets.append(contracts_from_scenario(scenario.reinsurance, premium))
-        capital_specs.append(scenario.capital)
+        capital_specs.append(scenario.capital_spec)
     for program in programs:
         names.append(program.name)
         contract_sets.append(contracts_from_scenario(program.reinsurance, premium))
-        spec = dict(program.capital) if program.capital is not None else dict(scenario.capital)
-        spec.setdefault("expense_ratio", scenario.expense_ratio)  # an underwriting figure, not the program's
-        capital_specs.append(spec)
+        # The program's [capital], else the scenario's; expenses are an underwriting figure, not the program's.
+        capital_specs.append(CapitalSpec.of(program.capital if program.capital is not None else scenario.capital,
+                                            expense_ratio=scenario.expense_ratio))
     if not any(contract_sets):
         contract_sets = []  # nothing to cede: the kernel skips reinsurance
     with warnings.catch_warnings(record=True) as caught:
@@ -494,6 +497,8 @@ def simulate_spec(spec: RunSpec, *, resume: bool = False, devices: int | None = 
     """The command line's run: checkpointed into ``out_dir/.checkpoint``, resumable, written at the end.
 
     Returns the finished run (None on processes other than 0 of a distributed run) and its folder.
+    The run's per-year records were the checkpoint's, which the written folder replaces: read its
+    ``summary`` (or the folder's results.nc), not its ``dataset``.
     """
     from .runtime import setup_jax
 

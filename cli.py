@@ -56,12 +56,6 @@ def _echo(lines: list[str]) -> None:
         click.echo(line)
 
 
-def _version() -> str:
-    from . import __version__
-
-    return __version__
-
-
 def _run_options(command):
     """The options `simulate` and `reinsurance compare` share: portfolio, years, seed, chunk size, plots."""
     for option in reversed((

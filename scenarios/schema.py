@@ -19,7 +19,7 @@ from typing import Any
 
 from ..countries import COUNTRIES, CURRENCIES
 from ..errors import InputError
-from ..simulator.capital import EXPENSE_RATIO
+from ..simulator.capital import EXPENSE_RATIO, CapitalSpec
 from ..vocabulary import DISPUTE_TYPES
 from . import shocks as shock_rules
 
@@ -495,6 +495,23 @@ def _load_chain(path: Path, referrer: str | None, chain: tuple[Path, ...]) -> di
 
 
 @dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A validated ``[model]`` table with its defaults."""
+
+    parameters: str = "posterior"  # "posterior" (the fitted model's draws) or "fixed" ([[model.cells]])
+    posterior: str | None = None  # a posterior file; None: the shipped one
+    point_estimate: bool = False  # every year at the posterior mean parameters
+    year_effect_sd: float = 0.0  # fixed scenarios: sd of the common log year effect
+    cells: tuple[dict, ...] = ()  # fixed scenarios: one table per (country, dispute type)
+
+    @classmethod
+    def of(cls, table: dict) -> ModelSpec:
+        return cls(parameters=str(table.get("parameters", "posterior")), posterior=table.get("posterior"),
+                   point_estimate=bool(table.get("point_estimate", False)),
+                   year_effect_sd=float(table.get("year_effect_sd", 0.0)), cells=tuple(table.get("cells", ())))
+
+
+@dataclasses.dataclass(frozen=True)
 class Scenario:
     """A validated, fully resolved scenario."""
 
@@ -516,11 +533,11 @@ class Scenario:
 
     @property
     def parameters(self) -> str:
-        return self.raw.get("model", {}).get("parameters", "posterior")
+        return self.model.parameters
 
     @property
     def cells(self) -> list[dict]:
-        return self.raw.get("model", {}).get("cells", [])
+        return list(self.model.cells)
 
     @property
     def shocks(self) -> dict:
@@ -537,6 +554,21 @@ class Scenario:
     @property
     def reserves(self) -> dict:
         return self.raw.get("reserves", {})
+
+    @property
+    def capital_spec(self) -> CapitalSpec:
+        """``[capital]`` typed, with its defaults (simulator/capital.CapitalSpec)."""
+        return CapitalSpec.of(self.capital)
+
+    @property
+    def model(self) -> ModelSpec:
+        """``[model]`` typed, with its defaults."""
+        return ModelSpec.of(self.raw.get("model", {}))
+
+    @property
+    def fx_volatility(self) -> dict[str, float]:
+        """``[fx] volatility``: annual log-volatility by currency (those the scenario sets)."""
+        return {str(k): float(v) for k, v in self.raw.get("fx", {}).get("volatility", {}).items()}
 
     @property
     def capital_available_cny(self) -> float | None:

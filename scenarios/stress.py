@@ -23,7 +23,7 @@ from ..errors import InputError
 from ..formats.portfolio import Portfolio
 from ..simulator import capital, metrics
 from ..simulator.driver import YearTable, run_years
-from ..simulator.results import fixed_income, program_outcome
+from ..simulator.results import capital_block, fixed_income, program_outcome
 from .compose import DEV_YEARS, Composition, compose
 from .schema import Scenario
 
@@ -134,17 +134,23 @@ def with_prices_of(comp: Composition, base: Run) -> Composition:
 def _income(run: Run) -> float:
     """The fixed part of the year's result (capital.py): premium - expenses - reinsurance premiums
     net of commissions, at the scenario's own premium and the baseline's reinsurance prices."""
-    spec = run.scenario.capital | {"expense_ratio": run.scenario.expense_ratio}
-    return fixed_income(run.composition.premium_cny, run.series["net_premium"], spec)["income"]
+    return fixed_income(run.composition.premium_cny, run.series["net_premium"], run.scenario.capital_spec)["income"]
+
+
+def _contracts(run: Run) -> tuple:
+    return run.composition.programs[0] if run.composition.programs else ()
+
+
+def _expected_recovered(run: Run) -> np.ndarray:
+    return run.table.recovered[:, 0, :len(_contracts(run))].mean(axis=0)
 
 
 def _counterparty_charge(run: Run) -> float:
     """The C-ROSS counterparty charge, as summary.json computes it, when ``[capital] counterparty_charge``."""
-    contracts = run.composition.programs[0] if run.composition.programs else ()
-    if not run.scenario.capital.get("counterparty_charge", False) or not contracts:
+    contracts = _contracts(run)
+    if not run.scenario.capital_spec.counterparty_charge or not contracts:
         return 0.0
-    recovered = run.table.recovered[:, 0, :len(contracts)].mean(axis=0)
-    return capital.counterparty_charge(contracts, recovered)
+    return capital.counterparty_charge(contracts, _expected_recovered(run))
 
 
 def evaluate(run: Run, *, held_reserve: float | None) -> dict:
@@ -154,9 +160,10 @@ def evaluate(run: Run, *, held_reserve: float | None) -> dict:
     stay at the baseline's, so a stress that raises claims lowers the result and the ratio."""
     s = run.series
     net = metrics.risk_measures(s["net"], levels=(0.99, 0.995))
-    spec = run.scenario.capital
-    cap = capital.assess(s["net_cost"], available=run.scenario.capital_available_cny, income=_income(run),
-                         core=spec.get("core_cny"), charge=_counterparty_charge(run))
+    # The capital block summary.json reports (results.capital_block), on this scenario's years.
+    cap = capital_block(s["net_cost"], contracts=_contracts(run), expected_recovered=_expected_recovered(run),
+                        premium_cny=run.composition.premium_cny, net_premium_cny=s["net_premium"],
+                        capital_spec=run.scenario.capital_spec)
     out = {
         "gross_mean": float(s["gross"].mean()),
         "net_mean": net["mean"],
@@ -198,8 +205,9 @@ def _influences(run: Run, held_reserve: float | None) -> dict:
     required = max(insurance, 0.0) + _counterparty_charge(run)
     out["expected_result"] = -metrics.influence(s["net_cost"], "mean")
     out["net_loss_ratio"] = out["net_mean"] / s["net_premium"] if s["net_premium"] > 0 else np.zeros_like(s["net"])
-    available = run.scenario.capital_available_cny
-    core = run.scenario.capital.get("core_cny", available)
+    spec = run.scenario.capital_spec
+    available = spec.available_cny
+    core = available if spec.core_cny is None else spec.core_cny
     for name, amount in (("solvency_ratio", available), ("core_ratio", core)):
         out[name] = (-float(amount) / required**2 * out["required_capital"] if amount is not None and required > 0
                      else np.zeros_like(s["net"]))

@@ -125,7 +125,7 @@ def fixed_tables(scenario: Scenario, portfolio: Portfolio) -> tuple[ModelTables,
                           policies=np.zeros(1, int), lam=np.zeros(1), k=0.0, currency="CNY",
                           severity=(0, (0.0, 1.0, 0.0)), duration=(0.0, DURATION_SIGMA)))
     n_cells = len(cells)
-    fx_vol = scenario.raw.get("fx", {}).get("volatility", {})
+    fx_vol = scenario.fx_volatility
     return ModelTables(
         cell_country=tuple(c["country"] for c in cells),
         cell_dispute_type=tuple(c["dispute_type"] for c in cells),
@@ -140,7 +140,7 @@ def fixed_tables(scenario: Scenario, portfolio: Portfolio) -> tuple[ModelTables,
         cell_stage_probability=np.ones((1, n_cells, 1)),
         cell_severity=np.array([[[c["severity"][1]] for c in cells]]),
         cell_fee=np.zeros((1, n_cells, 3)),
-        year_sigma=np.array([float(scenario.raw.get("model", {}).get("year_effect_sd", 0.0))
+        year_sigma=np.array([scenario.model.year_effect_sd
                              * float(shocks.get("year_factor", 1.0))]),
         fx_sigma={str(k): float(v) for k, v in fx_vol.items()},
         cell_duration=np.array([[[c["duration"]] for c in cells]]),
@@ -260,10 +260,10 @@ def _campaign_cells(cells: _Cells, posterior: xr.Dataset, portfolio: Portfolio, 
 
 def posterior_tables(scenario, portfolio: Portfolio, posterior: xr.Dataset | None = None):
     """ModelTables from posterior draws for ``portfolio`` under ``scenario``'s shocks."""
-    model = scenario.raw.get("model", {})
+    model = scenario.model
     if posterior is None:
-        posterior = load_posterior(model.get("posterior"))
-    posterior = _point(posterior) if model.get("point_estimate", False) else _thin(posterior, MAX_DRAWS)
+        posterior = load_posterior(model.posterior)
+    posterior = _point(posterior) if model.point_estimate else _thin(posterior, MAX_DRAWS)
     n_draws = posterior.sizes["sample"]
     rng = np.random.default_rng(UNSEEN_SEED)
     shocks = scenario.shocks
@@ -279,7 +279,7 @@ def posterior_tables(scenario, portfolio: Portfolio, posterior: xr.Dataset | Non
     cells = _Cells()
     _country_cells(cells, posterior, portfolio, shocks, active, per_country, stage_shift)
     _campaign_cells(cells, posterior, portfolio, shocks, active, stage_shift)
-    fx_sigma = dict(FX_VOLATILITY) | {str(k): float(v) for k, v in scenario.raw.get("fx", {}).get("volatility", {}).items()}
+    fx_sigma = dict(FX_VOLATILITY) | scenario.fx_volatility
     n_cells = len(cells.country)
     return ModelTables(
         cell_country=tuple(cells.country), cell_dispute_type=tuple(cells.dispute_type),

@@ -30,7 +30,9 @@ contributions then add up to the empirical TVaR to rounding. Each part's share o
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -51,6 +53,29 @@ DEFINITION = ("SCR = 99.5% VaR of the one-year loss of own funds, where the year
               "earned (subsidy included) + ceding commissions - expenses (expense ratio x premium) - net claims - "
               "reinsurance premiums - reinstatement premiums (Solvency II Art. 101(3), C-ROSS II one-year 99.5% "
               "calibration); floored at 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class CapitalSpec:
+    """A validated ``[capital]`` table (a scenario's, or a reinsurance program's), with its defaults."""
+
+    available_cny: float | None = None  # own funds (comprehensive capital); None: no ratios
+    core_cny: float | None = None  # core capital (None: the available capital)
+    counterparty_charge: bool = False  # add the C-ROSS charge on expected recoverables
+    expense_ratio: float = EXPENSE_RATIO  # expenses as a share of the premium
+
+    @classmethod
+    def of(cls, spec: CapitalSpec | Mapping | None, *, expense_ratio: float | None = None) -> CapitalSpec:
+        """``spec`` itself, or the spec of a validated table; ``expense_ratio``: the default for a table
+        that does not give one (a program's capital takes the scenario's underwriting expenses)."""
+        if isinstance(spec, CapitalSpec):
+            return spec
+        table = dict(spec or {})
+        available, core = table.get("available_cny"), table.get("core_cny")
+        ratio = table.get("expense_ratio", EXPENSE_RATIO if expense_ratio is None else expense_ratio)
+        return cls(available_cny=None if available is None else float(available),
+                   core_cny=core,  # as given: summary.json reports it as written
+                   counterparty_charge=bool(table.get("counterparty_charge", False)), expense_ratio=float(ratio))
 
 
 def tail_rule(total: np.ndarray, level: float, *, presorted: bool = False) -> tuple[float, float, float]:

@@ -251,30 +251,38 @@ def reinsurance_report(program: _Program) -> dict:
     }
 
 
-def fixed_income(premium_cny: float, net_premium_cny: float, capital_spec: dict) -> dict:
+def fixed_income(premium_cny: float, net_premium_cny: float, capital_spec) -> dict:
     """The fixed part of a year's underwriting result: premium earned - expenses - (reinsurance
     premiums - ceding commissions) = ``net_premium - expense_ratio x premium`` (capital.py)."""
-    expense_ratio = float(capital_spec.get("expense_ratio", capital.EXPENSE_RATIO))
+    expense_ratio = capital.CapitalSpec.of(capital_spec).expense_ratio
     expenses = expense_ratio * premium_cny
     return {"premium_earned": premium_cny, "expense_ratio": expense_ratio, "expenses": expenses,
             "reinsurance_premiums_net_of_commissions": premium_cny - net_premium_cny,
             "income": net_premium_cny - expenses}
 
 
-def _assess(program: _Program, net_cost: np.ndarray, capital_spec: dict) -> dict:
-    """SCR and solvency of a program's net cost (sorted) under ``capital_spec`` (the one-year result)."""
-    charge = 0.0
-    if capital_spec.get("counterparty_charge", False) and program.contracts:
-        charge = capital.counterparty_charge(program.contracts, program.expected_recovered())
-    available = capital_spec.get("available_cny")
-    income = fixed_income(program.premium_cny, program.net_premium, capital_spec)
-    out = capital.assess(net_cost, available=None if available is None else float(available),
-                         income=income["income"], core=capital_spec.get("core_cny"), charge=charge, presorted=True)
+def capital_block(net_cost: np.ndarray, *, contracts: tuple[Contract, ...], expected_recovered: np.ndarray,
+                  premium_cny: float, net_premium_cny: float, capital_spec, presorted: bool = False) -> dict:
+    """SCR, ratios, exhaustion and the one-year result of a net cost per year under ``capital_spec``:
+    the one definition `leisim simulate`, `reinsurance compare` and `leisim stress` all report."""
+    spec = capital.CapitalSpec.of(capital_spec)
+    charge = capital.counterparty_charge(contracts, expected_recovered) if spec.counterparty_charge and contracts \
+        else 0.0
+    income = fixed_income(premium_cny, net_premium_cny, spec)
+    out = capital.assess(net_cost, available=spec.available_cny, income=income["income"], core=spec.core_cny,
+                         charge=charge, presorted=presorted)
     out["result"] = income | {"expected_net_cost": out["mean"], "expected": out["expected_result"]}
     return out
 
 
-def capital_report(program: _Program, composition, capital_spec: dict, *, ordered: np.ndarray | None = None) -> dict:
+def _assess(program: _Program, net_cost: np.ndarray, capital_spec) -> dict:
+    """SCR and solvency of a program's net cost (sorted) under ``capital_spec`` (the one-year result)."""
+    return capital_block(net_cost, contracts=program.contracts, expected_recovered=program.expected_recovered(),
+                         premium_cny=program.premium_cny, net_premium_cny=program.net_premium,
+                         capital_spec=capital_spec, presorted=True)
+
+
+def capital_report(program: _Program, composition, capital_spec, *, ordered: np.ndarray | None = None) -> dict:
     """summary.json's ``capital`` block: requirement, ratios, exhaustion and Euler allocation.
 
     ``ordered``: the program's net cost, sorted, when the caller has it already."""
@@ -383,7 +391,7 @@ def summarize(
     composition,
     *,
     provenance_attrs: dict,
-    capital_spec: dict | None = None,
+    capital_spec=None,
     reserves_spec: dict | None = None,
     first_year: int = 0,
     point_estimate: dict | None = None,
@@ -463,7 +471,7 @@ def summarize(
     return out
 
 
-def compare_programs(years, composition, names: list[str], capital_specs: list[dict]) -> list[dict]:
+def compare_programs(years, composition, names: list[str], capital_specs: list) -> list[dict]:
     """Each program's key figures on the same simulated years (common random numbers)."""
     if isinstance(years, YearTable):
         years = MemoryYears([record(years, composition)])

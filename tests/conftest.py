@@ -61,6 +61,38 @@ def pytest_unconfigure(config):
         shutil.rmtree(owned, ignore_errors=True)
 
 
+PACKAGED = ("", "simulator", "models", "scenarios", "formats", "data")  # the folders pyproject installs
+
+
+def _stale_files(installed, tree) -> list[str]:
+    """Python files of the package that differ between an installed copy and the working tree."""
+    names = set()
+    for root in (installed, tree):
+        for folder in PACKAGED:
+            names |= {str((root / folder / p.name).relative_to(root)) for p in (root / folder).glob("*.py")}
+    return sorted(n for n in names
+                  if not ((installed / n).is_file() and (tree / n).is_file()
+                          and (installed / n).read_bytes() == (tree / n).read_bytes()))
+
+
+def pytest_configure(config):
+    """Refuse to test an installed copy of leisim that is not the working tree's code (a stale
+    non-editable install would pass or fail for code that is not what was edited)."""
+    from pathlib import Path
+
+    import leisim
+
+    tested = Path(leisim.__file__).resolve().parent
+    tree = Path(__file__).resolve().parents[1]
+    if tested != tree and os.environ.get("PYTEST_XDIST_WORKER") is None:
+        stale = _stale_files(tested, tree)
+        if stale:
+            raise pytest.UsageError(
+                f"the leisim installed at {tested} is not the working tree's code ({', '.join(stale[:5])}"
+                f"{' ...' if len(stale) > 5 else ''} differ): reinstall it (pip install '.[test]'), or install "
+                "the tree editable for development (pip install -e '.[test]')")
+
+
 def pytest_report_header(config):
     """Which copy of leisim the tests import: the working tree (an editable install) or an installed
     copy (CI's fresh, non-editable install, the same files), so that nobody tests a stale copy."""
