@@ -191,10 +191,16 @@ class Job:
         return Path(self.scenario.model.posterior or default_posterior_path())
 
 
+def _require_reference(reference: object, field: str, expected: str) -> None:
+    if not isinstance(reference, (str, Path)):
+        raise InputError(f"expected {expected}", field=field, value=f"{reference!r} ({type(reference).__name__})")
+
+
 def load_scenario(reference: str | Path | Scenario) -> Scenario:
     """A library name, a .toml path or a Scenario (returned as it is)."""
     if isinstance(reference, Scenario):
         return reference
+    _require_reference(reference, "scenario", "a library name, a .toml path or a leisim Scenario")
     from .scenarios.schema import load_scenario as load
 
     return load(reference)
@@ -204,6 +210,9 @@ def load_portfolio(reference: str | Path | Portfolio | None) -> Portfolio:
     """A folder with policies.csv and exposures.csv, a Portfolio, or None (the embedded pilot book)."""
     if isinstance(reference, Portfolio):
         return reference
+    if reference is not None:
+        _require_reference(reference, "portfolio", "a folder with policies.csv and exposures.csv, a leisim "
+                                                   "Portfolio, or None (the embedded pilot book)")
     from .data.generate import default_portfolio_dir
     from .formats.portfolio import load_portfolio as load
 
@@ -213,6 +222,7 @@ def load_portfolio(reference: str | Path | Portfolio | None) -> Portfolio:
 def load_program(reference: str | Path | Program) -> Program:
     if isinstance(reference, Program):
         return reference
+    _require_reference(reference, "compare", "a reinsurance program .toml path, \"none\" or a leisim Program")
     from .scenarios.schema import load_program as load
 
     return load(reference)

@@ -166,3 +166,10 @@ def test_a_run_too_large_for_memory_is_refused_before_simulating(monkeypatch):
     with pytest.raises(leisim.InputError, match="held in memory"):
         leisim.app.check_resources(job, out_dir=None, devices=1)
     leisim.app.check_resources(leisim.app.prepare(job.scenario, job.portfolio, years=10_000), out_dir=None, devices=1)
+
+
+@pytest.mark.parametrize("arguments", [{"scenario": 123}, {"portfolio": 4.5}, {"compare": [7]}])
+def test_inputs_of_the_wrong_kind_are_refused_by_name(arguments):
+    (name, _), = arguments.items()
+    with pytest.raises(leisim.InputError, match=name):
+        leisim.simulate(**({"scenario": "baseline"} | arguments), years=10)
