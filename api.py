@@ -63,18 +63,39 @@ def _progress(progress: bool) -> app.Progress:
     return app.progress_bar if progress else app.no_progress
 
 
-def _command(scenario: Scenario, portfolio: Portfolio, options: dict) -> str:
-    """The `leisim simulate` command line that gives the same run (recorded in the provenance)."""
-    from .data.generate import default_portfolio_dir
-    from .scenarios.schema import library_names, library_path
+def _scenario_word(scenario: Scenario) -> str:
+    """How `--scenario` names this scenario: its library name or file, if it is what that file holds."""
+    from .scenarios.schema import library_names, library_path, load_scenario
 
-    named = [n for n in library_names() if Path(library_path(n)).resolve() == Path(scenario.source).resolve()]
-    words = ["leisim", "simulate", "--scenario", named[0] if named else scenario.source]
-    if not portfolio.source.startswith("<") and Path(portfolio.source).resolve() != default_portfolio_dir().resolve():
+    source = Path(scenario.source)
+    try:
+        on_file = source.is_file() and load_scenario(source).sha256 == scenario.sha256
+    except InputError:
+        on_file = False
+    if not on_file:  # built or changed in memory (Scenario.updated): no file reproduces it
+        return f"<in-memory scenario {scenario.name!r}, sha256 {scenario.sha256[:16]}>"
+    named = [n for n in library_names() if Path(library_path(n)).resolve() == source.resolve()]
+    return named[0] if named else scenario.source
+
+
+def _command(scenario: Scenario, portfolio: Portfolio, programs: Sequence[Program], *, years: int, seed: int,
+             x64: bool, compare_point_estimate: bool) -> str:
+    """The `leisim simulate` command line that gives the same run (recorded in the provenance); inputs
+    built in memory appear as <in-memory ...> (no command reproduces them)."""
+    from .data.generate import default_portfolio_dir
+
+    words = ["leisim", "simulate", "--scenario", _scenario_word(scenario)]
+    if portfolio.source.startswith("<"):
+        words += ["--portfolio", "<in-memory portfolio>"]
+    elif Path(portfolio.source).resolve() != default_portfolio_dir().resolve():
         words += ["--portfolio", portfolio.source]
-    for name, value in options.items():
-        if value is not None:
-            words += [f"--{name.replace('_', '-')}", str(value)]
+    words += ["--years", str(years), "--seed", str(seed)]
+    for program in programs:
+        words += ["--compare-reinsurance", program.source if program.source != "none" else "none"]
+    if not compare_point_estimate:
+        words.append("--no-compare-point-estimate")
+    if x64:
+        words.append("--x64")
     return shlex.join(words)
 
 
@@ -112,7 +133,8 @@ def simulate(scenario: str | Path | Scenario = "baseline", *, portfolio: str | P
 
     store = MemoryStore()
     app.simulate_into(job, store, devices=devices_used, progress=_progress(progress))
-    command = _command(scenario, portfolio, {"years": job.years, "seed": job.seed})
+    command = _command(scenario, portfolio, programs, years=job.years, seed=job.seed, x64=x64,
+                       compare_point_estimate=compare_point_estimate)
     return app.outcome(job, store, command=command)
 
 

@@ -545,9 +545,11 @@ def simulate_spec(spec: RunSpec, *, resume: bool = False, devices: int | None = 
         try:
             simulate_into(job, store, devices=device_list, progress=progress, notify=notify, writer=writer)
         except KeyboardInterrupt:
-            if writer and on_interrupt is not None:
-                on_interrupt(checkpoint, out_dir)
-            raise
+            if on_interrupt is None:
+                raise
+            if writer:
+                on_interrupt(checkpoint, out_dir)  # says how to resume
+            raise SystemExit(130) from None  # every process of the run, not only process 0
         except OSError as err:  # a full disk, a quota, a file system gone read-only: keep what is done
             raise outputs.write_failure(err, checkpoint, out_dir) from None
         if not writer:
@@ -618,6 +620,7 @@ class StressOutcome:
     document: dict
     dataset: Any  # xarray.Dataset
     names: tuple[str, ...]
+    inputs: tuple[str, ...] = ()  # the files and folders the run read (an output folder must not hold them)
 
     @property
     def table(self):
@@ -640,11 +643,12 @@ class StressOutcome:
             if "_sensitivities" in self.document:
                 figures.sensitivities(self.document["_sensitivities"], folder / "sensitivities.png")
 
-    def save(self, out_dir: str | Path, *, overwrite: bool = False, plots: bool = True, inputs=()) -> Path:
+    def save(self, out_dir: str | Path, *, overwrite: bool = False, plots: bool = True, guard: bool = True) -> Path:
         """stress.json, stress.nc and figures into ``out_dir``, staged then renamed (a reverse.json written
-        there earlier stays)."""
+        there earlier stays). ``guard`` False: the caller checked the folder before the run."""
         out_dir = Path(out_dir)
-        outputs.guard_output_folder(out_dir, overwrite=overwrite, inputs=inputs)
+        if guard:
+            outputs.guard_output_folder(out_dir, overwrite=overwrite, inputs=self.inputs)
         previous = (out_dir / "reverse.json").read_bytes() if (out_dir / "reverse.json").is_file() else None
         with atomic_directory(out_dir) as staging:
             if previous is not None:
@@ -695,7 +699,12 @@ def run_stress(scenarios: Sequence[Scenario], portfolio: Portfolio, *, years: in
         coords={"scenario": np.array([r.name for r in runs], dtype=str), "year": np.arange(years, dtype=np.int32)},
     )
     dataset.attrs.update({k: ("" if v is None else str(v)) for k, v in doc["_provenance"].items()})
-    return StressOutcome(document=doc, dataset=dataset, names=tuple(r.name for r in runs))
+    from .models.posterior import default_posterior_path
+
+    inputs = [portfolio.source, *(s.source for s in scenarios),
+              *(str(s.model.posterior or default_posterior_path()) for s in scenarios if s.parameters == "posterior")]
+    return StressOutcome(document=doc, dataset=dataset, names=tuple(r.name for r in runs),
+                         inputs=tuple(dict.fromkeys(i for i in inputs if i and not i.startswith("<"))))
 
 
 def parse_target(text: str) -> tuple[str, float]:
@@ -714,9 +723,10 @@ def parse_target(text: str) -> tuple[str, float]:
 
 
 def run_reverse(base: Scenario, portfolio: Portfolio, *, shocks: Sequence[tuple[str, str]], metric: str, value: float,
-                seed: int, years: int, chunk_size: int = 10_000, notify: Notify = warn) -> dict:
+                seed: int, years: int, chunk_size: int = 10_000, notify: Notify = warn,
+                on_result: Callable[[str, dict], None] | None = None) -> dict:
     """The reverse stress test: per shock, the smallest multiplier that breaches ``metric`` = ``value``
-    (what reverse.json holds)."""
+    (what reverse.json holds); ``on_result(shock, found)`` as each shock's search ends."""
     import jax
 
     from .scenarios import stress as stress_mod
@@ -731,6 +741,8 @@ def run_reverse(base: Scenario, portfolio: Portfolio, *, shocks: Sequence[tuple[
                                        jax_key=jax.random.key(seed), years=years, chunk_size=chunk_size,
                                        progress=lambda line: notify(f"  {line}"))
         found_by_shock[f"{kind}:{key}"] = found
+        if on_result is not None:
+            on_result(f"{kind}:{key}", found)
     return {"baseline": base.name, "seed": seed, "years": years, "target": {metric: value}, "results": found_by_shock}
 
 

@@ -270,14 +270,14 @@ def stress(names, baseline_ref, portfolio_dir, years, seed, out_dir, chunk_size,
     from .scenarios.stress import parse_shock
 
     if reverse:
-        metric, value = app.parse_target(target)
-        shocks = [parse_shock(spec) for spec in shock_specs]
         portfolio = app.load_portfolio(portfolio_dir)
         base = app.load_scenario(baseline_ref)
+        metric, value = app.parse_target(target)
+        shocks = [parse_shock(spec) for spec in shock_specs]
         setup_jax()
         doc = app.run_reverse(base, portfolio, shocks=shocks, metric=metric, value=value, seed=seed,
-                              years=reverse_years, chunk_size=chunk_size, notify=lambda m: click.echo(m, err=True))
-        _echo(text.reverse_lines(doc))
+                              years=reverse_years, chunk_size=chunk_size, notify=lambda m: click.echo(m, err=True),
+                              on_result=lambda shock, found: click.echo(text.reverse_line(shock, found, metric, value)))
         # Beside a stress run's outputs (the report reads both): one file, written under a temporary name.
         atomic_write(out_dir / "reverse.json", app.json_text(doc))
         click.echo(f"Wrote {out_dir}/reverse.json")
@@ -294,7 +294,7 @@ def stress(names, baseline_ref, portfolio_dir, years, seed, out_dir, chunk_size,
     result = app.run_stress(chosen, portfolio, years=years, seed=seed, chunk_size=chunk_size,
                             sensitivities=sensitivities, sensitivity_years=sensitivity_years,
                             progress=app.progress_bar, notify=_warn, command=_command_line())
-    result.save(out_dir, overwrite=overwrite, plots=plots, inputs=inputs)
+    result.save(out_dir, overwrite=overwrite, plots=plots, guard=False)  # guarded above, before the run
     _echo(text.stress_lines(result.document, list(result.names)))
     click.echo(f"\nWrote {out_dir}/stress.json, stress.nc" + (" and figures" if plots else ""))
 

@@ -151,17 +151,18 @@ def fit_lines(result) -> list[str]:
     return lines
 
 
+def reverse_line(shock: str, found: dict, metric: str, value: float) -> str:
+    """One shock's answer of a reverse stress test."""
+    if found["found"]:
+        se = found.get("multiplier_se")
+        return (f"{shock}: x{found['multiplier']:.4f}" + (f" ± {se:.4f}" if se else "")
+                + f" breaches {metric} = {value:g} ({metric} there {found['metric']:.4g})")
+    return f"{shock}: not breached up to x{found['searched_up_to']:g}"
+
+
 def reverse_lines(doc: dict) -> list[str]:
     (metric, value), = doc["target"].items()
-    lines: list[str] = []
-    for shock, found in doc["results"].items():
-        if found["found"]:
-            se = found.get("multiplier_se")
-            lines.append(f"{shock}: x{found['multiplier']:.4f}" + (f" ± {se:.4f}" if se else "")
-                         + f" breaches {metric} = {value:g} ({metric} there {found['metric']:.4g})")
-        else:
-            lines.append(f"{shock}: not breached up to x{found['searched_up_to']:g}")
-    return lines
+    return [reverse_line(shock, found, metric, value) for shock, found in doc["results"].items()]
 
 
 def differences(first: dict, second: dict) -> list[str]:

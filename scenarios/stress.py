@@ -142,7 +142,11 @@ def _contracts(run: Run) -> tuple:
 
 
 def _expected_recovered(run: Run) -> np.ndarray:
-    return run.table.recovered[:, 0, :len(_contracts(run))].mean(axis=0)
+    """Mean recovery per contract of the first program (none without reinsurance)."""
+    contracts = _contracts(run)
+    if not contracts:
+        return np.zeros(0)
+    return run.table.recovered[:, 0, :len(contracts)].mean(axis=0)
 
 
 def _counterparty_charge(run: Run) -> float:

@@ -161,3 +161,24 @@ def test_reverse_stress_on_legal_costs_breaks_the_c_ross_ratio_at_a_finite_multi
         warnings.simplefilter("ignore")
         runs = stress.simulate([base, plain], portfolio, key=key, years=2000, chunk_size=2000)
     assert stress.evaluate(runs[1], held_reserve=None)["solvency_ratio"] == pytest.approx(found["metric"], rel=1e-9)
+
+
+def test_a_scenario_without_reinsurance_is_stressed_and_its_capital_is_the_summarys(portfolio):
+    # No contracts: the stress table must not read recoveries that do not exist, and its capital
+    # figures are summary.json's (results.capital_block) for the same years.
+    from leisim.simulator import results
+
+    base = load_scenario("calibrated_fixed").updated({"reinsurance": []}, name="no reinsurance")
+    heavier = base.updated({"shocks": {"severity": {"*": 3.0}}}, name="costs x3")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        runs = stress.simulate([base, heavier], portfolio, key=jax.random.key(SEED), years=500, chunk_size=500)
+    table = stress.compare(runs[0], runs, held_reserve=None)
+    stressed = table["costs x3"]["metrics"]
+    assert stressed["net_var_0.995"] > table["no reinsurance"]["metrics"]["net_var_0.995"]
+    assert stressed["required_capital"] > 0
+    summary = results.summarize(runs[1].table, runs[1].composition, provenance_attrs={"scenario": "x", "seed": SEED},
+                                capital_spec=heavier.capital_spec)
+    for key, summary_key in (("required_capital", "required"), ("solvency_ratio", "solvency_ratio"),
+                             ("exhaustion_probability", "exhaustion_probability")):
+        assert stressed[key] == summary["capital"][summary_key], key
