@@ -145,7 +145,8 @@ def stress(scenarios: Sequence[str | Path | Scenario] | None = None, *, baseline
     """Scenarios side by side with the baseline on common random numbers (`leisim stress`).
 
     Returns a :class:`StressOutcome`: ``.table`` (metrics by scenario), ``.document`` (stress.json),
-    ``.dataset`` (stress.nc), ``.save(folder)``.
+    ``.dataset`` (stress.nc), ``.save(folder)``. ``sensitivities`` (per country, +10% frequency and
+    severity: two runs per country) is off by default here and on in the CLI.
     """
     _whole("years", years, 1, MAX_YEARS, optional=False)
     _whole("seed", seed, 0, MAX_SEED, optional=False)
