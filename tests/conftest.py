@@ -89,8 +89,9 @@ def pytest_configure(config):
         if stale:
             raise pytest.UsageError(
                 f"the leisim installed at {tested} is not the working tree's code ({', '.join(stale[:5])}"
-                f"{' ...' if len(stale) > 5 else ''} differ): reinstall it (pip install '.[test]'), or install "
-                "the tree editable for development (pip install -e '.[test]')")
+                f"{' ...' if len(stale) > 5 else ''} differ): reinstall it (pip install '.[test]'; remove setuptools' "
+                "build/ folder first if a module was deleted or renamed, or it ships again), or install the tree "
+                "editable for development (pip install -e '.[test]')")
 
 
 def pytest_report_header(config):
