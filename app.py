@@ -184,11 +184,7 @@ class Job:
 
     @property
     def posterior_path(self) -> Path | None:
-        if self.composition.parameters != "posterior":
-            return None
-        from .models.posterior import default_posterior_path
-
-        return Path(self.scenario.model.posterior or default_posterior_path())
+        return self.scenario.posterior_path
 
 
 def _require_reference(reference: object, field: str, expected: str) -> None:
@@ -261,15 +257,13 @@ def prepare(scenario: Scenario, portfolio: Portfolio, *, programs: Sequence[Prog
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the same warnings were relayed above
             point_composition = compose(at_mean, portfolio, programs=[], dev_years=0, x64=x64)
-    years = years or scenario.years
-    inputs = [portfolio.source, scenario.source, *(p.source for p in programs if p.source != "none")]
-    job = Job(scenario=scenario, portfolio=portfolio, names=tuple(names), capital_specs=tuple(capital_specs),
-              composition=composition, point_composition=point_composition, years=years,
-              seed=scenario.seed if seed is None else seed, chunk_size=min(chunk_size, years),
-              include_own=include_own, inputs=())
-    if job.posterior_path is not None:
-        inputs.append(str(job.posterior_path))
-    return dataclasses.replace(job, inputs=tuple(i for i in inputs if i and not i.startswith("<")))
+    years = scenario.years if years is None else years
+    inputs = [portfolio.source, scenario.source, *(p.source for p in programs if p.source != "none"),
+              str(scenario.posterior_path or "")]
+    return Job(scenario=scenario, portfolio=portfolio, names=tuple(names), capital_specs=tuple(capital_specs),
+               composition=composition, point_composition=point_composition, years=years,
+               seed=scenario.seed if seed is None else seed, chunk_size=min(chunk_size, years),
+               include_own=include_own, inputs=tuple(i for i in inputs if i and not i.startswith("<")))
 
 
 def check_resources(job: Job, *, out_dir: Path | None, devices: int) -> None:
@@ -699,10 +693,7 @@ def run_stress(scenarios: Sequence[Scenario], portfolio: Portfolio, *, years: in
         coords={"scenario": np.array([r.name for r in runs], dtype=str), "year": np.arange(years, dtype=np.int32)},
     )
     dataset.attrs.update({k: ("" if v is None else str(v)) for k, v in doc["_provenance"].items()})
-    from .models.posterior import default_posterior_path
-
-    inputs = [portfolio.source, *(s.source for s in scenarios),
-              *(str(s.model.posterior or default_posterior_path()) for s in scenarios if s.parameters == "posterior")]
+    inputs = [portfolio.source, *(s.source for s in scenarios), *(str(s.posterior_path or "") for s in scenarios)]
     return StressOutcome(document=doc, dataset=dataset, names=tuple(r.name for r in runs),
                          inputs=tuple(dict.fromkeys(i for i in inputs if i and not i.startswith("<"))))
 

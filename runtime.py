@@ -28,21 +28,13 @@ def compilation_cache_dir() -> str | None:
     return os.path.join(base, "leisim", "jax")
 
 
-def _backends_started() -> bool:
-    import sys
-
-    xla_bridge = sys.modules.get("jax._src.xla_bridge")
-    return bool(xla_bridge is not None and getattr(xla_bridge, "_backends", None))
-
-
 def setup_jax() -> None:
     """Host devices (one per core), float64 available for totals, the compilation cache on."""
-    if not _backends_started():
-        from .simulator.driver import host_device_flags
+    from .simulator.driver import host_device_flags
 
-        # One host device per core, so that the simulated years use every core (set before JAX
-        # starts its backends; an explicit XLA_FLAGS device count is respected).
-        os.environ["XLA_FLAGS"] = host_device_flags()
+    # One host device per core, so that the simulated years use every core (read when JAX starts
+    # its backends, ignored after; an explicit XLA_FLAGS device count is respected).
+    os.environ["XLA_FLAGS"] = host_device_flags()
     import jax
 
     # Sample in float32, accumulate in float64 (docs/STYLE.md rule 12): float64 must be available.

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..countries import COUNTRIES, CURRENCIES
 from ..errors import InputError
-from ..simulator.capital import EXPENSE_RATIO, CapitalSpec
+from ..simulator.capital import CapitalSpec
 from ..vocabulary import DISPUTE_TYPES
 from . import shocks as shock_rules
 
@@ -572,13 +572,22 @@ class Scenario:
 
     @property
     def capital_available_cny(self) -> float | None:
-        value = self.raw.get("capital", {}).get("available_cny")
-        return None if value is None else float(value)
+        return self.capital_spec.available_cny
 
     @property
     def expense_ratio(self) -> float:
         """Expenses as a share of the premium ([capital] expense_ratio; default capital.EXPENSE_RATIO)."""
-        return float(self.raw.get("capital", {}).get("expense_ratio", EXPENSE_RATIO))
+        return self.capital_spec.expense_ratio
+
+    @property
+    def posterior_path(self) -> Path | None:
+        """The posterior file a posterior-driven scenario reads ([model] posterior, else the shipped
+        one); None for a fixed-parameter scenario."""
+        if self.parameters != "posterior":
+            return None
+        from ..models.posterior import default_posterior_path
+
+        return Path(self.model.posterior or default_posterior_path())
 
     def updated(self, changes: dict, *, name: str | None = None) -> Scenario:
         """A variant: ``changes`` merged into the resolved table as ``extends`` merges a child (tables

@@ -262,7 +262,7 @@ def posterior_tables(scenario, portfolio: Portfolio, posterior: xr.Dataset | Non
     """ModelTables from posterior draws for ``portfolio`` under ``scenario``'s shocks."""
     model = scenario.model
     if posterior is None:
-        posterior = load_posterior(model.posterior)
+        posterior = load_posterior(scenario.posterior_path)
     posterior = _point(posterior) if model.point_estimate else _thin(posterior, MAX_DRAWS)
     n_draws = posterior.sizes["sample"]
     rng = np.random.default_rng(UNSEEN_SEED)
