@@ -28,7 +28,7 @@ import numpy as np
 
 from . import outputs
 from .errors import InputError
-from .files import atomic_directory, sha256_file
+from .files import atomic_directory, atomic_write, sha256_file
 from .formats.portfolio import Portfolio
 from .scenarios.schema import Program, Scenario
 from .simulator.capital import CapitalSpec
@@ -160,6 +160,18 @@ def checkpoint_spec(out_dir: Path) -> RunSpec:
     except (CheckpointError, KeyError, TypeError, ValueError) as err:
         raise InputError(f"cannot resume: {err}", field="--resume", value=str(out_dir)) from None
     return RunSpec.from_manifest(arguments, str(Path(out_dir) / outputs.CHECKPOINT / "manifest.json"))
+
+
+def resume_spec(out_dir: Path, *, given: Sequence[str] = (), plots: bool = True) -> RunSpec:
+    """The spec that finishes the interrupted run in ``out_dir``: its checkpoint's, written to ``out_dir``
+    wherever the run was started (a copy, a move). ``given``: run settings also given on the command line
+    (refused: they come from the checkpoint)."""
+    if given:
+        flags = ("--" + g.replace("_ref", "").replace("_dir", "").replace("_", "-") for g in given)
+        raise InputError("--resume takes the run's settings from its checkpoint; leave out " + ", ".join(flags),
+                         field="--resume", value=str(out_dir))
+    stored = checkpoint_spec(out_dir)
+    return dataclasses.replace(stored, plots=stored.plots and plots, out_dir=str(out_dir))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -329,6 +341,17 @@ def fingerprint(job: Job) -> str:
 
 # --------------------------------------------------------------------------------------------------
 # Simulating
+
+
+def distributed_settings(distributed: bool, coordinator: str | None, n_processes: int | None,
+                         process_id: int | None) -> tuple | None:
+    """The (coordinator, processes, process id) of a distributed run; None for a single process."""
+    if not distributed:
+        if coordinator is not None or n_processes is not None or process_id is not None:
+            raise InputError("--coordinator, --num-processes and --process-id need --distributed",
+                             field="--distributed", value="not given")
+        return None
+    return coordinator, n_processes, process_id
 
 
 def init_distributed(coordinator: str | None, n_processes: int | None, process_id: int | None) -> None:
@@ -698,6 +721,44 @@ def run_stress(scenarios: Sequence[Scenario], portfolio: Portfolio, *, years: in
                          inputs=tuple(dict.fromkeys(i for i in inputs if i and not i.startswith("<"))))
 
 
+def stress_to_folder(out_dir: Path, refs: Sequence[str] | None, baseline: str, portfolio_dir: Path | None, *,
+                     overwrite: bool, plots: bool, **options) -> StressOutcome:
+    """`leisim stress`: the folder checked before the run (inputs it holds, another tool's files), the
+    scenarios run (:func:`run_stress` ``options``), stress.json, stress.nc and figures written."""
+    from .data.generate import default_portfolio_dir
+    from .models.posterior import default_posterior_path
+    from .runtime import setup_jax
+
+    inputs = [portfolio_dir or default_portfolio_dir(), default_posterior_path()]
+    outputs.guard_output_folder(out_dir, overwrite=overwrite, what="outputs", inputs=inputs)
+    portfolio = load_portfolio(portfolio_dir)
+    chosen = stress_scenarios(refs, baseline)
+    setup_jax()
+    result = run_stress(chosen, portfolio, **options)
+    result.save(out_dir, overwrite=overwrite, plots=plots, guard=False)  # guarded above, before the run
+    return result
+
+
+def reverse_to_folder(out_dir: Path, baseline: str, portfolio_dir: Path | None, *, target: str,
+                      shock_specs: Sequence[str], **options) -> dict:
+    """`leisim stress --reverse`: inputs checked, then :func:`run_reverse` (``options``), then reverse.json
+    beside a stress run's outputs (the report reads both), written under a temporary name."""
+    from .runtime import setup_jax
+    from .scenarios.stress import parse_shock
+
+    portfolio = load_portfolio(portfolio_dir)
+    base = load_scenario(baseline)
+    metric, value = parse_target(target)
+    shocks = [parse_shock(spec) for spec in shock_specs]
+    setup_jax()
+    on_result = options.pop("on_result", None)
+    doc = run_reverse(base, portfolio, shocks=shocks, metric=metric, value=value,
+                      on_result=None if on_result is None else lambda shock, found: on_result(shock, found, metric, value),
+                      **options)
+    atomic_write(Path(out_dir) / "reverse.json", json_text(doc))
+    return doc
+
+
 def parse_target(text: str) -> tuple[str, float]:
     """``metric=value`` of a reverse stress test."""
     from .scenarios.stress import TARGETS
@@ -758,12 +819,15 @@ def display_path(path: str | Path) -> str:
         return str(path)
 
 
-def posterior_checks(history, posterior, out_dir: Path, *, seed: int, posterior_path: Path, years: int = 2000) -> dict:
+def posterior_checks(history, posterior, out_dir: Path, *, seed: int, posterior_path: Path, years: int = 2000,
+                     notify: Notify | None = None) -> dict:
     """The posterior predictive checks of ``posterior`` against ``history``, written to ``out_dir`` as
     checks.json and checks.png (their paths in ``doc["_written"]``)."""
-    from .files import atomic_write
     from .scenarios import ppc
 
+    if notify is not None:
+        notify(f"Posterior predictive checks: {len(history.years)} history years x {years:,} replicated years "
+               "through the simulation engine ...")
     doc = ppc.predictive_checks(history, posterior, seed=seed, years=years)
     doc["posterior"] = display_path(posterior_path)
     doc["posterior_sha256"] = sha256_file(posterior_path)

@@ -3,7 +3,6 @@ work, text out. Bad input (an InputError) ends in one ``Error:`` line and exit s
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from .errors import InputError
 from .files import atomic_write
 from .models.settings import FIT_DEFAULTS
 from .runtime import compilation_cache_dir, setup_jax
-from .scenarios.schema import MAX_SEED, MAX_YEARS
+from .scenarios.schema import MAX_SEED, MAX_YEARS, library_names, load_scenario
 
 __all__ = ["main", "compilation_cache_dir"]
 
@@ -56,17 +55,33 @@ def _echo(lines: list[str]) -> None:
         click.echo(line)
 
 
+def _portfolio(help: str = "Folder with policies.csv and exposures.csv [default: the embedded pilot portfolio]."):
+    return click.option("--portfolio", "portfolio_dir", type=click.Path(path_type=Path), default=None, help=help)
+
+
+def _seed(default: int | None = 0, help: str | None = None):
+    return click.option("--seed", type=SEED, default=default, show_default=default is not None, help=help)
+
+
+def _overwrite(help: str = "Replace the --out folder if it already holds files."):
+    return click.option("--overwrite", is_flag=True, help=help)
+
+
+def _out(default: Path | None, help: str | None = None):
+    return click.option("--out", "out_dir", type=click.Path(path_type=Path), default=default,
+                        show_default=default is not None, help=help)
+
+
 def _run_options(command):
     """The options `simulate` and `reinsurance compare` share: portfolio, years, seed, chunk size, plots."""
     for option in reversed((
-        click.option("--portfolio", "portfolio_dir", type=click.Path(path_type=Path), default=None,
-                     help="Folder with policies.csv and exposures.csv [default: the embedded pilot portfolio]."),
+        _portfolio(),
         click.option("--years", type=YEARS, default=None, help="Simulated years [default: the scenario's]."),
-        click.option("--seed", type=SEED, default=None, help="Random seed [default: the scenario's]."),
+        _seed(None, "Random seed [default: the scenario's]."),
         click.option("--chunk-size", type=click.IntRange(min=1), default=10_000, show_default=True,
                      help="Years per kernel call: changes memory use and speed, never the results."),
         click.option("--plots/--no-plots", default=True, show_default=True, help="Write PNG figures."),
-        click.option("--overwrite", is_flag=True, help="Replace the output folder if it already holds a run."),
+        _overwrite("Replace the output folder if it already holds a run."),
         click.option("--x64", is_flag=True, help="Sample in float64 too (default: float32 sampling with float64 "
                      "accumulation, which agrees within Monte Carlo error and runs faster)."),
         click.option("--devices", type=click.IntRange(min=1), default=None,
@@ -87,8 +102,7 @@ def main() -> None:
 @click.option("--scenario", "scenario_ref", default="baseline", show_default=True,
               help="A library scenario name (see `leisim scenarios list`) or a path to a .toml file.")
 @_run_options
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Output folder [default: results/<scenario>/].")
+@_out(None, "Output folder [default: results/<scenario>/].")
 @click.option("--compare-point-estimate/--no-compare-point-estimate", default=True, show_default=True,
               help="Posterior runs: also run the same years at the posterior mean parameters and report how "
                    "much parameter uncertainty widens the 99.5% VaR.")
@@ -116,26 +130,20 @@ def simulate(scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plot
     a killed job), `leisim simulate --resume OUT` finishes the run with exactly the results an
     uninterrupted run gives.
     """
-    if (coordinator is not None or num_processes is not None or process_id is not None) and not distributed:
-        raise InputError("--coordinator, --num-processes and --process-id need --distributed",
-                         field="--distributed", value="not given")
-    spec = app.RunSpec(scenario_ref=scenario_ref, portfolio_dir=None if portfolio_dir is None else str(portfolio_dir),
-                       years=years, seed=seed, out_dir=None if out_dir is None else str(out_dir),
-                       chunk_size=chunk_size, plots=plots, compare_point_estimate=compare_point_estimate,
-                       compare=tuple(compare), include_own=True, overwrite=overwrite, x64=x64)
+    spec = _spec(scenario_ref, portfolio_dir, out_dir, years=years, seed=seed, chunk_size=chunk_size, plots=plots,
+                 compare_point_estimate=compare_point_estimate, compare=tuple(compare), overwrite=overwrite, x64=x64)
     if resume_dir is not None:
         ctx = click.get_current_context()
         given = [name for name in ("scenario_ref", "portfolio_dir", "years", "seed", "out_dir", "chunk_size", "compare")
                  if ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)]
-        if given:
-            raise InputError("--resume takes the run's settings from its checkpoint; leave out "
-                             + ", ".join("--" + g.replace("_ref", "").replace("_dir", "").replace("_", "-") for g in given),
-                             field="--resume", value=str(resume_dir))
-        stored = app.checkpoint_spec(resume_dir)
-        # the folder given, wherever the run was started (a copy, a move)
-        spec = dataclasses.replace(stored, plots=stored.plots and plots, out_dir=str(resume_dir))
+        spec = app.resume_spec(resume_dir, given=given, plots=plots)
     _simulate(spec, resume=resume_dir is not None, devices=devices,
-              distributed=(coordinator, num_processes, process_id) if distributed else None)
+              distributed=app.distributed_settings(distributed, coordinator, num_processes, process_id))
+
+
+def _spec(scenario_ref: str, portfolio_dir: Path | None, out_dir: Path | None, **settings) -> app.RunSpec:
+    return app.RunSpec(scenario_ref=scenario_ref, portfolio_dir=None if portfolio_dir is None else str(portfolio_dir),
+                       out_dir=None if out_dir is None else str(out_dir), **settings)
 
 
 def _simulate(spec: app.RunSpec, *, resume: bool = False, devices: int | None = None,
@@ -166,8 +174,7 @@ def reinsurance() -> None:
 @click.option("--scenario", "scenario_ref", default="baseline", show_default=True,
               help="The scenario whose gross losses every program is applied to.")
 @_run_options
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Output folder [default: results/<scenario>-reinsurance/].")
+@_out(None, "Output folder [default: results/<scenario>-reinsurance/].")
 def reinsurance_compare(programs, scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plots, overwrite,
                         x64, devices):
     """Compare reinsurance programs side by side on the same simulated years.
@@ -177,10 +184,8 @@ def reinsurance_compare(programs, scenario_ref, portfolio_dir, years, seed, out_
     """
     if out_dir is None:
         out_dir = Path("results") / f"{app.load_scenario(scenario_ref).name}-reinsurance"
-    spec = app.RunSpec(scenario_ref=scenario_ref, portfolio_dir=None if portfolio_dir is None else str(portfolio_dir),
-                       years=years, seed=seed, out_dir=str(out_dir), chunk_size=chunk_size, plots=plots,
-                       compare_point_estimate=False, compare=tuple(programs), include_own=False, overwrite=overwrite,
-                       x64=x64)
+    spec = _spec(scenario_ref, portfolio_dir, out_dir, years=years, seed=seed, chunk_size=chunk_size, plots=plots,
+                 compare_point_estimate=False, compare=tuple(programs), include_own=False, overwrite=overwrite, x64=x64)
     _simulate(spec, devices=devices)
 
 
@@ -192,8 +197,6 @@ def scenarios() -> None:
 @scenarios.command("list")
 def scenarios_list():
     """The scenarios shipped with leisim."""
-    from .scenarios.schema import library_names, load_scenario
-
     for name in library_names():
         description = " ".join(load_scenario(name).description.split())
         click.echo(f"{name:24} {description[:100]}")
@@ -203,8 +206,6 @@ def scenarios_list():
 @click.argument("reference")
 def scenarios_show(reference):
     """Print a scenario fully resolved (extends applied), as JSON."""
-    from .scenarios.schema import load_scenario
-
     scenario = load_scenario(reference)
     click.echo(json.dumps(scenario.raw, indent=2))
     click.echo(f"# sha256 {scenario.sha256}  source {scenario.source}", err=True)
@@ -214,8 +215,6 @@ def scenarios_show(reference):
 @click.argument("references", nargs=-1, required=True)
 def scenarios_validate(references):
     """Validate scenario files or names; exit 2 on the first invalid one."""
-    from .scenarios.schema import load_scenario
-
     for reference in references:
         scenario = load_scenario(reference)
         click.echo(f"ok  {reference}  ({scenario.name}, sha256 {scenario.sha256[:12]})")
@@ -226,8 +225,6 @@ def scenarios_validate(references):
 @click.argument("second")
 def scenarios_diff(first, second):
     """Print what differs between two scenarios, fully resolved (key path: first -> second)."""
-    from .scenarios.schema import load_scenario
-
     a, b = load_scenario(first), load_scenario(second)
     rows = text.differences(a.raw, b.raw)
     _echo(rows)
@@ -240,13 +237,10 @@ def scenarios_diff(first, second):
                    "always included.")
 @click.option("--baseline", "baseline_ref", default="baseline", show_default=True,
               help="The scenario the others are compared with.")
-@click.option("--portfolio", "portfolio_dir", type=click.Path(path_type=Path), default=None,
-              help="Folder with policies.csv and exposures.csv [default: the embedded pilot portfolio].")
-@click.option("--years", type=YEARS, default=100_000, show_default=True,
-              help="Simulated years per scenario.")
-@click.option("--seed", type=SEED, default=0, show_default=True,
-              help="One seed for every scenario (common random numbers).")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("results/stress"), show_default=True)
+@_portfolio()
+@click.option("--years", type=YEARS, default=100_000, show_default=True, help="Simulated years per scenario.")
+@_seed(0, "One seed for every scenario (common random numbers).")
+@_out(Path("results/stress"))
 @click.option("--chunk-size", type=click.IntRange(min=1), default=10_000, show_default=True)
 @click.option("--sensitivities/--no-sensitivities", default=True, show_default=True,
               help="Per country: change in net VaR 99.5 / TVaR 99 per +10% frequency and severity.")
@@ -263,38 +257,21 @@ def scenarios_diff(first, second):
 @click.option("--reverse-years", type=YEARS, default=20_000, show_default=True,
               help="Simulated years per evaluation of the reverse stress test.")
 @click.option("--plots/--no-plots", default=True, show_default=True)
-@click.option("--overwrite", is_flag=True, help="Replace a stress run already in the output folder.")
+@_overwrite("Replace a stress run already in the output folder.")
 def stress(names, baseline_ref, portfolio_dir, years, seed, out_dir, chunk_size, sensitivities, sensitivity_years,
            reverse, target, shock_specs, reverse_years, plots, overwrite):
     """Run scenarios side by side on common random numbers (or a reverse stress test)."""
-    from .scenarios.stress import parse_shock
-
     if reverse:
-        portfolio = app.load_portfolio(portfolio_dir)
-        base = app.load_scenario(baseline_ref)
-        metric, value = app.parse_target(target)
-        shocks = [parse_shock(spec) for spec in shock_specs]
-        setup_jax()
-        doc = app.run_reverse(base, portfolio, shocks=shocks, metric=metric, value=value, seed=seed,
+        app.reverse_to_folder(out_dir, baseline_ref, portfolio_dir, target=target, shock_specs=shock_specs, seed=seed,
                               years=reverse_years, chunk_size=chunk_size, notify=lambda m: click.echo(m, err=True),
-                              on_result=lambda shock, found: click.echo(text.reverse_line(shock, found, metric, value)))
-        # Beside a stress run's outputs (the report reads both): one file, written under a temporary name.
-        atomic_write(out_dir / "reverse.json", app.json_text(doc))
+                              on_result=lambda *found: click.echo(text.reverse_line(*found)))
         click.echo(f"Wrote {out_dir}/reverse.json")
         return
-    from .data.generate import default_portfolio_dir
-    from .models.posterior import default_posterior_path
-
-    inputs = [portfolio_dir or default_portfolio_dir(), default_posterior_path()]
-    outputs.guard_output_folder(out_dir, overwrite=overwrite, what="outputs", inputs=inputs)
-    portfolio = app.load_portfolio(portfolio_dir)
     refs = [n.strip() for n in names.split(",") if n.strip()] if names else None
-    chosen = app.stress_scenarios(refs, baseline_ref)
-    setup_jax()
-    result = app.run_stress(chosen, portfolio, years=years, seed=seed, chunk_size=chunk_size,
-                            sensitivities=sensitivities, sensitivity_years=sensitivity_years,
-                            progress=app.progress_bar, notify=_warn, command=_command_line())
-    result.save(out_dir, overwrite=overwrite, plots=plots, guard=False)  # guarded above, before the run
+    result = app.stress_to_folder(out_dir, refs, baseline_ref, portfolio_dir, overwrite=overwrite, plots=plots,
+                                  years=years, seed=seed, chunk_size=chunk_size, sensitivities=sensitivities,
+                                  sensitivity_years=sensitivity_years, progress=app.progress_bar, notify=_warn,
+                                  command=_command_line())
     _echo(text.stress_lines(result.document, list(result.names)))
     click.echo(f"\nWrote {out_dir}/stress.json, stress.nc" + (" and figures" if plots else ""))
 
@@ -305,8 +282,7 @@ def stress(names, baseline_ref, portfolio_dir, years, seed, out_dir, chunk_size,
               help="The HTML file [default: RUN_DIR/report.html].")
 @click.option("--stress", "stress_dir", type=click.Path(path_type=Path), default=None,
               help="A `leisim stress` output folder [default: results/stress, if it exists].")
-@click.option("--portfolio", "portfolio_dir", type=click.Path(path_type=Path), default=None,
-              help="The portfolio folder [default: the one the run recorded].")
+@_portfolio("The portfolio folder [default: the one the run recorded].")
 @click.option("--checks", "checks_path", type=click.Path(path_type=Path), default=None,
               help="A `leisim check` checks.json [default: checks.json beside the run's posterior, if any].")
 def report(run_dir, out_file, stress_dir, portfolio_dir, checks_path):
@@ -332,7 +308,7 @@ def report(run_dir, out_file, stress_dir, portfolio_dir, checks_path):
 @click.option("--chains", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--warmup", type=click.IntRange(min=10), default=FIT_DEFAULTS.warmup, show_default=True)
 @click.option("--samples", type=click.IntRange(min=10), default=FIT_DEFAULTS.samples, show_default=True)
-@click.option("--seed", type=SEED, default=0, show_default=True)
+@_seed()
 @click.option("--target-accept", type=click.FloatRange(0.5, 0.999), default=FIT_DEFAULTS.target_accept,
               show_default=True, help="NUTS target acceptance: higher removes divergences, costs time.")
 @click.option("--checks/--no-checks", default=False, show_default=True,
@@ -359,21 +335,11 @@ def fit(history_dir, out_path, chains, warmup, samples, seed, target_accept, che
         from .models.posterior import load_posterior
 
         paths = predictive_checks(history, fitted.result, out_path.parent, seed=seed)
-        doc = _posterior_checks(history, load_posterior(out_path), out_path.parent, seed=seed, posterior_path=out_path)
+        doc = app.posterior_checks(history, load_posterior(out_path), out_path.parent, seed=seed,
+                                   posterior_path=out_path, notify=lambda m: click.echo(m, err=True))
+        _echo(text.checks_lines(doc))
         click.echo("Predictive checks: " + ", ".join(str(p) for p in paths + doc["_written"]))
     click.echo(f"\nWrote {out_path}")
-
-
-def _posterior_checks(history, posterior, out_dir: Path, *, seed: int, posterior_path: Path, years: int = 2000) -> dict:
-    from .scenarios import ppc
-
-    click.echo(f"Posterior predictive checks: {len(history.years)} history years x {years:,} replicated years "
-               "through the simulation engine ...", err=True)
-    doc = app.posterior_checks(history, posterior, out_dir, seed=seed, posterior_path=posterior_path, years=years)
-    _echo(["  " + line for line in ppc.summary_lines(doc)])
-    click.echo("  " + ("every check passes" if doc["pass"] else "SOME CHECKS FAIL: the model (or the engine) does "
-                                                                "not reproduce the history"))
-    return doc
 
 
 @main.command()
@@ -384,7 +350,7 @@ def _posterior_checks(history, posterior, out_dir: Path, *, seed: int, posterior
               help="Folder for checks.json and checks.png.")
 @click.option("--years", type=click.IntRange(1000, 200_000), default=2000, show_default=True,
               help="Replicated years per history year.")
-@click.option("--seed", type=SEED, default=0, show_default=True)
+@_seed()
 @click.option("--overwrite", is_flag=True, help="Replace checks already in --out.")
 def check(posterior_path, history_dir, out_dir, years, seed, overwrite):
     """Posterior predictive checks of POSTERIOR (default: the shipped one) against a dispute history.
@@ -402,7 +368,9 @@ def check(posterior_path, history_dir, out_dir, years, seed, overwrite):
     posterior = api.load_posterior(posterior_path)
     app.refuse_checks_target(out_dir, overwrite=overwrite)
     setup_jax()
-    doc = _posterior_checks(history, posterior, out_dir, seed=seed, posterior_path=posterior_path, years=years)
+    doc = app.posterior_checks(history, posterior, out_dir, seed=seed, posterior_path=posterior_path, years=years,
+                               notify=lambda m: click.echo(m, err=True))
+    _echo(text.checks_lines(doc))
     click.echo(f"\nWrote {doc['_written'][0]}, {doc['_written'][1].name}")
     if not doc["pass"]:
         sys.exit(1)
@@ -414,11 +382,10 @@ def data() -> None:
 
 
 @data.command("history")
-@click.option("--seed", type=SEED, default=0, show_default=True)
-@click.option("--portfolio", "portfolio_dir", type=click.Path(path_type=Path), default=None,
-              help="The book the history is drawn on [default: the embedded pilot portfolio].")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("history"), show_default=True)
-@click.option("--overwrite", is_flag=True, help="Replace the --out folder if it already holds files.")
+@_seed()
+@_portfolio("The book the history is drawn on [default: the embedded pilot portfolio].")
+@_out(Path("history"))
+@_overwrite()
 def data_history(seed, portfolio_dir, out_dir, overwrite):
     """Write a synthetic dispute history drawn from the documented true parameters (seed 0: the shipped one)."""
     from .models.history import HISTORY_YEARS
@@ -429,10 +396,10 @@ def data_history(seed, portfolio_dir, out_dir, overwrite):
 
 
 @data.command("generate")
-@click.option("--seed", type=SEED, default=0, show_default=True)
+@_seed()
 @click.option("--policies", type=click.IntRange(min=1), default=300, show_default=True)
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("portfolio"), show_default=True)
-@click.option("--overwrite", is_flag=True, help="Replace the --out folder if it already holds files.")
+@_out(Path("portfolio"))
+@_overwrite()
 def data_generate(seed, policies, out_dir, overwrite):
     """Write a synthetic pilot portfolio (policies.csv, exposures.csv); seed 0 is the embedded default."""
     app.write_portfolio_folder(out_dir, seed=seed, policies=policies, overwrite=overwrite)
@@ -440,8 +407,7 @@ def data_generate(seed, policies, out_dir, overwrite):
 
 
 @data.command("validate")
-@click.option("--portfolio", "portfolio_dir", type=click.Path(path_type=Path), default=None,
-              help="A portfolio folder (policies.csv, exposures.csv) [default: the embedded one, unless --history "
+@_portfolio("A portfolio folder (policies.csv, exposures.csv) [default: the embedded one, unless --history "
                    "is given alone].")
 @click.option("--history", "history_dir", type=click.Path(path_type=Path), default=None,
               help="A dispute-history folder (exposures.csv, disputes.csv, campaigns.csv).")
@@ -480,7 +446,7 @@ def bench(years_list, policies_list, policy_years, devices_scan, chunk_size, rep
           reserves, out_file):
     """Time the kernel on the reference workload: disputes/s and years/s by years, policies and devices,
     compile time, the NumPy baseline and the random-number floor, in one run."""
-    from . import bench as bench_mod
+    from .benchmarks import kernel as bench_mod
 
     setup_jax()
     bench_mod.command(out_file, years=list(years_list or (10_000, 100_000, 1_000_000)),

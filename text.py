@@ -160,6 +160,15 @@ def reverse_line(shock: str, found: dict, metric: str, value: float) -> str:
     return f"{shock}: not breached up to x{found['searched_up_to']:g}"
 
 
+def checks_lines(doc: dict) -> list[str]:
+    """The posterior predictive checks' table and verdict (scenarios.ppc)."""
+    from .scenarios import ppc
+
+    verdict = ("every check passes" if doc["pass"] else
+               "SOME CHECKS FAIL: the model (or the engine) does not reproduce the history")
+    return ["  " + line for line in ppc.summary_lines(doc)] + ["  " + verdict]
+
+
 def reverse_lines(doc: dict) -> list[str]:
     (metric, value), = doc["target"].items()
     return [reverse_line(shock, found, metric, value) for shock, found in doc["results"].items()]

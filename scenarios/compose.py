@@ -276,6 +276,24 @@ def _buffers(tables: ModelTables, entries: _Entries, campaigns: _Campaigns, tota
         clustered
 
 
+def _row_aliases(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One alias table per row of ``weights`` [rows, outcomes] (indices local to the row)."""
+    accept = np.empty(weights.shape, np.uint64)
+    alias = np.empty(weights.shape, np.int64)
+    for d in range(weights.shape[0]):
+        accept[d], alias[d] = alias_rows(weights[d])
+    return accept, alias
+
+
+def _expected_disputes(tables: ModelTables, total_rate: np.ndarray, campaigns) -> float:
+    """Expected disputes per year, averaged over draws; E[exp(eps)] = exp(sigma^2 / 2)."""
+    lift = np.exp(0.5 * tables.year_sigma**2)
+    expected = float(np.mean(total_rate * lift))
+    if campaigns.n_kinds:
+        expected += float(np.mean((campaigns.rate * (1.0 + campaigns.size[..., 0])).sum(axis=1) * lift))
+    return expected
+
+
 def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarray | None = None,
              batch_years: int = 128, programs: Sequence[Sequence[Contract]] = (), dev_years: int = 0,
              ) -> tuple[EngineParams, EngineShape, float]:
@@ -295,21 +313,14 @@ def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarr
     stratum_rate = tables.stratum_scale * stratum_weight[None, :]  # [draw, stratum] expected disputes
     # Dominating event rate: expected disputes (the NB thinning keeps k log(1 + lam/k) of them).
     total_rate = stratum_rate.sum(axis=1)
-    stratum_accept = np.empty((n_draws, n_strata), np.uint64)
-    stratum_alias = np.empty((n_draws, n_strata), np.int64)
-    for d in range(n_draws):
-        stratum_accept[d], stratum_alias[d] = alias_rows(stratum_rate[d])
+    stratum_accept, stratum_alias = _row_aliases(stratum_rate)
     currencies = sorted(set(tables.cell_currency))
     fx_sigma = np.array([tables.fx_sigma.get(c, 0.0) for c in currencies])
     campaigns = _campaigns(tables)
     dispersion = tables.cell_dispersion if tables.cell_dispersion is not None else np.zeros_like(tables.cell_concentration)
     event_buffer, dispute_buffer, campaign_buffer, campaign_dispute_buffer, clustered = _buffers(
         tables, entries, campaigns, total_rate, dispersion)
-    # Expected disputes per year, averaged over draws; E[exp(eps)] = exp(sigma^2 / 2).
-    lift = np.exp(0.5 * tables.year_sigma**2)
-    expected = float(np.mean(stratum_rate.sum(axis=1) * lift))
-    if campaigns.n_kinds:
-        expected += float(np.mean((campaigns.rate * (1.0 + campaigns.size[..., 0])).sum(axis=1) * lift))
+    expected = _expected_disputes(tables, total_rate, campaigns)
     n_stages = tables.cell_stage_probability.shape[2]
     duration = tables.cell_duration
     if duration is None:

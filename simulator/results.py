@@ -386,6 +386,27 @@ def _parameter_uncertainty(gross: dict, split: dict, n_draws: int, point_estimat
     return entry
 
 
+def _variance_split(years, n_draws: int, first_year: int):
+    """Gross years grouped by posterior draw (year y uses draw y mod n_draws): the parameter share of the
+    variance."""
+    def by_draw():
+        start = first_year
+        for r in years.records():
+            size = r["gross"].shape[0]
+            yield r["gross"], (np.arange(start, start + size, dtype=np.int64) % n_draws)
+            start += size
+
+    return metrics.parameter_variance_share_runs(by_draw)
+
+
+def _reserves(years, composition, reserves_spec: dict) -> dict:
+    if composition.dev_years == 0:
+        return {"expected_outstanding": None, "adequacy": None, "status": "payment pattern not tracked"}
+    return reserving.summarize_runs(
+        lambda: ((r["payments"], r["open_disputes"], r["open_weight"]) for r in years.records()),
+        held=reserves_spec.get("held_cny"))
+
+
 def summarize(
     years,
     composition,
@@ -419,14 +440,7 @@ def summarize(
 
     n_draws = composition.n_draws
     if n_draws > 1:
-        def by_draw():
-            start = first_year
-            for r in years.records():
-                size = r["gross"].shape[0]
-                yield r["gross"], (np.arange(start, start + size, dtype=np.int64) % n_draws)
-                start += size
-
-        split = metrics.parameter_variance_share_runs(by_draw)
+        split = _variance_split(years, n_draws, first_year)
     gross = sorted_column(years, "gross")
     out["gross"] = metrics.risk_measures(gross, presorted=True)
     aep = metrics.exceedance_curve(gross, presorted=True)
@@ -440,12 +454,7 @@ def summarize(
     out["net_cost"] = metrics.risk_measures(ordered, presorted=True)
     out["capital"] = capital_report(program, composition, capital_spec, ordered=ordered)
     del ordered
-    if composition.dev_years > 0:
-        out["reserves"] = reserving.summarize_runs(
-            lambda: ((r["payments"], r["open_disputes"], r["open_weight"]) for r in years.records()),
-            held=reserves_spec.get("held_cny"))
-    else:
-        out["reserves"] = {"expected_outstanding": None, "adequacy": None, "status": "payment pattern not tracked"}
+    out["reserves"] = _reserves(years, composition, reserves_spec)
     out["reinsurance"] = reinsurance_report(program) if program.contracts else {
         "applied": False, "contracts": [], "status": "no reinsurance: net equals gross"}
     out["loss_ratio"] = {

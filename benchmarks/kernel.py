@@ -31,10 +31,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .formats.portfolio import Portfolio
-from .scenarios.compose import alias_table, compose
-from .scenarios.schema import Scenario, validate
-from .simulator.driver import run_years
+from ..formats.portfolio import Portfolio
+from ..scenarios.compose import alias_table, compose
+from ..scenarios.schema import Scenario, validate
+from ..simulator.driver import run_years
 
 COUNTRIES = ("US", "DE", "GB", "FR", "NL", "JP", "KR", "IN")
 REFERENCE_POLICIES = 2000
@@ -65,7 +65,7 @@ def reference_composition(n_policies: int, *, reinsurance: bool, reserves: bool)
     portfolio, scenario = workload(n_policies)
     programs = []
     if reinsurance:
-        from .simulator.reinsurance import contracts_from_scenario
+        from ..simulator.reinsurance import contracts_from_scenario
 
         programs = [contracts_from_scenario([
             {"type": "quota_share", "cession": 0.3},
@@ -274,7 +274,7 @@ def command(out_file, *, devices_scan: bool, command: str, **options) -> dict:
     import datetime as dt
     import json
 
-    from .files import atomic_write
+    from ..files import atomic_write
 
     n_devices = jax.local_device_count()
     counts = sorted({min(2**k, n_devices) for k in range(n_devices.bit_length() + 1)}) if devices_scan else []
