@@ -22,7 +22,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 __all__ = ["simulate", "stress", "reverse_stress", "fit", "load_scenario", "load_portfolio", "load_history",
            "load_program", "load_posterior", "Run", "RunSpec", "StressOutcome", "Fit", "Scenario", "Portfolio",
-           "Program", "InputError", "LeisimWarning", "__version__"]
+           "Program", "Summary", "InputError", "LeisimWarning", "__version__"]
 
 
 def __getattr__(name: str):

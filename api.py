@@ -25,10 +25,11 @@ from .errors import InputError
 from .formats.portfolio import Portfolio
 from .runtime import setup_jax
 from .scenarios.schema import MAX_SEED, MAX_YEARS, Program, Scenario
+from .summary import Summary
 
 __all__ = ["simulate", "stress", "reverse_stress", "fit", "load_scenario", "load_portfolio", "load_history",
            "load_program", "load_posterior", "Run", "RunSpec", "StressOutcome", "Fit", "Scenario", "Portfolio",
-           "Program", "InputError", "LeisimWarning"]
+           "Program", "Summary", "InputError", "LeisimWarning"]
 
 load_scenario = app.load_scenario
 load_portfolio = app.load_portfolio
@@ -129,7 +130,7 @@ def simulate(scenario: str | Path | Scenario = "baseline", *, portfolio: str | P
                       compare_point_estimate=compare_point_estimate, x64=x64)
     devices_used = app.devices_for(devices)
     app.check_resources(job, out_dir=None, devices=len(devices_used))
-    from .simulator.store import MemoryStore
+    from .formats.checkpoint import MemoryStore
 
     store = MemoryStore()
     app.simulate_into(job, store, devices=devices_used, progress=_progress(progress))

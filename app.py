@@ -32,6 +32,7 @@ from .files import atomic_directory, atomic_write, sha256_file
 from .formats.portfolio import Portfolio
 from .scenarios.schema import Program, Scenario
 from .simulator.capital import CapitalSpec
+from .summary import Summary
 
 Notify = Callable[[str], None]
 Progress = Callable[[str, int], contextlib.AbstractContextManager[Callable[[int], None]]]
@@ -153,7 +154,7 @@ class RunSpec:
 
 def checkpoint_spec(out_dir: Path) -> RunSpec:
     """The spec of the unfinished run in ``out_dir`` (its checkpoint's manifest)."""
-    from .simulator.store import CheckpointError, ChunkStore
+    from .formats.checkpoint import CheckpointError, ChunkStore
 
     try:
         arguments = ChunkStore.open(Path(out_dir) / outputs.CHECKPOINT).manifest["arguments"]
@@ -458,7 +459,7 @@ class Run:
                                                      list(job.capital_specs)),
                 "common_random_numbers": "every program is applied to the same simulated disputes and years",
             }
-        self.summary: dict = summary
+        self.summary = Summary(summary)  # exactly summary.json's document, with typed views
         self._dataset = None
 
     def __repr__(self) -> str:
@@ -581,7 +582,7 @@ def simulate_spec(spec: RunSpec, *, resume: bool = False, devices: int | None = 
 
 
 def _open_store(out_dir: Path, spec: RunSpec, job: Job, *, resume: bool):
-    from .simulator.store import ChunkStore
+    from .formats.checkpoint import ChunkStore
 
     checkpoint = out_dir / outputs.CHECKPOINT
     stamp = fingerprint(job)
@@ -841,6 +842,37 @@ def posterior_checks(history, posterior, out_dir: Path, *, seed: int, posterior_
     atomic_write(png_path, plot)
     doc["_written"] = [json_path, png_path]
     return doc
+
+
+def fit_checks(history, fitted, out_dir: Path, *, seed: int, posterior_path: Path,
+               notify: Notify | None = None) -> tuple[dict, list[Path]]:
+    """`leisim fit --checks`: the prior and posterior predictive plots of the fit beside the posterior
+    file, then the engine's posterior predictive checks of the posterior as written; the checks'
+    document and every file written."""
+    from .models.checks import predictive_checks
+    from .models.posterior import load_posterior
+
+    paths = predictive_checks(history, fitted.result, out_dir, seed=seed)
+    doc = posterior_checks(history, load_posterior(posterior_path), out_dir, seed=seed, posterior_path=posterior_path,
+                           notify=notify)
+    return doc, list(paths) + doc["_written"]
+
+
+def check_to_folder(posterior_path: Path | None, history_dir: Path | None, out_dir: Path, *, years: int, seed: int,
+                    overwrite: bool, notify: Notify | None = None) -> dict:
+    """`leisim check`: the posterior predictive checks of a posterior file [default: the shipped one]
+    against a history [default: the shipped one], written to ``out_dir``."""
+    from .models.history import default_history_dir, load_history
+    from .models.posterior import default_posterior_path, load_posterior
+    from .runtime import setup_jax
+
+    history = load_history(history_dir or default_history_dir())
+    posterior_path = Path(posterior_path or default_posterior_path())
+    posterior = load_posterior(posterior_path)
+    refuse_checks_target(out_dir, overwrite=overwrite)
+    setup_jax()
+    return posterior_checks(history, posterior, out_dir, seed=seed, posterior_path=posterior_path, years=years,
+                            notify=notify)
 
 
 # --------------------------------------------------------------------------------------------------

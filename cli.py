@@ -15,6 +15,7 @@ from .files import atomic_write
 from .models.settings import FIT_DEFAULTS
 from .runtime import compilation_cache_dir, setup_jax
 from .scenarios.schema import MAX_SEED, MAX_YEARS, library_names, load_scenario
+from .vocabulary import REVERSE_TARGETS
 
 __all__ = ["main", "compilation_cache_dir"]
 
@@ -248,9 +249,7 @@ def scenarios_diff(first, second):
 @click.option("--reverse", is_flag=True, help="Run a reverse stress test instead of the scenario set.")
 @click.option("--target", default="solvency_ratio=1.0", show_default=True,
               help="Reverse stress target, metric=value (the SCR of the one-year result; premiums and reinsurance "
-                   "prices fixed): " + ", ".join(
-                  ("solvency_ratio", "core_ratio", "required_capital", "expected_result", "net_var_0.995",
-                   "net_tvar_0.99", "exhaustion_probability", "net_loss_ratio", "reserve_adequacy")) + ".")
+                   "prices fixed): " + ", ".join(REVERSE_TARGETS) + ".")
 @click.option("--shock", "shock_specs", multiple=True, default=("frequency:US",), show_default=True,
               help="Reverse stress: the shock to scale, kind:key (frequency:US, frequency:*, severity:*, fx:USD, "
                    "frequency_by_type:patent, campaigns:schedule_a). Repeat for several.")
@@ -322,8 +321,7 @@ def fit(history_dir, out_path, chains, warmup, samples, seed, target_accept, che
     app.require_disputes(history)
     app.refuse_file_target(out_path, overwrite=overwrite, what="a posterior can take hours to fit")
     click.echo(f"Fitting {history.source}: {history.cell_disputes.sum()} disputes in {len(history.years)} years, "
-                   f"{history.n_disputes} with payments; {chains} chains x ({warmup} warmup + {samples} samples)",
-                   err=True)
+               f"{history.n_disputes} with payments; {chains} chains x ({warmup} warmup + {samples} samples)", err=True)
     fitted = api.fit(history, chains=chains, warmup=warmup, samples=samples, seed=seed, target_accept=target_accept,
                      progress=True, command=_command_line())
     fitted.save(out_path, overwrite=True)
@@ -331,14 +329,10 @@ def fit(history_dir, out_path, chains, warmup, samples, seed, target_accept, che
     for message in fitted.result.warnings:
         _warn(message)
     if checks:
-        from .models.checks import predictive_checks
-        from .models.posterior import load_posterior
-
-        paths = predictive_checks(history, fitted.result, out_path.parent, seed=seed)
-        doc = app.posterior_checks(history, load_posterior(out_path), out_path.parent, seed=seed,
-                                   posterior_path=out_path, notify=lambda m: click.echo(m, err=True))
+        doc, written = app.fit_checks(history, fitted, out_path.parent, seed=seed, posterior_path=out_path,
+                                      notify=lambda m: click.echo(m, err=True))
         _echo(text.checks_lines(doc))
-        click.echo("Predictive checks: " + ", ".join(str(p) for p in paths + doc["_written"]))
+        click.echo("Predictive checks: " + ", ".join(str(p) for p in written))
     click.echo(f"\nWrote {out_path}")
 
 
@@ -360,16 +354,8 @@ def check(posterior_path, history_dir, out_dir, years, seed, overwrite):
     was observed: predictive intervals, coverage, PIT values, a plot. Exit status 1 if a check
     fails.
     """
-    from . import api
-    from .models.posterior import default_posterior_path
-
-    history = api.load_history(history_dir)
-    posterior_path = posterior_path or default_posterior_path()
-    posterior = api.load_posterior(posterior_path)
-    app.refuse_checks_target(out_dir, overwrite=overwrite)
-    setup_jax()
-    doc = app.posterior_checks(history, posterior, out_dir, seed=seed, posterior_path=posterior_path, years=years,
-                               notify=lambda m: click.echo(m, err=True))
+    doc = app.check_to_folder(posterior_path, history_dir, out_dir, years=years, seed=seed, overwrite=overwrite,
+                              notify=lambda m: click.echo(m, err=True))
     _echo(text.checks_lines(doc))
     click.echo(f"\nWrote {doc['_written'][0]}, {doc['_written'][1].name}")
     if not doc["pass"]:
@@ -442,18 +428,15 @@ def data_validate(portfolio_dir, history_dir):
               help="Also track the payment pattern in the kernel.")
 @click.option("--out", "out_file", type=click.Path(path_type=Path), default=Path("benchmarks/out/bench.json"),
               show_default=True, help="JSON output; the plot goes beside it (.png).")
-def bench(years_list, policies_list, policy_years, devices_scan, chunk_size, repeats, numpy_max_years, reinsurance,
-          reserves, out_file):
+def bench(years_list, policies_list, out_file, **options):
     """Time the kernel on the reference workload: disputes/s and years/s by years, policies and devices,
     compile time, the NumPy baseline and the random-number floor, in one run."""
     from .benchmarks import kernel as bench_mod
 
     setup_jax()
     bench_mod.command(out_file, years=list(years_list or (10_000, 100_000, 1_000_000)),
-                      policies=list(policies_list or (300, 3_000, 30_000)), policy_years=policy_years,
-                      devices_scan=devices_scan, chunk_size=chunk_size, repeats=repeats,
-                      numpy_max_years=numpy_max_years, reinsurance=reinsurance, reserves=reserves,
-                      progress=click.echo, command=_command_line())
+                      policies=list(policies_list or (300, 3_000, 30_000)), progress=click.echo,
+                      command=_command_line(), **options)
     click.echo(f"Wrote {out_file} and {out_file.with_suffix('.png')}")
 
 

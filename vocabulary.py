@@ -11,6 +11,8 @@ kernel, reports), so that a name cannot mean five things in one module and three
   decided on the merits, which is where fee shifting applies.
 - ``CAMPAIGN_KINDS``: mass-defendant events (a US "Schedule A" complaint, a US ITC section 337
   investigation) that bring many disputes in one year.
+- ``REVERSE_TARGETS``: the metrics a reverse stress test can aim at, each with whether a larger
+  value is worse (the search moves a shock until the metric reaches its target).
 """
 
 from __future__ import annotations
@@ -20,3 +22,7 @@ MODELLED_DISPUTE_TYPES: tuple[str, ...] = ("patent", "trademark", "trade_secret"
 STAGES: tuple[str, ...] = ("early", "discovery", "trial", "appeal")
 TRIAL: int = STAGES.index("trial")
 CAMPAIGN_KINDS: tuple[str, ...] = ("schedule_a", "itc_337")
+REVERSE_TARGETS: dict[str, bool] = {
+    "solvency_ratio": False, "core_ratio": False, "required_capital": True, "expected_result": False,
+    "net_var_0.995": True, "net_tvar_0.99": True, "exhaustion_probability": True, "net_loss_ratio": True,
+    "reserve_adequacy": False}

@@ -24,15 +24,13 @@ from ..formats.portfolio import Portfolio
 from ..simulator import capital, metrics
 from ..simulator.driver import YearTable, run_years
 from ..simulator.results import capital_block, fixed_income, program_outcome
+from ..vocabulary import REVERSE_TARGETS
 from .compose import DEV_YEARS, Composition, compose
 from .schema import Scenario
 
 METRICS = ("gross_mean", "net_mean", "net_var_0.995", "net_tvar_0.99", "net_loss_ratio", "required_capital",
            "solvency_ratio", "exhaustion_probability", "reserve_adequacy", "expected_result", "core_ratio")
-# Reverse stress targets: metric -> True when a larger value is worse.
-TARGETS = {"solvency_ratio": False, "required_capital": True, "net_var_0.995": True, "net_tvar_0.99": True,
-           "exhaustion_probability": True, "net_loss_ratio": True, "reserve_adequacy": False,
-           "core_ratio": False, "expected_result": False}
+TARGETS = REVERSE_TARGETS  # metric -> True when a larger value is worse
 SHOCK_KINDS = ("frequency", "severity", "fx", "frequency_by_type", "frequency_by_sector", "exposure_by_sector",
                "campaigns")
 

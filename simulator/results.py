@@ -2,7 +2,7 @@
 
 Years arrive as *records*: one dict of NumPy arrays per chunk of consecutive years (see
 :func:`record`), from memory (:class:`MemoryYears`) or from a run's checkpoint on disk
-(:class:`leisim.simulator.store.ChunkStore`). Every figure is computed in passes over the records,
+(:class:`leisim.formats.checkpoint.ChunkStore`). Every figure is computed in passes over the records,
 holding at most a couple of per-year columns at once, so a run of 1e7 years fits in constant
 memory; in-memory and on-disk years give identical numbers.
 """
@@ -16,6 +16,7 @@ import platform
 import jax
 import numpy as np
 
+from ..formats.checkpoint import MemoryYears
 from . import capital, metrics, reinsurance, reserving
 from .driver import YearTable
 from .reinsurance import Contract
@@ -81,17 +82,6 @@ def record(table: YearTable, composition) -> dict[str, np.ndarray]:
         "payments": table.payments, "open_disputes": table.open_disputes, "open_weight": table.open_weight,
         "recomputed_years": table.recomputed_years,
     }
-
-
-class MemoryYears:
-    """Records held in memory (a whole run, or one chunk)."""
-
-    def __init__(self, records: list[dict[str, np.ndarray]]):
-        self._records = list(records)
-        self.years = sum(int(r["gross"].shape[0]) for r in self._records)
-
-    def records(self):
-        yield from self._records
 
 
 def _column(years, fn) -> np.ndarray:
@@ -420,7 +410,7 @@ def summarize(
     """The summary.json document (DESIGN.md keys, plus extensions).
 
     Args:
-        years: the run's records (:class:`MemoryYears`, a :class:`~leisim.simulator.store.ChunkStore`),
+        years: the run's records (:class:`MemoryYears`, a :class:`~leisim.formats.checkpoint.ChunkStore`),
             or an in-memory :class:`YearTable`.
         composition: the run's :class:`leisim.scenarios.compose.Composition`; its first program
             is the one reported as ``ceded`` and ``net``.

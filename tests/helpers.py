@@ -51,7 +51,7 @@ def interrupt_after_chunks(monkeypatch, chunks: int):
 
     Returns a function that restores the real ``ChunkStore.put``.
     """
-    from leisim.simulator import store as store_module
+    from leisim.formats import checkpoint as store_module
 
     put, written = store_module.ChunkStore.put, []
 

@@ -61,6 +61,43 @@ def test_dataset_is_results_nc(pair):
            {k: v for k, v in stored.attrs.items() if k not in ("created", "command")}
 
 
+def test_the_typed_summary_reads_the_document_and_the_per_year_values(pair):
+    out, run = pair
+    s = run.summary
+    assert isinstance(s, leisim.Summary) and isinstance(s, dict)
+    loaded = leisim.Summary.load(out / "summary.json")
+    assert _without_stamp(loaded.to_dict()) == _without_stamp(json.loads(leisim.app.json_text(s)))
+    plain = s.to_dict()
+    assert type(plain) is dict and plain == s
+    plain["net"]["var"]["0.995"] = -1.0  # a copy: editing it leaves the run's summary alone
+    assert s["net"]["var"]["0.995"] != -1.0
+    # The views are the document's figures, and those are the per-year values' (computed here
+    # another way: numpy's lower quantile and the mean of the years at or above it).
+    net = np.sort(run.dataset["net"].values)
+    n = net.size
+    k = (995 * n + 999) // 1000 - 1  # lower empirical quantile: the smallest x with F_n(x) >= 0.995 (exact integers)
+    assert s.net.var[0.995] == s["net"]["var"]["0.995"] == pytest.approx(net[k], rel=1e-12)
+    assert s.net.mean == pytest.approx(net.mean(), rel=1e-12)
+    assert s.net.se_mean == pytest.approx(net.std(ddof=1) / np.sqrt(n), rel=1e-6)
+    assert s.gross.tvar[0.99] == s["gross"]["tvar"]["0.99"] and s.years == YEARS and s.seed == SEED
+    capital = s.capital
+    assert capital.required == s["capital"]["required"] and capital.solvency_ratio == s["capital"]["solvency_ratio"]
+    assert capital.solvency_ratio == pytest.approx(capital.available / capital.required)
+    assert capital.meets_comprehensive == (capital.solvency_ratio >= 1.0)
+    with pytest.raises(leisim.InputError, match="basis"):
+        s.measures("nett")
+
+
+def test_a_file_that_is_not_a_summary_is_refused_by_name(tmp_path):
+    bad = tmp_path / "summary.json"
+    bad.write_text('{"scenario": "x"}')
+    with pytest.raises(leisim.InputError, match="summary.json"):
+        leisim.Summary.load(bad)
+    bad.write_text("{not json")
+    with pytest.raises(leisim.InputError, match=re.escape(str(bad))):
+        leisim.Summary.load(bad)
+
+
 def test_save_writes_the_clis_outputs_and_keeps_other_files(pair, tmp_path):
     out, run = pair
     target = run.save(tmp_path / "saved", plots=False)

@@ -60,3 +60,21 @@ def test_misplaced_disputes_and_costs_fail_the_checks(history, posterior, monkey
     cells = doc["checks"]["disputes_by_country_and_type"]
     assert not cells["pass"] and cells["discrepancy"]["p_value"] < 0.001, ppc.summary_lines(doc)
     assert not doc["checks"]["costs"]["pass"] and doc["checks"]["costs"]["ks_pvalue"] < 1e-6
+
+
+def test_the_check_command_writes_its_files_and_keeps_earlier_ones(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from leisim.cli import main
+
+    out = tmp_path / "checks"
+    result = CliRunner().invoke(main, ["check", "--years", str(YEARS), "--seed", "1", "--out", str(out)])
+    doc = json.loads((out / "checks.json").read_text())
+    assert result.exit_code == (0 if doc["pass"] else 1), result.output
+    assert doc["posterior_sha256"] and (out / "checks.png").stat().st_size > 0
+    before = (out / "checks.json").read_bytes()
+    again = CliRunner().invoke(main, ["check", "--years", str(YEARS), "--out", str(out)])
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    assert (out / "checks.json").read_bytes() == before

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from leisim.formats.checkpoint import CheckpointError, ChunkStore
 from leisim.simulator import capital, results
 from leisim.simulator.driver import YearTable, run_years
-from leisim.simulator.store import CheckpointError, ChunkStore
 
 ATTRS = {"scenario": "baseline", "seed": 0}
 

@@ -173,6 +173,17 @@ class _LazyRecord(Mapping):
         return len(self._data.files)
 
 
+class MemoryYears:
+    """Records held in memory (a whole run, or one chunk)."""
+
+    def __init__(self, records: list[dict[str, np.ndarray]]):
+        self._records = list(records)
+        self.years = sum(int(r["gross"].shape[0]) for r in self._records)
+
+    def records(self):
+        yield from self._records
+
+
 class MemoryStore:
     """The :class:`ChunkStore` interface in memory (the Python API's runs): the same records, no files."""
 
@@ -187,8 +198,6 @@ class MemoryStore:
         self._chunks[(stream, start)] = {name: np.asarray(value) for name, value in record.items()}
 
     def years(self, stream: str, total: int):
-        from .results import MemoryYears
-
         starts = sorted(self.done(stream))
         held = MemoryYears([self._chunks[(stream, s)] for s in starts])
         if held.years != total:
