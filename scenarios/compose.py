@@ -43,13 +43,17 @@ from .schema import Scenario
 from .tables import ModelTables, fixed_tables  # noqa: F401  (ModelTables: part of this module's interface)
 
 # Buffers hold a year's conditional mean plus BUFFER_SDS conditional standard deviations (plus
-# 16), at the 1 - BUFFER_TAIL quantile over draws and year effects. A year beyond that is
-# recomputed with a larger buffer (never dropped): with one draw and no year effect, 4.5 SDs make
-# that ~1e-6 per Poisson year; under a posterior, ~1e-5: most runs pay the recomputation's
-# extra compilation (~8 s on 2 cores) at most once, and larger buffers would cost more.
-BUFFER_SDS = 4.5
-BUFFER_TAIL = 1e-5
+# 16), at the 1 - BUFFER_TAIL quantile over draws and year effects: sized for the typical year, not
+# the worst (draw, year effect) pair. A year beyond that is recomputed with larger buffers (never
+# dropped; every draw is prefix-stable, so it draws the same disputes). Under the shipped posterior
+# about 1 year in 10,000 is recomputed; buffers sized for 1 in 100,000 ran the kernel 3x slower
+# (benchmarks/RESULTS.md, issue 18).
+BUFFER_SDS = 3.0
+BUFFER_TAIL = 1e-3
 BUFFER_SAMPLES = 400_000
+# Columns of the campaign-size CDF tables at most (u32[draw, kind, column]: 16 MB per 1,000 draws
+# and kind at the most): words past a table's end are resolved exactly when the year is recomputed.
+SIZE_TABLE_MAX = 4096
 # Dispute slots per year at most: beyond this the buffers of a batch of years would not fit in
 # memory (the pilot expects ~40 disputes a year; 30,000 policies ~5,000).
 MAX_SLOTS = 1 << 20
@@ -169,6 +173,35 @@ class _Campaigns(NamedTuple):
     rate: np.ndarray  # [draw, kind]
     size: np.ndarray  # [draw, kind, 2]
     cell: np.ndarray  # [kind]
+    size_cdf: np.ndarray  # u32[draw, kind, length]: the extra sellers' CDF in 32-bit fixed point
+
+
+def nb_cdf_table(mean: np.ndarray, concentration: np.ndarray, *, max_length: int | None = None) -> np.ndarray:
+    """CDF of NB(mean, concentration) (the sellers a campaign names beyond the first) in 32-bit fixed
+    point: ``table[..., n] = round(P(N <= n) * 2**32)``, capped at ``2**32 - 1``, as many columns as the
+    longest row needs to reach that cap (a multiple of 64, at most ``max_length``).
+
+    A 32-bit uniform word ``u`` then gives ``N = #{n : table[n] <= u}``, exact to the word's resolution
+    (2**-32, as the severity quantiles). Rows longer than the table leave the last entry below the cap:
+    words at or beyond it are flagged and resolved exactly (engine.campaign_extra_sellers).
+    pmf(0) = p**k, pmf(n + 1) = pmf(n) * (n + k) / (n + 1) * (1 - p), with p = k / (k + m).
+    """
+    max_length = SIZE_TABLE_MAX if max_length is None else max_length
+    mean = np.asarray(mean, np.float64)
+    k = np.asarray(concentration, np.float64)
+    with np.errstate(divide="ignore"):
+        log_q = np.log(mean / (mean + k))  # log(1 - p)
+        log_p0 = k * np.log(k / (mean + k))
+    length, limit = 64, 2.0**32 - 1.0
+    while True:
+        n = np.arange(length - 1, dtype=np.float64)
+        steps = np.log(n + k[..., None]) - np.log(n + 1.0) + log_q[..., None]
+        log_pmf = np.concatenate([log_p0[..., None], log_p0[..., None] + np.cumsum(steps, axis=-1)], axis=-1)
+        pmf = np.where(mean[..., None] > 0, np.exp(log_pmf), np.where(np.arange(length) == 0, 1.0, 0.0))
+        table = np.minimum(np.floor(np.cumsum(pmf, axis=-1) * 2.0**32 + 0.5), limit)
+        if np.all(table[..., -1] >= limit) or length >= max_length:
+            return table.astype(np.uint32)
+        length = min(length * 2, max_length)
 
 
 def _refuse_too_large(tables: ModelTables, portfolio: Portfolio, n_entries: int) -> None:
@@ -226,7 +259,9 @@ def _campaigns(tables: ModelTables) -> _Campaigns:
     return _Campaigns(n_kinds=n_kinds, accept=accept, alias=alias, policy=policy, targets=targets,
                       rate=tables.campaign_rate if n_kinds else np.zeros((n_draws, 1)),
                       size=tables.campaign_size if n_kinds else np.ones((n_draws, 1, 2)),
-                      cell=tables.campaign_cell if n_kinds else np.zeros(1, int))
+                      cell=tables.campaign_cell if n_kinds else np.zeros(1, int),
+                      size_cdf=nb_cdf_table(tables.campaign_size[..., 0], tables.campaign_size[..., 1]) if n_kinds
+                      else np.full((n_draws, 1, 1), 2**32 - 1, np.uint32))
 
 
 def _quantile_buffer(mean: np.ndarray, variance: np.ndarray) -> int:
@@ -343,6 +378,7 @@ def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarr
         year_sigma=jnp.asarray(tables.year_sigma, jnp.float32),
         campaign_rate=jnp.asarray(campaigns.rate, jnp.float64),
         campaign_size=jnp.asarray(campaigns.size, jnp.float32),
+        campaign_size_cdf=jnp.asarray(campaigns.size_cdf, jnp.uint32),
         stratum_offset=jnp.asarray(entries.offsets, jnp.int32),
         stratum_count=jnp.asarray(entries.counts, jnp.int32),
         entry_accept=jnp.asarray(entries.accept, jnp.uint64),

@@ -130,8 +130,10 @@ def _grow(shape: EngineShape, events: int, disputes: int, campaigns: int, campai
         dispute_buffer=max(shape.dispute_buffer, size(disputes)) if shape.clustered else event_buffer,
     )
     if shape.campaign_buffer > 0:
+        # exact_tails: campaign sizes past their CDF table (also an overflow) resolved exactly
         grown = grown._replace(campaign_buffer=max(shape.campaign_buffer, size(campaigns)),
-                               campaign_dispute_buffer=max(shape.campaign_dispute_buffer, size(campaign_disputes)))
+                               campaign_dispute_buffer=max(shape.campaign_dispute_buffer, size(campaign_disputes)),
+                               exact_tails=True)
     return grown
 
 

@@ -26,6 +26,9 @@ One simulated year, in order:
 4. Campaigns (mass-defendant events: US Schedule A complaints, ITC 337 investigations). A
    Poisson number per year; each names ``1 + NB(m, k)`` insured sellers, each picked by its
    share of the campaign's target exposure, so one campaign brings many disputes in one year.
+   The NB count inverts one 32-bit word against a per-(draw, kind) CDF table in fixed point
+   (:func:`campaign_extra_sellers`); a word past the table's end makes the year overflow, and the
+   recomputation resolves it exactly.
 5. Cost of each dispute: the stage it ends at (litigation lifecycle; one stage for the plain
    frequency-severity cells of fixed scenarios), then the stage's severity quantile in survival
    form at a 32-bit uniform (the upper tail resolved to 2**-32), in CNY at baseline FX, times the
@@ -38,8 +41,9 @@ One simulated year, in order:
    up to the portfolio total to float64 rounding.
 
 Randomness. Year ``y`` uses ``fold_in(key, y)`` only; per-slot draws are 1-D ``random.bits``
-(and per-slot keys for Poisson, see :func:`_poisson_each`), which are prefix-stable: a year
-recomputed with larger buffers after an overflow draws the same disputes, and a year's result depends neither on chunk size nor on device count.
+(campaign sizes included: one word each, inverted), which are prefix-stable: a year recomputed
+with larger buffers after an overflow draws the same disputes, and a year's result depends
+neither on chunk size nor on device count.
 """
 
 from __future__ import annotations
@@ -92,6 +96,7 @@ class EngineShape(NamedTuple):
     program_kinds: tuple[tuple[int, ...], ...] = ()  # each reinsurance program's contract kinds (reinsurance.py)
     dev_years: int = 0  # 0: no payment pattern; else development years tracked (the last takes the tail)
     x64: bool = False  # sample in float64 too (default: float32 sampling, float64 accumulation)
+    exact_tails: bool = False  # resolve campaign sizes beyond the CDF table exactly (recomputed years only)
 
 
 class EngineParams(NamedTuple):
@@ -118,6 +123,7 @@ class EngineParams(NamedTuple):
     year_sigma: jax.Array  # f32[draw]             sd of the log year effect
     campaign_rate: jax.Array  # f64[draw, kind]     campaigns per year
     campaign_size: jax.Array  # f32[draw, kind, 2]  (mean extra sellers hit, NB concentration)
+    campaign_size_cdf: jax.Array  # u32[draw, kind, n] CDF of the extra sellers in 32-bit fixed point
     # fixed
     stratum_offset: jax.Array  # i32[stratum]       first entry of the stratum
     stratum_count: jax.Array  # i32[stratum]        entries in it (>= 1)
@@ -236,16 +242,44 @@ def _per_draw_columns(table: jax.Array, draw: jax.Array, index: jax.Array) -> tu
     return tuple(table[:, :, j].reshape(-1)[flat_index] for j in range(table.shape[2]))
 
 
-def _poisson_each(key: jax.Array, lam: jax.Array) -> jax.Array:
-    """Independent Poisson draws, element ``i`` from its own key ``split(key, n)[i]``: prefix-stable.
+def campaign_extra_sellers(word: jax.Array, row: jax.Array, params: EngineParams, shape: EngineShape
+                           ) -> tuple[jax.Array, jax.Array]:
+    """The sellers a campaign names beyond the first, NB(m, k) per (draw, kind) ``row``, by inverting the
+    32-bit word against the row's fixed-point CDF (compose.nb_cdf_table): a binary search of
+    log2(columns) steps, no loop whose length depends on the draw, one word per slot (prefix-stable).
 
-    ``jax.random.poisson`` on an array is not: its rejection sampler (for rates >= 10) loops until
-    every element is accepted and overwrites an element's draw each time it is accepted again, so
-    a slot's value depends on the other slots, hence on the buffer size. Vectorised over
-    per-element keys, each element's loop stops at its own first acceptance.
+    Returns the counts and whether a word fell past the table's end. Such a word is flagged (the year
+    is recomputed, like a buffer overflow) and, with ``shape.exact_tails``, resolved exactly: the
+    smallest n with P(N <= n) >= (word + 1/2) / 2**32 (the table's rounding), by bisection on the
+    regularised incomplete beta function, P(N <= n) = I_p(k, n + 1) with p = k / (k + m).
     """
-    keys = jax.random.split(key, lam.shape[0])
-    return jax.vmap(lambda k, rate: jax.random.poisson(k, rate, dtype=jnp.int32))(keys, lam)
+    table = params.campaign_size_cdf.reshape(-1, params.campaign_size_cdf.shape[-1])
+    length = table.shape[1]
+    flat = table.reshape(-1)
+    base = row * length
+    count = jnp.zeros(word.shape, jnp.int32)
+    step = 1 << (length.bit_length() - 1)  # table lengths are powers of two
+    while step >= 1:
+        probe = count + step - 1
+        count = jnp.where((probe < length) & (flat[base + jnp.minimum(probe, length - 1)] <= word),
+                          count + step, count)
+        step //= 2
+    beyond = count >= length
+    if not shape.exact_tails:
+        return count, beyond
+    m, k = (params.campaign_size.reshape(-1, 2)[row, j].astype(jnp.float64) for j in range(2))
+    target = (word.astype(jnp.float64) + 0.5) / 2.0**32
+    p = k / (k + m)
+
+    def halve(_, bounds):  # invariant: F(lo) < target <= F(hi)
+        lo, hi = bounds
+        mid = jnp.floor(0.5 * (lo + hi))
+        below = jax.scipy.special.betainc(k, mid + 1.0, p) < target
+        return jnp.where(below, mid, lo), jnp.where(below, hi, mid)
+
+    # hi - lo = 2**30 + 1 halves to 1 in 31 fixed steps (a loop of fixed length: no lane waits for another)
+    _, hi = jax.lax.fori_loop(0, 31, halve, (jnp.full(word.shape, -1.0), jnp.full(word.shape, 2.0**30)))
+    return jnp.where(beyond, jnp.minimum(hi, 2.0**22).astype(jnp.int32), count), jnp.zeros_like(beyond)
 
 
 def slot_total(x: jax.Array, shape: EngineShape) -> jax.Array:
@@ -508,24 +542,27 @@ def _ordinary_disputes(keys: tuple[jax.Array, ...], shocks: YearShocks, params: 
 
 
 def _campaign_disputes(keys: tuple[jax.Array, jax.Array], shocks: YearShocks, params: EngineParams,
-                       shape: EngineShape) -> tuple[Disputes, jax.Array, jax.Array]:
+                       shape: EngineShape) -> tuple[Disputes, jax.Array, jax.Array, jax.Array]:
     """4. Campaigns (Schedule A complaints, ITC investigations) and the disputes each brings.
 
-    Returns the campaign disputes' slots, the number of campaigns and of their disputes.
+    Returns the campaign disputes' slots, the number of campaigns and of their disputes, and whether a
+    campaign's size fell past its CDF table (the year is then recomputed with ``exact_tails``).
     """
     k_camp, k_camp_sev = keys
     real = _real(shape)
-    k_n, k_kind, k_extra, k_gamma, k_pick, _ = jax.random.split(k_camp, 6)
+    k_n, k_kind, k_extra, _, k_pick, _ = jax.random.split(k_camp, 6)
     kind_rates = params.campaign_rate[shocks.draw] * shocks.level.astype(jnp.float64)
     n_campaigns = jax.random.poisson(k_n, kind_rates.sum(), dtype=jnp.int32)
     camp_slot = jnp.arange(shape.campaign_buffer, dtype=jnp.int32)
     u_kind = jax.random.uniform(k_kind, (shape.campaign_buffer,), jnp.float64)
     cum_kind = jnp.cumsum(kind_rates) / jnp.maximum(kind_rates.sum(), 1e-300)
     kind = jnp.minimum(jnp.sum(u_kind[:, None] >= cum_kind[None, :-1], axis=1), kind_rates.shape[0] - 1)
-    mean_extra, concentration = _per_draw_columns(params.campaign_size, shocks.draw, kind)
-    mixing = jax.random.gamma(k_gamma, concentration, dtype=real) / concentration
-    extra = _poisson_each(k_extra, mean_extra * mixing)
-    hits = jnp.where(camp_slot < n_campaigns, 1 + extra, 0)
+    # 1 + NB(m, k) sellers per campaign, (m, k) per (draw, kind), by CDF inversion of one word each.
+    size_word = jax.random.bits(k_extra, (shape.campaign_buffer,), dtype=jnp.uint32)
+    extra, beyond = campaign_extra_sellers(size_word, shocks.draw * params.campaign_size_cdf.shape[1] + kind,
+                                           params, shape)
+    live = camp_slot < n_campaigns
+    hits = jnp.where(live, 1 + extra, 0)
     cum_hits = jnp.cumsum(hits)
     n_campaign_disputes = cum_hits[-1]
     hit_slot = jnp.arange(shape.campaign_dispute_buffer, dtype=jnp.int32)
@@ -542,7 +579,7 @@ def _campaign_disputes(keys: tuple[jax.Array, jax.Array], shocks: YearShocks, pa
     terms = params.policy_terms[policy]
     disputes = Disputes(valid=hit_slot < n_campaign_disputes, policy=policy, cell=cell, cost=cost, stage=stage,
                         deductible=terms[:, 0], coinsurance=terms[:, 1], limit=terms[:, 2])
-    return disputes, n_campaigns, n_campaign_disputes
+    return disputes, n_campaigns, n_campaign_disputes, jnp.any(beyond & live)
 
 
 def _policy_terms(disputes: Disputes, params: EngineParams, shape: EngineShape) -> Payouts:
@@ -590,10 +627,11 @@ def simulate_year(key: jax.Array, year: jax.Array, params: EngineParams, shape: 
     shocks = _year_shocks(k_shock, year, params, shape)
     disputes, counts = _ordinary_disputes((k_count, k_stratum, k_event, k_size, k_cost, k_sev), shocks, params, shape)
     if shape.campaign_buffer > 0:
-        hits, n_campaigns, n_hits = _campaign_disputes((k_camp, k_camp_sev), shocks, params, shape)
+        hits, n_campaigns, n_hits, past_table = _campaign_disputes((k_camp, k_camp_sev), shocks, params, shape)
         disputes = disputes.join(hits)
         counts = counts._replace(campaigns=n_campaigns, campaign_disputes=n_hits, overflow=counts.overflow
-                                 | (n_campaigns > shape.campaign_buffer) | (n_hits > shape.campaign_dispute_buffer))
+                                 | (n_campaigns > shape.campaign_buffer) | (n_hits > shape.campaign_dispute_buffer)
+                                 | past_table)
     payouts = _policy_terms(disputes, params, shape)
     recoveries = _reinsure(key, payouts, disputes.cell, params, shape)
     # 8. Payment pattern for reserving.
