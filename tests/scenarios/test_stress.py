@@ -1,8 +1,13 @@
 """Stress testing: the library moves the metrics the way each scenario says, on common random numbers.
 
 Tolerances: a change counts as a move when it exceeds 3 standard errors of the *paired*
-difference (influence functions on the same simulated years, scenarios.stress.compare), so a
-correct simulator fails a direction check with probability ~0.1%.
+difference (influence functions on the same simulated years, scenarios.stress.compare). That
+rule fails a correct simulator with probability ~0.1% only if the test has the power for it: the
+expected change must be >= 6 SEs, so that 3 SEs is 3 SEs below it. Measured on 20,000 years (seed
+11), the weakest checks are the fixed-premium solvency drops (us_patent_surge 7.9 SEs,
+legal_cost_inflation 8.5; every other check >= 11.9); SEs shrink as 1/sqrt(years), so the library
+runs YEARS = 12,000 years (the weakest expected at ~6.1 SEs). At 2,000 years they were ~2.5 SEs:
+a pass was luck, and a change of random stream (issue 18's sampler) failed them.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from leisim.scenarios import stress
 from leisim.scenarios.portfolio import load_portfolio
 from leisim.scenarios.schema import library_names, load_scenario
 
-YEARS = 2000
+YEARS = 12_000  # the power the weakest check needs (module docstring)
 SEED = 11
 
 # Scenario -> metrics that must rise (+) or fall (-), as its description says.
@@ -65,8 +70,8 @@ def library_runs(portfolio):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # One kernel for the whole library (the largest buffers; results unchanged, draws are
-        # prefix-stable): at 2,000 years compiling dominates.
-        runs = stress.simulate(scenarios, portfolio, key=jax.random.key(SEED), years=YEARS, chunk_size=1000,
+        # prefix-stable), so that the library compiles once.
+        runs = stress.simulate(scenarios, portfolio, key=jax.random.key(SEED), years=YEARS, chunk_size=2000,
                                share_within=math.inf)
     held = float(runs[0].series["run_off"].mean())
     return runs, stress.compare(runs[0], runs, held_reserve=held)
@@ -142,18 +147,20 @@ def test_reverse_stress_lands_on_its_target(portfolio):
 
 
 @pytest.mark.slow
-def test_reverse_stress_on_legal_costs_breaks_the_c_ross_ratio_at_a_finite_multiplier(portfolio):
-    # On the one-year-result SCR a cost shock with fixed premiums must break 100% somewhere (the
-    # old "VaR minus mean" never did, even at x256). Per-dispute and aggregate limits cap what a
-    # cost shock can do, so the multiplier is large; frequency breaks it far sooner.
+def test_reverse_stress_on_legal_costs_lowers_solvency_to_a_target_at_a_finite_multiplier(portfolio):
+    # On the one-year-result SCR a cost shock with fixed premiums lowers the ratio (the old "VaR
+    # minus mean" never moved it, even at x256). Per-dispute and aggregate limits cap what a cost
+    # shock can do: the ratio levels off near 1.0 (x256 on 20,000 years: 0.996, 1.005, 0.998 over
+    # seeds 11, 1, 2), so 100% is not a target a cost shock reliably reaches; 120% is (the baseline
+    # is ~1.52, the plateau ~1.00, each ~0.03 SE at 2,000 years).
     base = load_scenario("baseline")
     key = jax.random.key(SEED)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        found = stress.reverse(base, portfolio, kind="severity", key="*", target="solvency_ratio", value=1.0,
+        found = stress.reverse(base, portfolio, kind="severity", key="*", target="solvency_ratio", value=1.2,
                                jax_key=key, years=2000, chunk_size=2000, tolerance=0.03)
     assert found["found"] and not found.get("already_breached") and 1.0 < found["multiplier"] < 256.0, found
-    assert found["metric"] <= 1.0 and found["multiplier_se"] is not None
+    assert found["metric"] <= 1.2 and found["multiplier_se"] is not None
     # The search prices reinsurance as the stress table does (at the unshocked scenario's prices):
     # the scenario at the multiplier found, run as a stress set, gives the same ratio.
     plain = stress.with_multiplier(base, "severity", "*", found["multiplier"])
