@@ -262,14 +262,11 @@ def prepare(scenario: Scenario, portfolio: Portfolio, *, programs: Sequence[Prog
         contract_sets = []  # nothing to cede: the kernel skips reinsurance
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        composition = compose(scenario, portfolio, programs=contract_sets, x64=x64)
+        # The posterior-mean comparison runs the same kernel over a row appended after the draws.
+        composition = compose(scenario, portfolio, programs=contract_sets, x64=x64,
+                              point_estimate_row=compare_point_estimate)
     _relay_warnings(caught, notify)
-    point_composition = None
-    if composition.n_draws > 1 and compare_point_estimate:
-        at_mean = scenario.updated({"model": {"point_estimate": True}})
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the same warnings were relayed above
-            point_composition = compose(at_mean, portfolio, programs=[], dev_years=0, x64=x64)
+    point_composition = composition.at_point_estimate() if composition.has_point_estimate else None
     years = scenario.years if years is None else years
     inputs = [portfolio.source, scenario.source, *(p.source for p in programs if p.source != "none"),
               str(scenario.posterior_path or "")]

@@ -40,7 +40,7 @@ from ..simulator.engine import (
 from ..simulator.reinsurance import Contract, contracts_from_scenario, program_arrays
 from . import shocks as shock_rules
 from .schema import Scenario
-from .tables import ModelTables, fixed_tables  # noqa: F401  (ModelTables: part of this module's interface)
+from .tables import ModelTables, fixed_tables, posterior_tables  # noqa: F401  (ModelTables: part of this module's interface)
 
 # Buffers hold a year's conditional mean plus BUFFER_SDS conditional standard deviations (plus
 # 16), at the 1 - BUFFER_TAIL quantile over draws and year effects: sized for the typical year, not
@@ -92,6 +92,20 @@ class Composition:
     parameters: str = "fixed"
     programs: tuple[tuple[Contract, ...], ...] = ()  # reinsurance programs run on common random numbers
     dev_years: int = 0  # development years of the payment pattern (0: not tracked)
+
+    @property
+    def has_point_estimate(self) -> bool:
+        """Whether the posterior-mean row follows the draws (``compose(point_estimate_row=True)``)."""
+        return self.params.total_rate.shape[0] == self.n_draws + 1 and self.n_draws > 1
+
+    def at_point_estimate(self) -> Composition:
+        """Every year at the posterior mean parameters: the same arrays and shape (so the same
+        compiled kernel), the years pointed at the row after the draws."""
+        if not self.has_point_estimate:
+            raise ValueError("no posterior-mean row: compose with point_estimate_row=True")
+        params = self.params._replace(draw_first=jnp.asarray(self.n_draws, jnp.int32),
+                                      draw_count=jnp.asarray(1, jnp.uint32))
+        return dataclasses.replace(self, params=params, n_draws=1)
 
 
 def alias_table(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -320,27 +334,32 @@ def _row_aliases(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return accept, alias
 
 
-def _expected_disputes(tables: ModelTables, total_rate: np.ndarray, campaigns) -> float:
-    """Expected disputes per year, averaged over draws; E[exp(eps)] = exp(sigma^2 / 2)."""
-    lift = np.exp(0.5 * tables.year_sigma**2)
-    expected = float(np.mean(total_rate * lift))
+def _expected_disputes(tables: ModelTables, total_rate: np.ndarray, campaigns, draws: int) -> float:
+    """Expected disputes per year, averaged over the first ``draws`` draws; E[exp(eps)] = exp(sigma^2 / 2)."""
+    lift = np.exp(0.5 * tables.year_sigma[:draws] ** 2)
+    expected = float(np.mean(total_rate[:draws] * lift))
     if campaigns.n_kinds:
-        expected += float(np.mean((campaigns.rate * (1.0 + campaigns.size[..., 0])).sum(axis=1) * lift))
+        per_draw = (campaigns.rate[:draws] * (1.0 + campaigns.size[:draws, :, 0])).sum(axis=1)
+        expected += float(np.mean(per_draw * lift))
     return expected
 
 
 def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarray | None = None,
              batch_years: int = 128, programs: Sequence[Sequence[Contract]] = (), dev_years: int = 0,
-             ) -> tuple[EngineParams, EngineShape, float]:
+             main_draws: int | None = None) -> tuple[EngineParams, EngineShape, float]:
     """Engine arrays for ``tables`` on ``portfolio``; also the expected disputes per year.
 
     ``entry_cells`` gives each entry's cell when a stratum mixes cells (the single stratum of a
     fixed scenario); by default an entry's cell is its stratum's. ``programs``: reinsurance
     programs run side by side (none: no reinsurance arrays). ``dev_years``: development years of
-    the payment pattern (0: not tracked).
+    the payment pattern (0: not tracked). ``main_draws``: the years cycle through the first this
+    many draws (default: all); the rows after them are there to be run on their own (the
+    posterior-mean row, :meth:`Composition.at_point_estimate`), and the expected disputes are
+    the main draws'.
     """
     require_x64()
     n_draws, n_strata = tables.stratum_scale.shape
+    main_draws = n_draws if main_draws is None else main_draws
     n_cells = len(tables.cell_country)
     entries = _entries(tables, portfolio, entry_cells)
     stratum_weight = np.array([entries.weights[entries.offsets[s]:entries.offsets[s] + entries.counts[s]].sum()
@@ -355,7 +374,7 @@ def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarr
     dispersion = tables.cell_dispersion if tables.cell_dispersion is not None else np.zeros_like(tables.cell_concentration)
     event_buffer, dispute_buffer, campaign_buffer, campaign_dispute_buffer, clustered = _buffers(
         tables, entries, campaigns, total_rate, dispersion)
-    expected = _expected_disputes(tables, total_rate, campaigns)
+    expected = _expected_disputes(tables, total_rate, campaigns, main_draws)
     n_stages = tables.cell_stage_probability.shape[2]
     duration = tables.cell_duration
     if duration is None:
@@ -398,6 +417,7 @@ def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarr
         programs=program_params,
         cell_duration=jnp.asarray(duration, jnp.float32),
         cell_case_weight=jnp.asarray(_mean_cost(tables), jnp.float32),
+        draw_first=jnp.asarray(0, jnp.int32), draw_count=jnp.asarray(main_draws, jnp.uint32),
     )
     shape = EngineShape(
         n_policies=portfolio.n_policies, n_cells=n_cells, event_buffer=event_buffer, dispute_buffer=dispute_buffer,
@@ -412,7 +432,8 @@ def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarr
 
 
 def compose(scenario: Scenario, portfolio: Portfolio, *, batch_years: int = 128, posterior=None,
-            programs: list[list[Contract]] | None = None, dev_years: int = DEV_YEARS, x64: bool = False) -> Composition:
+            programs: list[list[Contract]] | None = None, dev_years: int = DEV_YEARS, x64: bool = False,
+            point_estimate_row: bool = False) -> Composition:
     """Turn a scenario and a portfolio into engine arrays.
 
     Args:
@@ -423,6 +444,10 @@ def compose(scenario: Scenario, portfolio: Portfolio, *, batch_years: int = 128,
             ``ceded``/``net``.
         dev_years: development years of the payment pattern (0: reserves not tracked).
         x64: sample in float64 as well (default: float32 sampling, float64 accumulation).
+        point_estimate_row: a posterior-driven scenario: append the posterior-mean parameters as
+            one more row after the draws (the years still cycle through the draws), so that
+            :meth:`Composition.at_point_estimate` runs the same years at the posterior mean
+            through the same compiled kernel.
     """
     shocks = scenario.shocks
     missing = shock_rules.unknown_sectors(portfolio, shocks)
@@ -440,11 +465,15 @@ def compose(scenario: Scenario, portfolio: Portfolio, *, batch_years: int = 128,
     if scenario.parameters == "fixed":
         tables, entry_cells = fixed_tables(scenario, portfolio)
     else:
-        from .tables import posterior_tables
-
         tables, entry_cells = posterior_tables(scenario, portfolio, posterior), None
+    main_draws = tables.n_draws
+    if point_estimate_row and scenario.parameters == "posterior":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the same warnings as the draws' tables
+            at_mean = posterior_tables(scenario.updated({"model": {"point_estimate": True}}), portfolio, posterior)
+        tables = tables.with_draws_of(at_mean)
     params, shape, expected = assemble(tables, portfolio, entry_cells=entry_cells, batch_years=batch_years,
-                                       programs=programs, dev_years=dev_years)
+                                       programs=programs, dev_years=dev_years, main_draws=main_draws)
     return Composition(
         params=params,
         shape=shape._replace(x64=x64),
@@ -453,7 +482,7 @@ def compose(scenario: Scenario, portfolio: Portfolio, *, batch_years: int = 128,
         countries=portfolio.countries,
         expected_disputes=expected,
         premium_cny=premium,
-        n_draws=tables.n_draws,
+        n_draws=main_draws,
         parameters=scenario.parameters,
         programs=tuple(tuple(p) for p in programs),
         dev_years=dev_years,

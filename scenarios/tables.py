@@ -69,6 +69,25 @@ class ModelTables:
     def n_draws(self) -> int:
         return self.stratum_scale.shape[0]
 
+    def with_draws_of(self, other: ModelTables) -> ModelTables:
+        """These draws followed by ``other``'s: the same cells, strata and campaigns (the same
+        scenario on the same portfolio), more rows along the draw axis."""
+        for name in PER_DRAW:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if (mine is None) != (theirs is None) or (mine is not None and mine.shape[1:] != theirs.shape[1:]):
+                raise ValueError(f"tables of different models: {name} {getattr(mine, 'shape', None)} vs "
+                                 f"{getattr(theirs, 'shape', None)}")
+        if (self.cell_country, self.cell_dispute_type) != (other.cell_country, other.cell_dispute_type) or \
+                not np.array_equal(self.stratum_cell, other.stratum_cell):
+            raise ValueError("tables of different models: cells or strata differ")
+        return dataclasses.replace(self, **{name: np.concatenate([getattr(self, name), getattr(other, name)])
+                                            for name in PER_DRAW if getattr(self, name) is not None})
+
+
+# The fields of ModelTables with a leading draw axis.
+PER_DRAW = ("stratum_scale", "cell_concentration", "cell_stage_probability", "cell_severity", "cell_fee",
+            "year_sigma", "cell_dispersion", "campaign_rate", "campaign_size", "cell_duration")
+
 
 def _severity_params(sev: dict, multiplier: float) -> tuple[int, tuple[float, float, float]]:
     """Engine parameters of a severity, scaled by ``multiplier`` (cost inflation times FX)."""

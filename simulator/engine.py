@@ -2,8 +2,9 @@
 
 Parameters come as a table of *draws* (a leading axis ``draw``): a fixed-parameter scenario has
 one draw; a posterior-driven one has one per posterior sample. Simulated year ``y`` uses draw
-``y mod n_draws``, so parameter and process uncertainty are carried together and a year's
-result still depends on nothing but ``(key, y)``.
+``y mod n_draws`` (of the rows ``draw_first ..`` when ``draw_first``/``draw_count`` are set), so
+parameter and process uncertainty are carried together and a year's result still depends on
+nothing but ``(key, y)``.
 
 One simulated year, in order:
 
@@ -144,6 +145,11 @@ class EngineParams(NamedTuple):
     programs: Programs | None = None  # reinsurance programs [program, contract] (reinsurance.py)
     cell_duration: jax.Array | None = None  # f32[draw, cell, stage, 2] dispute duration: (log median years, log sd)
     cell_case_weight: jax.Array | None = None  # f32[draw, cell] an open dispute's case-reserve weight (its mean cost)
+    # Which draws the years cycle through: year y uses draw ``draw_first + y mod draw_count``
+    # (None: every row, y mod n_draws). Arrays, not shape, so that a run over other rows of the
+    # same table (the posterior-mean row appended after the draws) reuses the compiled kernel.
+    draw_first: jax.Array | None = None  # i32[]
+    draw_count: jax.Array | None = None  # u32[] (>= 1)
 
 
 class YearResult(NamedTuple):
@@ -468,8 +474,10 @@ class Recoveries(NamedTuple):
 
 def _year_shocks(key: jax.Array, year: jax.Array, params: EngineParams, shape: EngineShape) -> YearShocks:
     """0. The year's posterior draw, year effect and exchange-rate factors."""
-    n_draws = params.total_rate.shape[0]
-    draw = (year % n_draws).astype(jnp.int32)
+    if params.draw_count is None or params.draw_first is None:
+        draw = (year % params.total_rate.shape[0]).astype(jnp.int32)
+    else:
+        draw = params.draw_first + (year.astype(jnp.uint32) % params.draw_count).astype(jnp.int32)
     k_year, k_fx = jax.random.split(key)
     real = _real(shape)
     level = jnp.exp(params.year_sigma[draw] * jax.random.normal(k_year, dtype=real)) if shape.year_effect \

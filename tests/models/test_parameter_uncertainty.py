@@ -43,3 +43,37 @@ def test_parameter_uncertainty_widens_the_tail(key):
     assert with_uncertainty["var"]["0.995"] - at_mean["var"]["0.995"] > 3 * se
     split = metrics.parameter_variance_share(np.zeros(10), np.arange(10) % 5)
     assert split["parameter_share"] == 0.0
+
+
+def _same_years(a, b) -> None:
+    import dataclasses
+
+    for field in dataclasses.fields(a):
+        np.testing.assert_array_equal(getattr(a, field.name), getattr(b, field.name), err_msg=field.name)
+
+
+@pytest.mark.slow
+def test_the_posterior_mean_row_is_the_point_estimate_scenario_year_by_year():
+    # `leisim simulate` compares the posterior run with the same years at the posterior mean by
+    # appending the mean as one more row of the same tables (one kernel, one compile). Checked
+    # against the point-estimate scenario composed on its own (model.point_estimate = true: one
+    # draw, models.posterior._point): every per-year value bit for bit, through one shape; and
+    # the appended row leaves the posterior years as they were.
+    portfolio = load_portfolio(default_portfolio_dir())
+    scenario = load_scenario("baseline")
+    point = scenario.updated({"model": {"point_estimate": True}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        both = compose(scenario, portfolio, programs=[], dev_years=0, point_estimate_row=True)
+        plain = compose(scenario, portfolio, programs=[], dev_years=0)
+        alone = compose(point, portfolio, programs=[], dev_years=0)
+    assert both.has_point_estimate and not plain.has_point_estimate and not alone.has_point_estimate
+    assert both.n_draws == plain.n_draws == both.params.total_rate.shape[0] - 1 > 1 and alone.n_draws == 1
+    assert both.expected_disputes == plain.expected_disputes
+    key, shape, years = jax.random.key(7), both.shape, 400
+    at_mean = both.at_point_estimate()
+    assert at_mean.shape == shape  # the same compiled kernel
+    _same_years(run_years(key, at_mean.params, shape, years=years, chunk_size=years),
+                run_years(key, alone.params, shape, years=years, chunk_size=years))
+    _same_years(run_years(key, both.params, shape, years=years, chunk_size=years),
+                run_years(key, plain.params, shape, years=years, chunk_size=years))
