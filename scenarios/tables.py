@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -80,8 +81,9 @@ class ModelTables:
         if (self.cell_country, self.cell_dispute_type) != (other.cell_country, other.cell_dispute_type) or \
                 not np.array_equal(self.stratum_cell, other.stratum_cell):
             raise ValueError("tables of different models: cells or strata differ")
-        return dataclasses.replace(self, **{name: np.concatenate([getattr(self, name), getattr(other, name)])
-                                            for name in PER_DRAW if getattr(self, name) is not None})
+        stacked: dict[str, Any] = {name: np.concatenate([getattr(self, name), getattr(other, name)])
+                                   for name in PER_DRAW if getattr(self, name) is not None}
+        return dataclasses.replace(self, **stacked)
 
 
 # The fields of ModelTables with a leading draw axis.
