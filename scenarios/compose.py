@@ -60,9 +60,12 @@ MAX_SLOTS = 1 << 20
 # Development years tracked by the payment pattern; the last one takes the tail. The longest
 # median stage duration is 3.5 years (appeals), so 10 leaves well under 1% of costs to the tail.
 DEV_YEARS = 10
-# [draw, entry] float64 tables alive at once while the buffers are sized (rates, concentrations,
-# NB flags, variance terms and their temporaries).
-ASSEMBLE_TABLES = 8
+# Host and device bytes per (policy, cell) entry while composing (policies, weights, strata,
+# cells, alias tables, the float64 row and its float32 device copy, the segment sort's
+# temporaries), and [draw, stratum] float64 tables alive at once (rates, alias tables, the
+# buffer sizing's variance terms): composing needs O(entries + draws x strata) memory.
+ENTRY_BYTES = 256
+DRAW_STRATUM_TABLES = 12
 
 
 def available_memory() -> float:
@@ -219,19 +222,17 @@ def nb_cdf_table(mean: np.ndarray, concentration: np.ndarray, *, max_length: int
 
 
 def _refuse_too_large(tables: ModelTables, portfolio: Portfolio, n_entries: int) -> None:
-    """The buffer sizing holds a few [draw, entry] float64 tables at once: refuse a book too large for
-    this machine with the estimate, instead of being killed for memory."""
-    n_draws = tables.stratum_scale.shape[0]
+    """Refuse a book too large for this machine with the estimate, instead of being killed for memory."""
+    n_draws, n_strata = tables.stratum_scale.shape
     if portfolio.n_policies >= 2**24 or len(tables.cell_country) >= 2**24:
         raise InputError(f"at most {2**24 - 1:,} policies and cells are supported (float32 indices)",
                          file=portfolio.source, field="policies", value=portfolio.n_policies)
-    need = ASSEMBLE_TABLES * 8.0 * n_draws * n_entries
+    need = ENTRY_BYTES * n_entries + DRAW_STRATUM_TABLES * 8.0 * n_draws * n_strata
     available = available_memory()
     if need > 0.8 * available:
         raise InputError(f"composing {n_entries:,} (policy, cell) entries under {n_draws:,} parameter draws needs about "
                          f"{need / 1e9:,.1f} GB of memory and {available / 1e9:,.1f} GB are available; use a smaller "
-                         "portfolio (or split it), or a fixed-parameter scenario for a book this large",
-                         file=portfolio.source, field="policies", value=portfolio.n_policies)
+                         "portfolio (or split it)", file=portfolio.source, field="policies", value=portfolio.n_policies)
 
 
 def _entries(tables: ModelTables, portfolio: Portfolio, entry_cells: np.ndarray | None) -> _Entries:
@@ -288,6 +289,29 @@ def _quantile_buffer(mean: np.ndarray, variance: np.ndarray) -> int:
     return int(math.ceil((high + 16) / 32.0) * 32)
 
 
+def count_variance(tables: ModelTables, entries: _Entries, dispersion: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Per draw, the variance of a year's dispute count at year level ``L``: ``var_linear * L +
+    var_square * L**2`` (a sum over entries: NB2 entries ``lam + lam**2 / k``, NB1 ``lam * (1 +
+    delta)``, Poisson ``lam``, with ``lam = stratum_scale[d, s] * weight``); and whether any entry
+    is overdispersed.
+
+    Entries of one (stratum, cell) segment share their draw's scale and cell parameters, so the
+    sum runs over segments of the entries' weights and squared weights: [draw, segment] arrays,
+    never [draw, entry] (a posterior stratum is one cell: segments = strata).
+    """
+    n_cells = tables.cell_concentration.shape[1]
+    segments, inverse = np.unique(entries.stratum.astype(np.int64) * n_cells + entries.cells, return_inverse=True)
+    w1 = np.bincount(inverse, weights=entries.weights, minlength=segments.size)
+    w2 = np.bincount(inverse, weights=entries.weights**2, minlength=segments.size)
+    seg_scale, seg_cell = tables.stratum_scale[:, segments // n_cells], segments % n_cells
+    k_seg = tables.cell_concentration[:, seg_cell]
+    nb_seg = k_seg > 0
+    lam_seg = seg_scale * w1[None, :]
+    var_linear = np.where(nb_seg, lam_seg, lam_seg * (1.0 + dispersion[:, seg_cell])).sum(axis=1)
+    var_square = np.where(nb_seg, seg_scale**2 * w2[None, :] / np.where(nb_seg, k_seg, 1.0), 0.0).sum(axis=1)
+    return var_linear, var_square, bool(nb_seg.any() or np.any(dispersion > 0))
+
+
 def _buffers(tables: ModelTables, entries: _Entries, campaigns: _Campaigns, total_rate: np.ndarray,
              dispersion: np.ndarray) -> tuple[int, int, int, int, bool]:
     """Event, dispute, campaign and campaign-dispute buffers, and whether disputes come in clusters.
@@ -301,14 +325,7 @@ def _buffers(tables: ModelTables, entries: _Entries, campaigns: _Campaigns, tota
     rng = np.random.default_rng(0)
     draw = rng.integers(0, n_draws, BUFFER_SAMPLES)
     level = np.exp(tables.year_sigma[draw] * rng.standard_normal(BUFFER_SAMPLES))
-    lam_entry = tables.stratum_scale[:, entries.stratum] * entries.weights[None, :]  # [draw, entry]
-    k_entry = tables.cell_concentration[:, entries.cells]
-    nb_entry = k_entry > 0
-    clustered = bool(nb_entry.any() or np.any(dispersion > 0))
-    # Variance of the year's dispute count given the draw: sum over entries (NB2 terms scale with
-    # the square of the year level, the rest linearly).
-    var_linear = np.where(nb_entry, lam_entry, lam_entry * (1.0 + dispersion[:, entries.cells])).sum(axis=1)
-    var_square = np.where(nb_entry, lam_entry**2 / np.where(nb_entry, k_entry, 1.0), 0.0).sum(axis=1)
+    var_linear, var_square, clustered = count_variance(tables, entries, dispersion)
     event_mean = total_rate[draw] * level
     event_buffer = _quantile_buffer(event_mean, event_mean)
     dispute_buffer = (_quantile_buffer(event_mean, var_linear[draw] * level + var_square[draw] * level**2)

@@ -274,6 +274,6 @@ def test_runs_that_cannot_fit_are_refused_before_they_start(tmp_path, monkeypatc
                 "--out", str(out)), "GB of memory", "--chunk-size")
     from leisim.scenarios import compose
 
-    monkeypatch.setattr(compose, "available_memory", lambda: 1e8)  # a machine with 100 MB free
+    monkeypatch.setattr(compose, "available_memory", lambda: 1e7)  # a machine with 10 MB free
     refused(run("simulate", "--years", "200", "--out", str(out)), "policy, cell) entries", "GB of memory")
     assert not out.exists() and list(tmp_path.iterdir()) == []
