@@ -426,16 +426,27 @@ def data_validate(portfolio_dir, history_dir):
               help="Also apply a quota share, a per-dispute XL and a stop loss in the kernel.")
 @click.option("--reserves/--no-reserves", default=False, show_default=True,
               help="Also track the payment pattern in the kernel.")
+@click.option("--posterior-policies", "posterior_list", type=click.IntRange(min=1), multiple=True,
+              help="Book sizes of the posterior-baseline scan, what `leisim simulate` runs (repeat) "
+                   "[default: 300, 3,000, 30,000]; beside it the plain NumPy reference model.")
+@click.option("--posterior/--no-posterior", default=True, show_default=True, help="Run the posterior-baseline scan.")
+@click.option("--posterior-years", type=YEARS, default=20_000, show_default=True)
+@click.option("--reference-years", type=click.IntRange(min=0), default=5_000, show_default=True,
+              help="Years of the reference model per book (0: do not run it).")
+@click.option("--reference-max-policies", type=click.IntRange(min=0), default=3_000, show_default=True,
+              help="Run the reference model on books up to this size (it is plain and slow on purpose).")
 @click.option("--out", "out_file", type=click.Path(path_type=Path), default=Path("benchmarks/out/bench.json"),
               show_default=True, help="JSON output; the plot goes beside it (.png).")
-def bench(years_list, policies_list, out_file, **options):
-    """Time the kernel on the reference workload: disputes/s and years/s by years, policies and devices,
-    compile time, the NumPy baseline and the random-number floor, in one run."""
+def bench(years_list, policies_list, posterior_list, posterior, out_file, **options):
+    """Time the kernel: the fixed reference workload (disputes/s and years/s by years, policies and
+    devices, compile time, the NumPy baseline, the random-number floor) and the posterior baseline
+    by book size beside the reference model, in one run."""
     from .benchmarks import kernel as bench_mod
 
     setup_jax()
     bench_mod.command(out_file, years=list(years_list or (10_000, 100_000, 1_000_000)),
                       policies=list(policies_list or (300, 3_000, 30_000)), progress=click.echo,
+                      posterior_policies=list(posterior_list or (300, 3_000, 30_000)) if posterior else [],
                       command=_command_line(), **options)
     click.echo(f"Wrote {out_file} and {out_file.with_suffix('.png')}")
 

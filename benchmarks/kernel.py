@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
-import time
 from collections.abc import Callable
 
 import jax
@@ -34,7 +32,7 @@ import numpy as np
 from ..formats.portfolio import Portfolio
 from ..scenarios.compose import alias_table, compose
 from ..scenarios.schema import Scenario, validate
-from ..simulator.driver import run_years
+from .timing import cpu_model, median_time, time_kernel
 
 COUNTRIES = ("US", "DE", "GB", "FR", "NL", "JP", "KR", "IN")
 REFERENCE_POLICIES = 2000
@@ -112,15 +110,6 @@ def numpy_claim_driven(rng: np.random.Generator, portfolio: Portfolio, scenario:
     return total, square, n_disputes
 
 
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def rng_floor(devices, n: int = 1 << 24, repeats: int = 5) -> dict:
     """JAX's float32 uniform and normal draws per second, split over ``devices``."""
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -136,58 +125,25 @@ def rng_floor(devices, n: int = 1 << 24, repeats: int = 5) -> dict:
     return out
 
 
-class _Tally:
-    """A sink that keeps only the disputes and the sum and sum of squares of the annual totals."""
-
-    def __init__(self):
-        self.disputes, self.total, self.square = 0, 0.0, 0.0
-
-    def __call__(self, start, table) -> None:
-        self.disputes += int(table.disputes.sum())
-        self.total += float(table.gross.sum())
-        self.square += float((table.gross**2).sum())
-
-
-def time_kernel(comp, years: int, *, chunk_size: int, repeats: int, devices) -> dict:
-    """Compile time (first call minus a steady call on one chunk) and steady throughput."""
-    key = jax.random.key(0)
-    chunk = min(chunk_size, years)
-
-    def once(n_years: int) -> _Tally:
-        tally = _Tally()
-        run_years(key, comp.params, comp.shape, years=n_years, chunk_size=chunk, devices=devices, sink=tally)
-        return tally
-
-    t0 = time.perf_counter()
-    once(chunk)
-    first = time.perf_counter() - t0
-    compile_s = max(first - median_time(lambda: once(chunk), 2), 0.0)
-    times, tally = [], None
-    for _ in range(repeats):  # compiled already: every run is steady state
-        t0 = time.perf_counter()
-        tally = once(years)
-        times.append(time.perf_counter() - t0)
-    run_s = statistics.median(times)
-    return {"years": years, "chunk_size": chunk, "devices": len(devices), "disputes": tally.disputes,
-            "compile_s": compile_s, "run_s": run_s, "disputes_per_s": tally.disputes / run_s,
-            "years_per_s": years / run_s, "mean_gross": tally.total / years,
-            "sd_gross": float(np.sqrt(max(tally.square / years - (tally.total / years) ** 2, 0.0)))}
-
-
 def run(*, years: list[int], policies: list[int], policy_years: int, device_counts: list[int], chunk_size: int,
-        repeats: int, numpy_max_years: int, reinsurance: bool, reserves: bool,
+        repeats: int, numpy_max_years: int, reinsurance: bool, reserves: bool, posterior_policies: list[int] = (),
+        posterior_years: int = 20_000, reference_years: int = 5_000, reference_max_policies: int = 3_000,
         progress: Callable[[str], None] = lambda line: None) -> dict:
-    """The whole benchmark as one JSON-ready dict; ``progress`` gets a line per measurement."""
+    """The whole benchmark as one JSON-ready dict; ``progress`` gets a line per measurement.
+
+    ``posterior_policies``: also the posterior baseline on books of these sizes, beside the plain
+    reference implementation (on books up to ``reference_max_policies``; :mod:`.posterior`)."""
     devices = jax.local_devices()
     floor = rng_floor(devices)
     report = {
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "device": f"{devices[0].platform}:{getattr(devices[0], 'device_kind', '')}", "devices": len(devices),
         "jax": jax.__version__, "reinsurance": reinsurance, "reserves": reserves,
         "workload": {"countries": len(COUNTRIES), "rate_per_policy_country_year": RATE,
                      "reference_policies": REFERENCE_POLICIES},
-        "floor": floor, "years_scan": [], "policies_scan": [], "devices_scan": [],
+        "floor": floor, "years_scan": [], "policies_scan": [], "devices_scan": [], "posterior_scan": [],
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
     progress(f"floor on {len(devices)} devices: uniform {floor['uniform_per_s']:.3g}/s, "
              f"normal {floor['normal_per_s']:.3g}/s")
@@ -227,6 +183,15 @@ def run(*, years: list[int], policies: list[int], policy_years: int, device_coun
     for n_devices in device_counts:
         if n_devices <= len(devices):
             report["devices_scan"].append(measure(REFERENCE_POLICIES, policy_years, n_devices, False))
+    if posterior_policies:
+        from . import posterior
+
+        report["posterior_scan"] = posterior.scan(list(posterior_policies), years=posterior_years,
+                                                  chunk_size=chunk_size, repeats=repeats, devices=devices,
+                                                  reference_years=reference_years,
+                                                  reference_max_policies=reference_max_policies, progress=progress)
+    if hasattr(os, "getloadavg"):
+        report["load_average_after"] = list(os.getloadavg())
     return report
 
 
@@ -238,8 +203,8 @@ def plot(report: dict, path) -> None:
     import matplotlib.pyplot as plt
 
     scans = [("years_scan", "years", "simulated years"), ("policies_scan", "policies", "policies"),
-             ("devices_scan", "devices", "devices")]
-    scans = [s for s in scans if report[s[0]]]
+             ("devices_scan", "devices", "devices"), ("posterior_scan", "policies", "policies (posterior baseline)")]
+    scans = [s for s in scans if report.get(s[0])]
     fig, axes = plt.subplots(1, len(scans), figsize=(4.2 * len(scans), 4), dpi=120, squeeze=False)
     for ax, (scan, x, label) in zip(axes[0], scans):
         rows = report[scan]
@@ -251,6 +216,10 @@ def plot(report: dict, path) -> None:
         for name, style in (("uniform", ":"), ("normal", "-.")):
             ax.axhline(report["floor"][f"{name}_per_s"], color="grey", linestyle=style, lw=1,
                        label=f"{name} float32 draws/s")
+        with_ref = [r for r in rows if "reference_disputes_per_s" in r]
+        if with_ref:
+            ax.plot([r[x] for r in with_ref], [r["reference_disputes_per_s"] for r in with_ref], "s--",
+                    color="#D55E00", label="NumPy reference model")
         if x == "devices":
             ax.set_xticks([r[x] for r in rows])
         else:
@@ -260,7 +229,8 @@ def plot(report: dict, path) -> None:
         ax.set_xlabel(label)
         ax.set_ylabel("disputes per second")
         ax.spines[["top", "right"]].set_visible(False)
-    axes[0][0].legend(frameon=False, fontsize=7)
+    for ax in axes[0]:
+        ax.legend(frameon=False, fontsize=7)
     best = max(r["disputes_per_s"] for s in scans for r in report[s[0]])
     fig.suptitle(f"{report['device']} x{report['devices']}: up to {best:.2g} disputes/s "
                  f"({best / report['floor']['normal_per_s']:.0%} of the normal-draw floor)", fontsize=10)

@@ -185,7 +185,8 @@ def test_a_full_disk_stops_the_run_keeps_its_chunks_and_resumes(reference, tmp_p
     import errno
 
     from leisim import outputs
-    from leisim.simulator import results, store
+    from leisim.formats import checkpoint as store
+    from leisim.simulator import results
 
     out = tmp_path / "full"
     put, calls = store.ChunkStore.put, []
