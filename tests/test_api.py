@@ -50,6 +50,9 @@ def test_dataset_is_results_nc(pair):
     out, run = pair
     with xr.open_dataset(out / "results.nc", engine="h5netcdf") as stored:
         stored = stored.load()
+    # Compressed (shuffle + deflate), chunked by the run's chunks of years.
+    assert stored["gross"].encoding["zlib"] and stored["gross"].encoding["shuffle"]
+    assert stored["gross"].encoding["chunksizes"] == (CHUNK,)
     ours = run.dataset
     assert set(ours.variables) == set(stored.variables)
     for name in stored.variables:
