@@ -10,10 +10,11 @@ from pathlib import Path
 import click
 
 from . import app, outputs, text
+from .benchmarks.command import bench
 from .errors import InputError
 from .files import atomic_write
 from .models.settings import FIT_DEFAULTS
-from .runtime import compilation_cache_dir, setup_jax
+from .runtime import compilation_cache_dir
 from .scenarios.schema import MAX_SEED, MAX_YEARS, library_names, load_scenario
 from .vocabulary import REVERSE_TARGETS
 
@@ -36,15 +37,6 @@ class _Group(click.Group):
         except InputError as err:
             click.echo(f"Error: {err}", err=True)
             ctx.exit(2)
-
-
-def _command_line() -> str:
-    """The command line that ran, quoted so that it can be pasted back into a shell."""
-    import shlex
-
-    ctx = click.get_current_context(silent=True)
-    args = ctx.find_root().meta.get("leisim_args") if ctx is not None else None
-    return shlex.join(["leisim"] + (args if args is not None else sys.argv[1:]))
 
 
 def _warn(message: str) -> None:
@@ -155,7 +147,7 @@ def _simulate(spec: app.RunSpec, *, resume: bool = False, devices: int | None = 
         raise SystemExit(130) from None
 
     run, out_dir = app.simulate_spec(spec, resume=resume, devices=devices, distributed=distributed,
-                                     progress=app.progress_bar, notify=_warn, command=_command_line(),
+                                     progress=app.progress_bar, notify=_warn, command=outputs.command_line(),
                                      on_interrupt=interrupted)
     if run is None:  # not process 0 of a distributed run
         return
@@ -270,7 +262,7 @@ def stress(names, baseline_ref, portfolio_dir, years, seed, out_dir, chunk_size,
     result = app.stress_to_folder(out_dir, refs, baseline_ref, portfolio_dir, overwrite=overwrite, plots=plots,
                                   years=years, seed=seed, chunk_size=chunk_size, sensitivities=sensitivities,
                                   sensitivity_years=sensitivity_years, progress=app.progress_bar, notify=_warn,
-                                  command=_command_line())
+                                  command=outputs.command_line())
     _echo(text.stress_lines(result.document, list(result.names)))
     click.echo(f"\nWrote {out_dir}/stress.json, stress.nc" + (" and figures" if plots else ""))
 
@@ -323,7 +315,7 @@ def fit(history_dir, out_path, chains, warmup, samples, seed, target_accept, che
     click.echo(f"Fitting {history.source}: {history.cell_disputes.sum()} disputes in {len(history.years)} years, "
                f"{history.n_disputes} with payments; {chains} chains x ({warmup} warmup + {samples} samples)", err=True)
     fitted = api.fit(history, chains=chains, warmup=warmup, samples=samples, seed=seed, target_accept=target_accept,
-                     progress=True, command=_command_line())
+                     progress=True, command=outputs.command_line())
     fitted.save(out_path, overwrite=True)
     _echo(text.fit_lines(fitted.result))
     for message in fitted.result.warnings:
@@ -408,47 +400,7 @@ def data_validate(portfolio_dir, history_dir):
         _echo(text.history_lines(api.load_history(history_dir), history_dir))
 
 
-@main.command()
-@click.option("--years", "years_list", type=YEARS, multiple=True,
-              help="Year counts of the years scan (repeat) [default: 1e4, 1e5, 1e6].")
-@click.option("--policies", "policies_list", type=click.IntRange(min=1), multiple=True,
-              help="Portfolio sizes of the policies scan (repeat) [default: 300, 3,000, 30,000].")
-@click.option("--policy-years", type=YEARS, default=20_000, show_default=True,
-              help="Years per run in the policies and devices scans.")
-@click.option("--devices-scan/--no-devices-scan", default=True, show_default=True,
-              help="Also time 1, 2, 4, ... devices (on a CPU: cores).")
-@click.option("--chunk-size", type=click.IntRange(min=1), default=10_000, show_default=True)
-@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Timed runs per point (the median is kept; runs of 1e6 years or more: one).")
-@click.option("--numpy-max-years", type=click.IntRange(min=0), default=1_000_000, show_default=True,
-              help="Run the NumPy baseline up to this many years.")
-@click.option("--reinsurance/--no-reinsurance", default=False, show_default=True,
-              help="Also apply a quota share, a per-dispute XL and a stop loss in the kernel.")
-@click.option("--reserves/--no-reserves", default=False, show_default=True,
-              help="Also track the payment pattern in the kernel.")
-@click.option("--posterior-policies", "posterior_list", type=click.IntRange(min=1), multiple=True,
-              help="Book sizes of the posterior-baseline scan, what `leisim simulate` runs (repeat) "
-                   "[default: 300, 3,000, 30,000]; beside it the plain NumPy reference model.")
-@click.option("--posterior/--no-posterior", default=True, show_default=True, help="Run the posterior-baseline scan.")
-@click.option("--posterior-years", type=YEARS, default=20_000, show_default=True)
-@click.option("--reference-years", type=click.IntRange(min=0), default=5_000, show_default=True,
-              help="Years of the reference model per book (0: do not run it).")
-@click.option("--reference-max-policies", type=click.IntRange(min=0), default=3_000, show_default=True,
-              help="Run the reference model on books up to this size (it is plain and slow on purpose).")
-@click.option("--out", "out_file", type=click.Path(path_type=Path), default=Path("benchmarks/out/bench.json"),
-              show_default=True, help="JSON output; the plot goes beside it (.png).")
-def bench(years_list, policies_list, posterior_list, posterior, out_file, **options):
-    """Time the kernel: the fixed reference workload (disputes/s and years/s by years, policies and
-    devices, compile time, the NumPy baseline, the random-number floor) and the posterior baseline
-    by book size beside the reference model, in one run."""
-    from .benchmarks import kernel as bench_mod
-
-    setup_jax()
-    bench_mod.command(out_file, years=list(years_list or (10_000, 100_000, 1_000_000)),
-                      policies=list(policies_list or (300, 3_000, 30_000)), progress=click.echo,
-                      posterior_policies=list(posterior_list or (300, 3_000, 30_000)) if posterior else [],
-                      command=_command_line(), **options)
-    click.echo(f"Wrote {out_file} and {out_file.with_suffix('.png')}")
+main.add_command(bench)
 
 
 if __name__ == "__main__":

@@ -131,6 +131,18 @@ def release(lock) -> None:
     lock.close()
 
 
+def command_line() -> str:
+    """The leisim command line that ran (the root click context's arguments, else sys.argv), quoted
+    so that it can be pasted back into a shell."""
+    import sys
+
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    args = ctx.find_root().meta.get("leisim_args") if ctx is not None else None
+    return shlex.join(["leisim"] + (args if args is not None else sys.argv[1:]))
+
+
 def quote(path) -> str:
     return shlex.quote(str(path))
 
