@@ -250,11 +250,11 @@ def prepare(scenario: Scenario, portfolio: Portfolio, *, programs: Sequence[Prog
     capital_specs: list[CapitalSpec] = []
     if include_own:
         names.append(f"{scenario.name} (scenario)" if programs else scenario.name)
-        contract_sets.append(contracts_from_scenario(scenario.reinsurance, premium))
+        contract_sets.append(contracts_from_scenario(scenario.contracts, premium))
         capital_specs.append(scenario.capital_spec)
     for program in programs:
         names.append(program.name)
-        contract_sets.append(contracts_from_scenario(program.reinsurance, premium))
+        contract_sets.append(contracts_from_scenario(program.contracts, premium))
         # The program's [capital], else the scenario's; expenses are an underwriting figure, not the program's.
         capital_specs.append(CapitalSpec.of(program.capital if program.capital is not None else scenario.capital,
                                             expense_ratio=scenario.expense_ratio))

@@ -474,7 +474,7 @@ def compose(scenario: Scenario, portfolio: Portfolio, *, batch_years: int = 128,
     portfolio = shock_rules.apply_to_portfolio(portfolio, shocks)
     premium = float(portfolio.premium_cny.sum())
     if programs is None:
-        programs = [contracts_from_scenario(scenario.reinsurance, premium)] if scenario.reinsurance else []
+        programs = [contracts_from_scenario(scenario.contracts, premium)] if scenario.reinsurance else []
     programs = [shock_rules.apply_to_contracts(list(p), shocks) for p in programs]
     if scenario.parameters == "fixed" and any(k in shocks for k in ("severity_by_stage", "campaigns")):
         warnings.warn(f"{scenario.source}: severity_by_stage and campaigns shocks act on the posterior-driven "

@@ -20,6 +20,7 @@ from typing import Any
 from ..countries import COUNTRIES, CURRENCIES
 from ..errors import InputError
 from ..simulator.capital import CapitalSpec
+from ..simulator.reinsurance import ContractSpec, contract_specs
 from ..vocabulary import DISPUTE_TYPES
 from . import shocks as shock_rules
 
@@ -548,6 +549,11 @@ class Scenario:
         return self.raw.get("reinsurance", [])
 
     @property
+    def contracts(self) -> tuple[ContractSpec, ...]:
+        """``[[reinsurance]]`` typed (simulator/reinsurance.ContractSpec), in inuring order."""
+        return contract_specs(self.reinsurance)
+
+    @property
     def capital(self) -> dict:
         return self.raw.get("capital", {})
 
@@ -628,6 +634,11 @@ class Program:
     reinsurance: list[dict]
     capital: dict | None
     source: str
+
+    @property
+    def contracts(self) -> tuple[ContractSpec, ...]:
+        """The program's contracts typed (simulator/reinsurance.ContractSpec), in inuring order."""
+        return contract_specs(self.reinsurance)
 
 
 def load_program(reference: str | Path) -> Program:

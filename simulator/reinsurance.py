@@ -24,7 +24,9 @@ common random numbers) run in one kernel pass; unused contract slots have kind `
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import jax
@@ -160,39 +162,90 @@ class Contract(NamedTuple):
         return self.limit
 
 
-def contracts_from_scenario(reinsurance: list[dict], premium_cny: float) -> list[Contract]:
+@dataclasses.dataclass(frozen=True)
+class ContractSpec:
+    """A validated ``[[reinsurance]]`` table, typed, with its defaults: what the scenario file says
+    (amounts as given: in CNY or as loss ratios of the portfolio's premium), before
+    :meth:`resolve` turns it into a kernel :class:`Contract` for a portfolio."""
+
+    kind: str  # quota_share | per_dispute_xl | stop_loss
+    name: str
+    reinsurer: str
+    cession: float = 0.0  # quota share
+    ceding_commission: float = 0.0  # quota share
+    retention_cny: float = 0.0  # per-dispute XL
+    limit_cny: float | None = None  # XL, stop loss (else limit_loss_ratio)
+    reinstatements: float = math.inf  # XL: a count; inf: unlimited (the default)
+    reinstatement_premium: float = 0.0  # XL: share of the layer premium per full reinstatement
+    attachment_cny: float | None = None  # stop loss (else attachment_loss_ratio)
+    attachment_loss_ratio: float | None = None
+    limit_loss_ratio: float | None = None
+    premium_cny: float | None = None  # else rate_on_line x limit, else priced at expected loss x (1 + loading)
+    rate_on_line: float | None = None
+    loading: float = 0.0
+    default_probability: float = 0.0
+    recovery_rate: float = 0.0
+    counterparty_factor: float = 0.0
+
+    @classmethod
+    def of(cls, table: dict, index: int) -> ContractSpec:
+        """From a table the scenario schema validated; ``index``: its place in the program (for the
+        default name and reinsurer)."""
+        kind = str(table["type"])
+
+        def number(key: str) -> float | None:
+            return None if key not in table else float(table[key])
+
+        reinstatements = table.get("reinstatements", "unlimited")
+        return cls(kind=kind, name=str(table.get("name", f"{index + 1}: {kind}")),
+                   reinsurer=str(table.get("reinsurer", f"#{index}")), cession=float(table.get("cession", 0.0)),
+                   ceding_commission=float(table.get("ceding_commission", 0.0)),
+                   retention_cny=float(table.get("retention_cny", 0.0)), limit_cny=number("limit_cny"),
+                   reinstatements=math.inf if reinstatements == "unlimited" else float(reinstatements),
+                   reinstatement_premium=float(table.get("reinstatement_premium", 0.0)),
+                   attachment_cny=number("attachment_cny"), attachment_loss_ratio=number("attachment_loss_ratio"),
+                   limit_loss_ratio=number("limit_loss_ratio"), premium_cny=number("premium_cny"),
+                   rate_on_line=number("rate_on_line"), loading=float(table.get("loading", 0.0)),
+                   default_probability=float(table.get("default_probability", 0.0)),
+                   recovery_rate=float(table.get("recovery_rate", 0.0)),
+                   counterparty_factor=float(table.get("counterparty_factor", 0.0)))
+
+    def resolve(self, premium_cny: float) -> Contract:
+        """The kernel's contract on a portfolio of premium ``premium_cny``: loss ratios to CNY, the
+        premium fixed (CNY, or rate on line x limit) or None (priced at the simulated expected loss)."""
+        if self.kind == "quota_share":
+            return self._contract(self.cession, np.inf, 0.0, 0.0, self.cession * premium_cny, self.ceding_commission)
+        if self.kind == "per_dispute_xl":
+            limit = float(self.limit_cny)  # type: ignore[arg-type]  # required by the schema
+            return self._contract(self.retention_cny, limit, self.reinstatements, self.reinstatement_premium,
+                                  self._premium(limit), 0.0)
+        attachment = (self.attachment_cny if self.attachment_cny is not None
+                      else float(self.attachment_loss_ratio) * premium_cny)  # type: ignore[arg-type]
+        limit = self.limit_cny if self.limit_cny is not None else float(self.limit_loss_ratio) * premium_cny  # type: ignore[arg-type]
+        return self._contract(attachment, limit, 0.0, 0.0, self._premium(limit), 0.0)
+
+    def _contract(self, lower: float, limit: float, reinstatements: float, reinstatement_premium: float,
+                  premium: float | None, ceding_commission: float) -> Contract:
+        return Contract(name=self.name, kind=self.kind, lower=lower, limit=limit, reinstatements=reinstatements,
+                        reinstatement_premium=reinstatement_premium, premium=premium, loading=self.loading,
+                        ceding_commission=ceding_commission, reinsurer=self.reinsurer,
+                        default_probability=self.default_probability, recovery_rate=self.recovery_rate,
+                        counterparty_factor=self.counterparty_factor)
+
+    def _premium(self, limit: float) -> float | None:
+        if self.premium_cny is not None:
+            return self.premium_cny
+        return self.rate_on_line * limit if self.rate_on_line is not None else None
+
+
+def contract_specs(reinsurance: Sequence[dict | ContractSpec]) -> tuple[ContractSpec, ...]:
+    """A validated ``[[reinsurance]]`` list (tables or specs already) as typed specs, in inuring order."""
+    return tuple(c if isinstance(c, ContractSpec) else ContractSpec.of(c, i) for i, c in enumerate(reinsurance))
+
+
+def contracts_from_scenario(reinsurance: Sequence[dict | ContractSpec], premium_cny: float) -> list[Contract]:
     """Resolve a validated ``[[reinsurance]]`` list: loss ratios to CNY (on ``premium_cny``), names, defaults."""
-    out = []
-    for i, spec in enumerate(reinsurance):
-        kind = spec["type"]
-        name = spec.get("name", f"{i + 1}: {kind}")
-        reinsurer = spec.get("reinsurer", f"#{i}")
-        common = dict(name=name, kind=kind, loading=float(spec.get("loading", 0.0)), reinsurer=reinsurer,
-                      default_probability=float(spec.get("default_probability", 0.0)),
-                      recovery_rate=float(spec.get("recovery_rate", 0.0)),
-                      counterparty_factor=float(spec.get("counterparty_factor", 0.0)))
-        if kind == "quota_share":
-            out.append(Contract(lower=float(spec["cession"]), limit=np.inf, reinstatements=0.0, reinstatement_premium=0.0,
-                                premium=float(spec["cession"]) * premium_cny,
-                                ceding_commission=float(spec.get("ceding_commission", 0.0)), **common))
-        elif kind == "per_dispute_xl":
-            limit = float(spec["limit_cny"])
-            reinstatements = spec.get("reinstatements", "unlimited")
-            premium = (float(spec["premium_cny"]) if "premium_cny" in spec
-                       else float(spec["rate_on_line"]) * limit if "rate_on_line" in spec else None)
-            out.append(Contract(lower=float(spec["retention_cny"]), limit=limit,
-                                reinstatements=np.inf if reinstatements == "unlimited" else float(reinstatements),
-                                reinstatement_premium=float(spec.get("reinstatement_premium", 0.0)),
-                                premium=premium, ceding_commission=0.0, **common))
-        else:
-            attachment = (float(spec["attachment_cny"]) if "attachment_cny" in spec
-                          else float(spec["attachment_loss_ratio"]) * premium_cny)
-            limit = float(spec["limit_cny"]) if "limit_cny" in spec else float(spec["limit_loss_ratio"]) * premium_cny
-            premium = (float(spec["premium_cny"]) if "premium_cny" in spec
-                       else float(spec["rate_on_line"]) * limit if "rate_on_line" in spec else None)
-            out.append(Contract(lower=attachment, limit=limit, reinstatements=0.0, reinstatement_premium=0.0,
-                                premium=premium, ceding_commission=0.0, **common))
-    return out
+    return [spec.resolve(premium_cny) for spec in contract_specs(reinsurance)]
 
 
 def program_arrays(programs: list[list[Contract]]) -> tuple[Programs, tuple[tuple[int, ...], ...], tuple[str, ...]]:

@@ -113,3 +113,33 @@ def test_missing_extends_file(tmp_path):
 def test_unknown_library_name_lists_the_choices():
     with pytest.raises(InputError, match="baseline"):
         load_scenario("baselin")
+
+
+def test_reinsurance_tables_are_parsed_once_into_typed_contracts():
+    import math
+
+    from leisim.simulator.reinsurance import ContractSpec
+
+    scenario = load_scenario("baseline").updated({"reinsurance": [
+        {"type": "quota_share", "cession": 0.25, "ceding_commission": 0.3},
+        {"type": "per_dispute_xl", "retention_cny": 2e6, "limit_cny": 6e6, "reinstatements": 1,
+         "rate_on_line": 0.1, "reinsurer": "R"},
+        {"type": "per_dispute_xl", "retention_cny": 8e6, "limit_cny": 4e6},
+        {"type": "stop_loss", "attachment_loss_ratio": 1.3, "limit_loss_ratio": 0.5, "loading": 0.4, "name": "SL"},
+    ]})
+    qs, xl, xl_free, sl = scenario.contracts
+    assert all(isinstance(c, ContractSpec) for c in scenario.contracts)
+    assert (qs.kind, qs.cession, qs.ceding_commission, qs.name, qs.reinsurer) == ("quota_share", 0.25, 0.3,
+                                                                                 "1: quota_share", "#0")
+    assert (xl.reinstatements, xl.rate_on_line, xl.reinsurer) == (1.0, 0.1, "R")
+    assert math.isinf(xl_free.reinstatements) and xl_free.premium_cny is None  # "unlimited" by default
+    assert (sl.attachment_loss_ratio, sl.limit_loss_ratio, sl.loading, sl.name) == (1.3, 0.5, 0.4, "SL")
+    premium = 5e7  # resolved on a portfolio: loss ratios to CNY, premiums fixed or left to pricing
+    resolved = [c.resolve(premium) for c in scenario.contracts]
+    assert (resolved[0].lower, resolved[0].premium) == (0.25, 0.25 * premium)
+    assert (resolved[1].lower, resolved[1].limit, resolved[1].premium, resolved[1].cover) == (2e6, 6e6, 6e5, 12e6)
+    assert resolved[2].premium is None and math.isinf(resolved[2].cover)
+    assert (resolved[3].lower, resolved[3].limit, resolved[3].premium) == (1.3 * premium, 0.5 * premium, None)
+    # Frozen: a variant is a new validated scenario, never an edited contract.
+    with pytest.raises(AttributeError):
+        qs.cession = 0.5  # type: ignore[misc]
