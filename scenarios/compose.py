@@ -38,7 +38,6 @@ from ..simulator.engine import (
     EngineShape,
 )
 from ..simulator.reinsurance import Contract, contracts_from_scenario, program_arrays
-from . import shocks as shock_rules
 from .schema import Scenario
 from .tables import ModelTables, fixed_tables, posterior_tables  # noqa: F401  (ModelTables: part of this module's interface)
 
@@ -466,17 +465,17 @@ def compose(scenario: Scenario, portfolio: Portfolio, *, batch_years: int = 128,
             :meth:`Composition.at_point_estimate` runs the same years at the posterior mean
             through the same compiled kernel.
     """
-    shocks = scenario.shocks
-    missing = shock_rules.unknown_sectors(portfolio, shocks)
+    shocks = scenario.shocks_spec
+    missing = shocks.unknown_sectors(portfolio)
     if missing:
         warnings.warn(f"{scenario.source}: shocks name sectors the portfolio does not have: {', '.join(missing)} "
                       f"(its sectors: {', '.join(sorted(set(portfolio.sector)))})", stacklevel=2)
-    portfolio = shock_rules.apply_to_portfolio(portfolio, shocks)
+    portfolio = shocks.apply_to_portfolio(portfolio)
     premium = float(portfolio.premium_cny.sum())
     if programs is None:
         programs = [contracts_from_scenario(scenario.contracts, premium)] if scenario.reinsurance else []
-    programs = [shock_rules.apply_to_contracts(list(p), shocks) for p in programs]
-    if scenario.parameters == "fixed" and any(k in shocks for k in ("severity_by_stage", "campaigns")):
+    programs = [shocks.apply_to_contracts(list(p)) for p in programs]
+    if scenario.parameters == "fixed" and any(k in scenario.shocks for k in ("severity_by_stage", "campaigns")):
         warnings.warn(f"{scenario.source}: severity_by_stage and campaigns shocks act on the posterior-driven "
                       "lifecycle model only; a fixed scenario has one stage and no campaigns", stacklevel=2)
     if scenario.parameters == "fixed":

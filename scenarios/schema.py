@@ -23,6 +23,7 @@ from ..simulator.capital import CapitalSpec
 from ..simulator.reinsurance import ContractSpec, contract_specs
 from ..vocabulary import DISPUTE_TYPES
 from . import shocks as shock_rules
+from .shocks import Shocks
 
 LIBRARY = "library"
 MAX_EXTENDS_DEPTH = 32
@@ -547,6 +548,11 @@ class Scenario:
     @property
     def reinsurance(self) -> list[dict]:
         return self.raw.get("reinsurance", [])
+
+    @property
+    def shocks_spec(self) -> Shocks:
+        """``[shocks]`` typed, with its defaults (scenarios/shocks.Shocks)."""
+        return Shocks.of(self.shocks)
 
     @property
     def contracts(self) -> tuple[ContractSpec, ...]:

@@ -26,6 +26,9 @@ scenario that sets them all to 1 reproduces its parent exactly (common random nu
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
@@ -110,64 +113,149 @@ def validate(ck, shocks: dict, path: str = "shocks") -> dict:
     return shocks
 
 
-def _by(table: dict, key: str) -> float:
+def _by(table: Mapping[str, float], key: str) -> float:
     return float(table.get(key, table.get("*", 1.0)))
 
 
-def frequency_multiplier(shocks: dict, country: str, dispute_type: str, sector: str) -> float:
-    """Dispute-rate multiplier for a (country, type, sector), adverse selection included."""
-    m = _by(shocks.get("frequency", {}), country) * _by(shocks.get("frequency_by_type", {}), dispute_type)
-    m *= _by(shocks.get("frequency_by_sector", {}), sector)
-    by_cell = shocks.get("frequency_by_country_and_type", {})
-    m *= float(by_cell.get(country, by_cell.get("*", {})).get(dispute_type, 1.0))
-    return m * float(shocks.get("subsidy_withdrawal", {}).get("adverse_selection", 1.0))
+def _empty() -> Mapping:
+    return MappingProxyType({})
 
 
-def cost_multiplier(shocks: dict, country: str, currency: str) -> float:
-    """Cost multiplier for a forum: inflation by country times the FX shock of its currency."""
-    return _by(shocks.get("severity", {}), country) * float(shocks.get("fx", {}).get(currency, 1.0))
+def _floats(table: Any) -> Mapping[str, float]:
+    return MappingProxyType({str(k): float(v) for k, v in (table or {}).items()})
 
 
-def stage_multipliers(shocks: dict, n_stages: int) -> np.ndarray:
-    """Per-stage cost multipliers (a single-stage model takes none)."""
-    table = shocks.get("severity_by_stage", {})
-    if n_stages == 1:
-        return np.ones(1)
-    return np.array([float(table.get(name, 1.0)) for name in STAGES[:n_stages]])
+@dataclasses.dataclass(frozen=True)
+class ReinsurerDefault:
+    """``[shocks] reinsurer_default``: the default probability and recovery rate it sets (None: the
+    contract's own), on the named reinsurers or contracts (None: every contract)."""
+
+    probability: float | None = None
+    recovery_rate: float | None = None
+    reinsurers: tuple[str, ...] | None = None
 
 
-def campaign_multipliers(shocks: dict, kind: str) -> tuple[float, float]:
-    spec = shocks.get("campaigns", {}).get(kind, {})
-    return float(spec.get("rate", 1.0)), float(spec.get("size", 1.0))
+@dataclasses.dataclass(frozen=True)
+class Shocks:
+    """A validated ``[shocks]`` table, typed, with its defaults (1: no change); read-only mappings.
+
+    A variant is a new scenario (``Scenario.updated``), validated again; a Shocks is never edited."""
+
+    frequency: Mapping[str, float] = dataclasses.field(default_factory=_empty)  # by country or "*"
+    frequency_by_type: Mapping[str, float] = dataclasses.field(default_factory=_empty)
+    frequency_by_sector: Mapping[str, float] = dataclasses.field(default_factory=_empty)
+    frequency_by_country_and_type: Mapping[str, Mapping[str, float]] = dataclasses.field(default_factory=_empty)
+    severity: Mapping[str, float] = dataclasses.field(default_factory=_empty)  # by country or "*"
+    severity_by_stage: Mapping[str, float] = dataclasses.field(default_factory=_empty)
+    fx: Mapping[str, float] = dataclasses.field(default_factory=_empty)  # by currency
+    year_factor: float = 1.0
+    campaigns: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=_empty)  # kind -> (rate, size) multipliers
+    exposure_by_sector: Mapping[str, float] = dataclasses.field(default_factory=_empty)  # by sector or "*"
+    lapse_elasticity: float = 0.0  # subsidy withdrawal
+    adverse_selection: float = 1.0  # subsidy withdrawal
+    reinsurer_default: ReinsurerDefault | None = None
+
+    @classmethod
+    def of(cls, table: Mapping[str, Any] | Shocks | None) -> Shocks:
+        """From a table :func:`validate` accepted (a Shocks is returned as it is)."""
+        if isinstance(table, Shocks):
+            return table
+        table = table or {}
+        withdrawal = table.get("subsidy_withdrawal", {})
+        default = table.get("reinsurer_default")
+        return cls(
+            frequency=_floats(table.get("frequency")), frequency_by_type=_floats(table.get("frequency_by_type")),
+            frequency_by_sector=_floats(table.get("frequency_by_sector")),
+            frequency_by_country_and_type=MappingProxyType(
+                {str(c): _floats(t) for c, t in table.get("frequency_by_country_and_type", {}).items()}),
+            severity=_floats(table.get("severity")), severity_by_stage=_floats(table.get("severity_by_stage")),
+            fx=_floats(table.get("fx")), year_factor=float(table.get("year_factor", 1.0)),
+            campaigns=MappingProxyType({str(k): (float(v.get("rate", 1.0)), float(v.get("size", 1.0)))
+                                        for k, v in table.get("campaigns", {}).items()}),
+            exposure_by_sector=_floats(table.get("exposure_by_sector")),
+            lapse_elasticity=float(withdrawal.get("lapse_elasticity", 0.0)),
+            adverse_selection=float(withdrawal.get("adverse_selection", 1.0)),
+            reinsurer_default=None if not default else ReinsurerDefault(
+                probability=None if "probability" not in default else float(default["probability"]),
+                recovery_rate=None if "recovery_rate" not in default else float(default["recovery_rate"]),
+                reinsurers=None if "reinsurers" not in default else tuple(default["reinsurers"])),
+        )
+
+    def frequency_multiplier(self, country: str, dispute_type: str, sector: str) -> float:
+        """Dispute-rate multiplier for a (country, type, sector), adverse selection included."""
+        m = _by(self.frequency, country) * _by(self.frequency_by_type, dispute_type)
+        m *= _by(self.frequency_by_sector, sector)
+        by_cell = self.frequency_by_country_and_type
+        m *= float(by_cell.get(country, by_cell.get("*", {})).get(dispute_type, 1.0))
+        return m * self.adverse_selection
+
+    def cost_multiplier(self, country: str, currency: str) -> float:
+        """Cost multiplier for a forum: inflation by country times the FX shock of its currency."""
+        return _by(self.severity, country) * float(self.fx.get(currency, 1.0))
+
+    def stage_multipliers(self, n_stages: int) -> np.ndarray:
+        """Per-stage cost multipliers (a single-stage model takes none)."""
+        if n_stages == 1:
+            return np.ones(1)
+        return np.array([float(self.severity_by_stage.get(name, 1.0)) for name in STAGES[:n_stages]])
+
+    def campaign_multipliers(self, kind: str) -> tuple[float, float]:
+        """(rate, size) multipliers of a campaign kind."""
+        return self.campaigns.get(kind, (1.0, 1.0))
+
+    def apply_to_portfolio(self, portfolio: Portfolio) -> Portfolio:
+        """Portfolio growth or shrinkage by sector and the subsidy-withdrawal lapse (exposures and premium)."""
+        if not self.exposure_by_sector and self.lapse_elasticity == 0.0:
+            return portfolio
+        keep = (np.array([_by(self.exposure_by_sector, s) for s in portfolio.sector])
+                * (1.0 - self.lapse_elasticity * portfolio.subsidy_share))
+        return dataclasses.replace(portfolio, exposure=portfolio.exposure * keep[:, None],
+                                   premium_cny=portfolio.premium_cny * keep)
+
+    def unknown_sectors(self, portfolio: Portfolio) -> list[str]:
+        """Sectors named by the shocks that the portfolio does not have (a warning, not an error)."""
+        named = set(self.frequency_by_sector) | set(self.exposure_by_sector)
+        return sorted(named - set(portfolio.sector) - {"*"})
+
+    def apply_to_contracts(self, contracts: list) -> list:
+        """Reinsurer default shock: override default probability and recovery rate."""
+        spec = self.reinsurer_default
+        if spec is None:
+            return contracts
+        out = []
+        for c in contracts:
+            if spec.reinsurers is None or c.reinsurer in spec.reinsurers or c.name in spec.reinsurers:
+                c = c._replace(
+                    default_probability=c.default_probability if spec.probability is None else spec.probability,
+                    recovery_rate=c.recovery_rate if spec.recovery_rate is None else spec.recovery_rate)
+            out.append(c)
+        return out
 
 
-def apply_to_portfolio(portfolio: Portfolio, shocks: dict) -> Portfolio:
-    """Portfolio growth or shrinkage by sector and the subsidy-withdrawal lapse (exposures and premium)."""
-    growth = shocks.get("exposure_by_sector", {})
-    lapse = float(shocks.get("subsidy_withdrawal", {}).get("lapse_elasticity", 0.0))
-    if not growth and lapse == 0.0:
-        return portfolio
-    keep = np.array([_by(growth, s) for s in portfolio.sector]) * (1.0 - lapse * portfolio.subsidy_share)
-    return dataclasses.replace(portfolio, exposure=portfolio.exposure * keep[:, None],
-                               premium_cny=portfolio.premium_cny * keep)
+# The same rules as functions of a ``[shocks]`` table or a Shocks (the callers' older interface).
+def frequency_multiplier(shocks, country: str, dispute_type: str, sector: str) -> float:
+    return Shocks.of(shocks).frequency_multiplier(country, dispute_type, sector)
 
 
-def unknown_sectors(portfolio: Portfolio, shocks: dict) -> list[str]:
-    """Sectors named by the shocks that the portfolio does not have (a warning, not an error)."""
-    named = set(shocks.get("frequency_by_sector", {})) | set(shocks.get("exposure_by_sector", {}))
-    return sorted(named - set(portfolio.sector) - {"*"})
+def cost_multiplier(shocks, country: str, currency: str) -> float:
+    return Shocks.of(shocks).cost_multiplier(country, currency)
 
 
-def apply_to_contracts(contracts: list, shocks: dict) -> list:
-    """Reinsurer default shock: override default probability and recovery rate."""
-    spec = shocks.get("reinsurer_default")
-    if not spec:
-        return contracts
-    names = spec.get("reinsurers")
-    out = []
-    for c in contracts:
-        if names is None or c.reinsurer in names or c.name in names:
-            c = c._replace(default_probability=float(spec.get("probability", c.default_probability)),
-                           recovery_rate=float(spec.get("recovery_rate", c.recovery_rate)))
-        out.append(c)
-    return out
+def stage_multipliers(shocks, n_stages: int) -> np.ndarray:
+    return Shocks.of(shocks).stage_multipliers(n_stages)
+
+
+def campaign_multipliers(shocks, kind: str) -> tuple[float, float]:
+    return Shocks.of(shocks).campaign_multipliers(kind)
+
+
+def apply_to_portfolio(portfolio: Portfolio, shocks) -> Portfolio:
+    return Shocks.of(shocks).apply_to_portfolio(portfolio)
+
+
+def unknown_sectors(portfolio: Portfolio, shocks) -> list[str]:
+    return Shocks.of(shocks).unknown_sectors(portfolio)
+
+
+def apply_to_contracts(contracts: list, shocks) -> list:
+    return Shocks.of(shocks).apply_to_contracts(contracts)

@@ -109,7 +109,7 @@ def fixed_tables(scenario: Scenario, portfolio: Portfolio) -> tuple[ModelTables,
     ``rate_g * frequency shock(country) * sector_relativity_g(sector_p) * exposure[p, country]``.
     Returns the tables and each entry's cell.
     """
-    shocks = scenario.shocks
+    shocks = scenario.shocks_spec
     column = {country: c for c, country in enumerate(portfolio.countries)}
     sector = np.asarray(portfolio.sector)
     uncovered = [c for c in portfolio.countries if c not in {cell["country"] for cell in scenario.cells}
@@ -162,7 +162,7 @@ def fixed_tables(scenario: Scenario, portfolio: Portfolio) -> tuple[ModelTables,
         cell_severity=np.array([[[c["severity"][1]] for c in cells]]),
         cell_fee=np.zeros((1, n_cells, 3)),
         year_sigma=np.array([scenario.model.year_effect_sd
-                             * float(shocks.get("year_factor", 1.0))]),
+                             * shocks.year_factor]),
         fx_sigma={str(k): float(v) for k, v in fx_vol.items()},
         cell_duration=np.array([[[c["duration"]] for c in cells]]),
     ), np.concatenate([np.full(len(c["policies"]), i) for i, c in enumerate(cells)])
@@ -204,7 +204,7 @@ class _Cells:
         return len(self.country) - 1
 
 
-def _country_cells(cells: _Cells, posterior: xr.Dataset, portfolio: Portfolio, shocks: dict, active: list[str],
+def _country_cells(cells: _Cells, posterior: xr.Dataset, portfolio: Portfolio, shocks: shock_rules.Shocks, active: list[str],
                    per_country: dict, stage_shift: np.ndarray) -> None:
     """One cell per (country, dispute type) with exposure; one stratum per sector in it."""
     n_draws = posterior.sizes["sample"]
@@ -240,14 +240,14 @@ def _country_cells(cells: _Cells, posterior: xr.Dataset, portfolio: Portfolio, s
                                            * shock_rules.frequency_multiplier(shocks, country, dispute_type, sector))
 
 
-def _campaign_cells(cells: _Cells, posterior: xr.Dataset, portfolio: Portfolio, shocks: dict, active: list[str],
+def _campaign_cells(cells: _Cells, posterior: xr.Dataset, portfolio: Portfolio, shocks: shock_rules.Shocks, active: list[str],
                     stage_shift: np.ndarray) -> None:
     """Campaign cells: single-stage costs (defence of one named seller), fitted per kind."""
     n_draws, n_stages = posterior.sizes["sample"], len(STAGES)
     sectors = np.asarray(portfolio.sector)
     # A campaign is a (country, type) event: the country and type frequency shocks move it too.
-    frequency_shocks = {k: v for k, v in shocks.items()
-                        if k in ("frequency", "frequency_by_type", "frequency_by_country_and_type")}
+    frequency_shocks = shock_rules.Shocks(frequency=shocks.frequency, frequency_by_type=shocks.frequency_by_type,
+                                          frequency_by_country_and_type=shocks.frequency_by_country_and_type)
     for k, kind in enumerate(CAMPAIGN_KINDS):
         country, dispute_type, target_sectors = CAMPAIGN_TARGETS[kind]
         if country not in active:
@@ -287,7 +287,7 @@ def posterior_tables(scenario, portfolio: Portfolio, posterior: xr.Dataset | Non
     posterior = _point(posterior) if model.point_estimate else _thin(posterior, MAX_DRAWS)
     n_draws = posterior.sizes["sample"]
     rng = np.random.default_rng(UNSEEN_SEED)
-    shocks = scenario.shocks
+    shocks = scenario.shocks_spec
     stage_shift = np.log(shock_rules.stage_multipliers(shocks, len(STAGES)))  # [stage]
     fitted = [str(c) for c in posterior["log_rate"].coords["country"].values]
     free_sectors = [str(s) for s in posterior["sector_effect"].coords["free_sector"].values]
@@ -311,7 +311,7 @@ def posterior_tables(scenario, portfolio: Portfolio, posterior: xr.Dataset | Non
         cell_stage_probability=np.stack(cells.stage_p, axis=1),
         cell_severity=np.stack(cells.severity, axis=1),
         cell_fee=np.stack(cells.fee, axis=1),
-        year_sigma=_values(posterior, "sigma_year").reshape(n_draws) * float(shocks.get("year_factor", 1.0)),
+        year_sigma=_values(posterior, "sigma_year").reshape(n_draws) * shocks.year_factor,
         fx_sigma=fx_sigma,
         cell_dispersion=np.stack(cells.dispersion, axis=1),
         cell_duration=np.stack(cells.duration, axis=1),

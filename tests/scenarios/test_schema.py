@@ -143,3 +143,35 @@ def test_reinsurance_tables_are_parsed_once_into_typed_contracts():
     # Frozen: a variant is a new validated scenario, never an edited contract.
     with pytest.raises(AttributeError):
         qs.cession = 0.5  # type: ignore[misc]
+
+
+def test_shocks_are_parsed_once_into_a_typed_read_only_table():
+    from leisim.scenarios.shocks import Shocks
+    from leisim.simulator.reinsurance import contracts_from_scenario
+
+    scenario = load_scenario("baseline").updated({"shocks": {
+        "frequency": {"US": 2.0, "*": 1.5}, "frequency_by_type": {"patent": 1.2},
+        "frequency_by_country_and_type": {"DE": {"trademark": 3.0}}, "severity": {"*": 1.1},
+        "severity_by_stage": {"trial": 1.4}, "fx": {"USD": 1.25}, "year_factor": 2.0,
+        "campaigns": {"schedule_a": {"rate": 4.0}}, "subsidy_withdrawal": {"adverse_selection": 1.3},
+        "reinsurer_default": {"probability": 0.2},
+    }})
+    shocks = scenario.shocks_spec
+    assert isinstance(shocks, Shocks) and Shocks.of(shocks) is shocks
+    # Each multiplier is the product the [shocks] documentation gives (scenarios/shocks.py).
+    assert shocks.frequency_multiplier("US", "patent", "x") == pytest.approx(2.0 * 1.2 * 1.3)
+    assert shocks.frequency_multiplier("FR", "trademark", "x") == pytest.approx(1.5 * 1.3)
+    assert shocks.frequency_multiplier("DE", "trademark", "x") == pytest.approx(1.5 * 3.0 * 1.3)
+    assert shocks.cost_multiplier("US", "USD") == pytest.approx(1.1 * 1.25)
+    assert list(shocks.stage_multipliers(4)) == [1.0, 1.0, 1.4, 1.0] and list(shocks.stage_multipliers(1)) == [1.0]
+    assert shocks.campaign_multipliers("schedule_a") == (4.0, 1.0) and shocks.campaign_multipliers("itc_337") == (1.0, 1.0)
+    assert shocks.year_factor == 2.0 and Shocks().year_factor == 1.0 and Shocks().frequency_multiplier("US", "x", "y") == 1.0
+    # reinsurer_default sets what it names and leaves the rest of each contract as it was.
+    contracts = contracts_from_scenario(
+        [{"type": "quota_share", "cession": 0.3, "default_probability": 0.01, "recovery_rate": 0.4}], 1e6)
+    (shocked,) = shocks.apply_to_contracts(contracts)
+    assert (shocked.default_probability, shocked.recovery_rate) == (0.2, 0.4)
+    with pytest.raises(TypeError):
+        shocks.frequency["US"] = 3.0  # type: ignore[index]  # read-only
+    with pytest.raises(AttributeError):
+        shocks.year_factor = 1.0  # type: ignore[misc]  # frozen
