@@ -24,7 +24,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from .engine import EngineParams, EngineShape, YearResult, simulate_years
+from .engine import OVERFLOW_TABLE, EngineParams, EngineShape, YearResult, simulate_years
 
 RECOMPUTE_BLOCK = 16  # years per recomputation call (fixed, so it compiles once per buffer size)
 
@@ -118,8 +118,11 @@ def require_x64() -> None:
 
 
 
-def _grow(shape: EngineShape, events: int, disputes: int, campaigns: int, campaign_disputes: int) -> EngineShape:
-    """Buffers that hold the largest counts seen (with room), never smaller than before."""
+def _grow(shape: EngineShape, events: int, disputes: int, campaigns: int, campaign_disputes: int,
+          past_table: bool = True) -> EngineShape:
+    """Buffers that hold the largest counts seen (with room), never smaller than before; with
+    ``past_table`` (a campaign size fell past its CDF table) campaign sizes resolved exactly from
+    then on (the incomplete-beta bisection is compiled in only once a year needs it)."""
 
     def size(n: int) -> int:
         return 1 << max(6, math.ceil(math.log2(max(n, 1) * 1.25)))
@@ -130,10 +133,9 @@ def _grow(shape: EngineShape, events: int, disputes: int, campaigns: int, campai
         dispute_buffer=max(shape.dispute_buffer, size(disputes)) if shape.clustered else event_buffer,
     )
     if shape.campaign_buffer > 0:
-        # exact_tails: campaign sizes past their CDF table (also an overflow) resolved exactly
         grown = grown._replace(campaign_buffer=max(shape.campaign_buffer, size(campaigns)),
                                campaign_dispute_buffer=max(shape.campaign_dispute_buffer, size(campaign_disputes)),
-                               exact_tails=True)
+                               exact_tails=shape.exact_tails or past_table)
     return grown
 
 
@@ -312,7 +314,8 @@ def _recompute_overflows(out: YearResult, key, params, grown: list[EngineShape],
     while todo.size:
         grown[0] = _grow(grown[0], int(fields["events"][todo].max()),
                          int((fields["disputes"] - fields["campaign_disputes"])[todo].max()),
-                         int(fields["campaigns"][todo].max()), int(fields["campaign_disputes"][todo].max()))
+                         int(fields["campaigns"][todo].max()), int(fields["campaign_disputes"][todo].max()),
+                         past_table=bool(np.any(fields["overflow"][todo] & OVERFLOW_TABLE)))
         big_kernel, year_sharding, _ = sharded_kernel(grown[0]._replace(batch_years=RECOMPUTE_BLOCK), devices)
         for block in range(0, todo.size, block_size):
             rows = todo[block:block + block_size]

@@ -152,6 +152,9 @@ class EngineParams(NamedTuple):
     draw_count: jax.Array | None = None  # u32[] (>= 1)
 
 
+OVERFLOW_BUFFER, OVERFLOW_TABLE = 1, 2  # YearResult.overflow flags
+
+
 class YearResult(NamedTuple):
     """Per simulated year (a leading ``year`` axis when batched)."""
 
@@ -164,7 +167,8 @@ class YearResult(NamedTuple):
     events: jax.Array  # i32: events at the dominating rate (before thinning)
     campaigns: jax.Array  # i32
     campaign_disputes: jax.Array  # i32
-    overflow: jax.Array  # bool: a buffer was too small; the driver recomputes the year
+    overflow: jax.Array  # i32 flags, 0: none; the driver recomputes the year: OVERFLOW_BUFFER a buffer was
+    #                      too small, OVERFLOW_TABLE a campaign size fell past its CDF table
     ceded_due: jax.Array  # f64[program, contract]: ceded before reinsurer default ([0, 0] without reinsurance)
     recovered: jax.Array  # f64[program, contract]: paid by the reinsurers
     net: jax.Array  # f64[program]: gross minus recoveries
@@ -638,8 +642,9 @@ def simulate_year(key: jax.Array, year: jax.Array, params: EngineParams, shape: 
         hits, n_campaigns, n_hits, past_table = _campaign_disputes((k_camp, k_camp_sev), shocks, params, shape)
         disputes = disputes.join(hits)
         counts = counts._replace(campaigns=n_campaigns, campaign_disputes=n_hits, overflow=counts.overflow
-                                 | (n_campaigns > shape.campaign_buffer) | (n_hits > shape.campaign_dispute_buffer)
-                                 | past_table)
+                                 | (n_campaigns > shape.campaign_buffer) | (n_hits > shape.campaign_dispute_buffer))
+    else:
+        past_table = jnp.zeros((), bool)
     payouts = _policy_terms(disputes, params, shape)
     recoveries = _reinsure(key, payouts, disputes.cell, params, shape)
     # 8. Payment pattern for reserving.
@@ -661,7 +666,7 @@ def simulate_year(key: jax.Array, year: jax.Array, params: EngineParams, shape: 
         events=counts.events.astype(jnp.int32),
         campaigns=counts.campaigns.astype(jnp.int32),
         campaign_disputes=counts.campaign_disputes.astype(jnp.int32),
-        overflow=counts.overflow,
+        overflow=jnp.where(counts.overflow, OVERFLOW_BUFFER, 0) | jnp.where(past_table, OVERFLOW_TABLE, 0),
         ceded_due=recoveries.due,
         recovered=recoveries.recovered,
         net=recoveries.net,
