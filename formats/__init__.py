@@ -1,5 +1,5 @@
-"""File formats leisim reads and writes below the scenario layer: the portfolio CSVs (policies.csv,
-exposures.csv) and a run's checkpoint (finished chunks of years, resumable).
+"""File formats below the scenario layer: the portfolio CSVs (policies.csv, exposures.csv), a run's
+checkpoint (finished chunks of years, resumable) and the sliced, compressed NetCDF-4 writer of
+results.nc (what results.nc holds is defined by :mod:`leisim.simulator.results`).
 
-Every file goes through one atomic writer (:func:`leisim.files.atomic_write`); results.nc is
-written by :mod:`leisim.simulator.results`, where the per-year record it holds is defined."""
+Every file goes through one atomic writer (:func:`leisim.files.atomic_write`)."""

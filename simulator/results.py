@@ -560,51 +560,21 @@ def _as_years(years, composition):
     return MemoryYears([record(years, composition)]) if isinstance(years, YearTable) else years
 
 
-# Deflate level of results.nc: 1 is most of the size saving for little time (the per-year values
-# are float64 with few distinct exponents; shuffle groups their bytes first).
-NETCDF_DEFLATE = 1
-
-
 def write_netcdf(path, years, composition, *, provenance_attrs: dict) -> None:
     """results.nc: one value per simulated year (CNY), with provenance in the attributes.
 
-    Written record by record (h5netcdf), so the file may be far larger than memory. ``ceded`` and
-    ``net`` are the first program's; with several programs, ``net_by_program`` holds each
-    program's net on the same years. Per-year variables are chunked by years and compressed
-    (HDF5 shuffle + deflate level NETCDF_DEFLATE: lossless, read by any netCDF-4 reader).
+    Written record by record (formats/netcdf.write_sliced: chunked by the records, compressed), so
+    the file may be far larger than memory. ``ceded`` and ``net`` are the first program's; with
+    several programs, ``net_by_program`` holds each program's net on the same years.
     """
-    import h5netcdf
-    import h5py
+    from ..formats.netcdf import write_sliced
 
     years = _as_years(years, composition)
-    n = years.years
     program, dims, coords, per_year = _layout(years, composition)
-    with h5netcdf.File(path, "w") as f:
-        f.dimensions = dims
-        for name, (dtype, values) in coords.items():
-            f.create_variable(name, (name,), h5py.string_dtype() if dtype is object else dtype)[:] = values
-        variables: dict = {}
-
-        def create(chunk_years: int) -> None:
-            # HDF5 chunks of the records' length: each chunk is compressed once, never read back
-            # and recompressed by a later partial write.
-            for name, (var_dims, dtype, attrs, _) in per_year.items():
-                chunks = (max(1, min(n, chunk_years)),) + tuple(dims[d] for d in var_dims[1:])
-                variables[name] = f.create_variable(name, var_dims, dtype, chunks=chunks, compression="gzip",
-                                                    compression_opts=NETCDF_DEFLATE, shuffle=True)
-                variables[name].attrs.update(attrs)
-
-        start = 0
-        for r, c in program.chunks():
-            stop = start + r["gross"].shape[0]
-            if not variables:
-                create(stop - start)
-            for name, (_, dtype, _, value) in per_year.items():
-                variables[name][start:stop] = np.asarray(value(r, c)).astype(dtype)
-            start = stop
-        if not variables:
-            create(1)
-        f.attrs.update(netcdf_attrs(provenance_attrs))
+    write_sliced(path, dims=dims, coords=coords,
+                 variables={name: (var_dims, dtype, attrs) for name, (var_dims, dtype, attrs, _) in per_year.items()},
+                 slices=({name: value(r, c) for name, (_, _, _, value) in per_year.items()} for r, c in program.chunks()),
+                 attrs=netcdf_attrs(provenance_attrs))
 
 
 def netcdf_attrs(provenance_attrs: dict) -> dict:

@@ -4,7 +4,7 @@ layer, and no module imports itself back through others (no import cycle, hidden
 Layers, lowest first (docs/ARCHITECTURE.md):
 
     base        errors, files, vocabulary, countries   (the domain's words, one file writer)
-    formats     portfolio CSVs
+    formats     portfolio CSVs, the checkpoint, the NetCDF writer
     simulator   the JAX kernel, its driver, metrics, capital, reinsurance, the checkpoint store
     models      the Bayesian models, fitting, the posterior file
     scenarios   scenario files, shocks, composition into engine tables, stress, predictive checks
