@@ -350,6 +350,14 @@ def _row_aliases(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return accept, alias
 
 
+def _durations(tables: ModelTables, n_stages: int) -> np.ndarray:
+    """[draw, cell, stage, 2] dispute durations (log median years, log sd): the tables', else by country."""
+    if tables.cell_duration is not None:
+        return tables.cell_duration
+    by_cell = np.array([[math.log(duration_median_years(c)), DURATION_SIGMA] for c in tables.cell_country])
+    return np.broadcast_to(by_cell[None, :, None, :], (tables.n_draws, len(tables.cell_country), n_stages, 2))
+
+
 def _expected_disputes(tables: ModelTables, total_rate: np.ndarray, campaigns, draws: int) -> float:
     """Expected disputes per year, averaged over the first ``draws`` draws; E[exp(eps)] = exp(sigma^2 / 2)."""
     lift = np.exp(0.5 * tables.year_sigma[:draws] ** 2)
@@ -392,11 +400,7 @@ def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarr
         tables, entries, campaigns, total_rate, dispersion)
     expected = _expected_disputes(tables, total_rate, campaigns, main_draws)
     n_stages = tables.cell_stage_probability.shape[2]
-    duration = tables.cell_duration
-    if duration is None:
-        duration = np.broadcast_to(np.array([[math.log(duration_median_years(c)), DURATION_SIGMA]
-                                             for c in tables.cell_country])[None, :, None, :],
-                                   (n_draws, n_cells, n_stages, 2))
+    duration = _durations(tables, n_stages)
     program_params, program_kinds, reinsurers = (program_arrays([list(p) for p in programs]) if programs
                                                  else (None, (), ()))
     lognormal, gamma, pareto = (bool(np.any(tables.cell_family == f)) for f in range(len(FAMILIES)))
