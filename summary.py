@@ -66,7 +66,7 @@ class CapitalFigures:
     core: float | None
     core_ratio: float | None
     expected_result: float
-    exhaustion_probability: float
+    exhaustion_probability: float | None  # None without available capital
     meets_comprehensive: bool | None
     meets_core: bool | None
     se_required: float
@@ -82,7 +82,7 @@ class CapitalFigures:
         return cls(required=float(block["required"]), available=number(block.get("available")),
                    solvency_ratio=number(block.get("solvency_ratio")), core=number(block.get("core")),
                    core_ratio=number(block.get("core_ratio")), expected_result=float(block["expected_result"]),
-                   exhaustion_probability=float(block.get("exhaustion_probability", float("nan"))),
+                   exhaustion_probability=number(block.get("exhaustion_probability")),
                    meets_comprehensive=meets.get("comprehensive_100pct"), meets_core=meets.get("core_50pct"),
                    se_required=float(se.get("required", float("nan"))),
                    se_solvency_ratio=number(se.get("solvency_ratio")), definition=str(block.get("definition", "")))

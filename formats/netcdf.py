@@ -30,6 +30,9 @@ def write_sliced(path: str | Path, *, dims: Mapping[str, int], coords: Mapping[s
     import h5py
 
     first = next(iter(dims))
+    unsliced = [name for name, (var_dims, _, _) in variables.items() if var_dims[:1] != (first,)]
+    if unsliced:
+        raise ValueError(f"variables not along {first!r} cannot be written in slices: {unsliced}")
     with h5netcdf.File(path, "w") as f:
         f.dimensions = dict(dims)
         for name, (dtype, values) in coords.items():
@@ -38,9 +41,7 @@ def write_sliced(path: str | Path, *, dims: Mapping[str, int], coords: Mapping[s
 
         def create(rows: int) -> None:
             for name, (var_dims, dtype, var_attrs) in variables.items():
-                sliced = var_dims[0] == first
-                chunks = ((max(1, min(dims[first], rows)),) if sliced else ()) + tuple(
-                    dims[d] for d in var_dims[1 if sliced else 0:])
+                chunks = (max(1, min(dims[first], rows)),) + tuple(dims[d] for d in var_dims[1:])
                 created[name] = f.create_variable(name, var_dims, dtype, chunks=chunks, compression="gzip",
                                                   compression_opts=DEFLATE, shuffle=True)
                 created[name].attrs.update(var_attrs)

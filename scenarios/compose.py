@@ -258,7 +258,7 @@ def _entries(tables: ModelTables, portfolio: Portfolio, entry_cells: np.ndarray 
     return _Entries(counts, offsets, entry_stratum, cells, weights, accept, alias, row)
 
 
-def _campaigns(tables: ModelTables) -> _Campaigns:
+def _campaigns(tables: ModelTables, main_draws: int) -> _Campaigns:
     n_draws = tables.stratum_scale.shape[0]
     n_kinds = len(tables.campaign_policies)
     width = max([len(p) for p in tables.campaign_policies] + [1])
@@ -274,8 +274,22 @@ def _campaigns(tables: ModelTables) -> _Campaigns:
                       rate=tables.campaign_rate if n_kinds else np.zeros((n_draws, 1)),
                       size=tables.campaign_size if n_kinds else np.ones((n_draws, 1, 2)),
                       cell=tables.campaign_cell if n_kinds else np.zeros(1, int),
-                      size_cdf=nb_cdf_table(tables.campaign_size[..., 0], tables.campaign_size[..., 1]) if n_kinds
+                      size_cdf=_size_tables(tables.campaign_size, main_draws) if n_kinds
                       else np.full((n_draws, 1, 1), 2**32 - 1, np.uint32))
+
+
+def _size_tables(size: np.ndarray, main_draws: int) -> np.ndarray:
+    """The campaign-size CDF tables [draw, kind, length], as long as the main draws need: rows after
+    them (the posterior-mean row) are cut or padded to that length, so that they can never change
+    how a main draw's words are read (a word past a cut row is recomputed exactly, as any other)."""
+    main = nb_cdf_table(size[:main_draws, :, 0], size[:main_draws, :, 1])
+    if size.shape[0] == main_draws:
+        return main
+    length = main.shape[-1]
+    rest = nb_cdf_table(size[main_draws:, :, 0], size[main_draws:, :, 1], max_length=length)
+    padded = np.full(rest.shape[:-1] + (length,), 2**32 - 1, np.uint32)
+    padded[..., :rest.shape[-1]] = rest
+    return np.concatenate([main, padded])
 
 
 def _quantile_buffer(mean: np.ndarray, variance: np.ndarray) -> int:
@@ -312,17 +326,17 @@ def count_variance(tables: ModelTables, entries: _Entries, dispersion: np.ndarra
 
 
 def _buffers(tables: ModelTables, entries: _Entries, campaigns: _Campaigns, total_rate: np.ndarray,
-             dispersion: np.ndarray) -> tuple[int, int, int, int, bool]:
+             dispersion: np.ndarray, main_draws: int) -> tuple[int, int, int, int, bool]:
     """Event, dispute, campaign and campaign-dispute buffers, and whether disputes come in clusters.
 
     The count a year reaches with probability ~1e-4, over draws and year effects: for a sample of
     (draw, year effect) pairs, the conditional mean plus BUFFER_SDS conditional sds; the buffer is
     that quantity's 1 - BUFFER_TAIL quantile. Rarer years overflow and are recomputed exactly with
-    larger buffers (never dropped).
+    larger buffers (never dropped). Sized over the main draws (the years' draws), so that a row
+    appended after them (the posterior mean) changes nothing.
     """
-    n_draws = tables.stratum_scale.shape[0]
     rng = np.random.default_rng(0)
-    draw = rng.integers(0, n_draws, BUFFER_SAMPLES)
+    draw = rng.integers(0, main_draws, BUFFER_SAMPLES)
     level = np.exp(tables.year_sigma[draw] * rng.standard_normal(BUFFER_SAMPLES))
     var_linear, var_square, clustered = count_variance(tables, entries, dispersion)
     event_mean = total_rate[draw] * level
@@ -394,10 +408,10 @@ def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarr
     stratum_accept, stratum_alias = _row_aliases(stratum_rate)
     currencies = sorted(set(tables.cell_currency))
     fx_sigma = np.array([tables.fx_sigma.get(c, 0.0) for c in currencies])
-    campaigns = _campaigns(tables)
+    campaigns = _campaigns(tables, main_draws)
     dispersion = tables.cell_dispersion if tables.cell_dispersion is not None else np.zeros_like(tables.cell_concentration)
     event_buffer, dispute_buffer, campaign_buffer, campaign_dispute_buffer, clustered = _buffers(
-        tables, entries, campaigns, total_rate, dispersion)
+        tables, entries, campaigns, total_rate, dispersion, main_draws)
     expected = _expected_disputes(tables, total_rate, campaigns, main_draws)
     n_stages = tables.cell_stage_probability.shape[2]
     duration = _durations(tables, n_stages)

@@ -91,6 +91,16 @@ def test_the_typed_summary_reads_the_document_and_the_per_year_values(pair):
         s.measures("nett")
 
 
+def test_the_capital_view_of_a_run_without_own_funds():
+    from leisim.simulator import capital
+    from leisim.summary import CapitalFigures
+
+    # No [capital] available_cny: no ratio, no exhaustion probability, still an SCR.
+    figures = CapitalFigures.of(capital.assess(np.arange(10.0), available=None, income=3.0))
+    assert figures.available is None and figures.solvency_ratio is None and figures.exhaustion_probability is None
+    assert figures.required > 0 and figures.meets_comprehensive is None
+
+
 def test_a_file_that_is_not_a_summary_is_refused_by_name(tmp_path):
     bad = tmp_path / "summary.json"
     bad.write_text('{"scenario": "x"}')

@@ -70,6 +70,9 @@ def test_the_posterior_mean_row_is_the_point_estimate_scenario_year_by_year():
     assert both.has_point_estimate and not plain.has_point_estimate and not alone.has_point_estimate
     assert both.n_draws == plain.n_draws == both.params.total_rate.shape[0] - 1 > 1 and alone.n_draws == 1
     assert both.expected_disputes == plain.expected_disputes
+    # Sized over the draws alone: the same buffers and, for the draws, the same campaign-size tables.
+    assert both.shape == plain.shape
+    np.testing.assert_array_equal(both.params.campaign_size_cdf[:-1], plain.params.campaign_size_cdf)
     key, shape, years = jax.random.key(7), both.shape, 400
     at_mean = both.at_point_estimate()
     assert at_mean.shape == shape  # the same compiled kernel
