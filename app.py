@@ -33,6 +33,7 @@ from .formats.portfolio import Portfolio
 from .scenarios.schema import Program, Scenario
 from .simulator.capital import CapitalSpec
 from .summary import Summary
+from .vocabulary import REVERSE_TARGETS
 
 Notify = Callable[[str], None]
 Progress = Callable[[str, int], contextlib.AbstractContextManager[Callable[[int], None]]]
@@ -759,16 +760,15 @@ def reverse_to_folder(out_dir: Path, baseline: str, portfolio_dir: Path | None, 
 
 def parse_target(text: str) -> tuple[str, float]:
     """``metric=value`` of a reverse stress test."""
-    from .scenarios.stress import TARGETS
-
     name, _, value = text.partition("=")
     try:
         metric, level = name.strip(), float(value)
     except ValueError:
         raise InputError("give the target as metric=value, e.g. solvency_ratio=1.0", field="--target",
                          value=text) from None
-    if metric not in TARGETS:
-        raise InputError("unknown reverse-stress target", field="--target", value=metric, choices=sorted(TARGETS))
+    if metric not in REVERSE_TARGETS:
+        raise InputError("unknown reverse-stress target", field="--target", value=metric,
+                         choices=sorted(REVERSE_TARGETS))
     return metric, level
 
 
@@ -784,7 +784,7 @@ def run_reverse(base: Scenario, portfolio: Portfolio, *, shocks: Sequence[tuple[
     found_by_shock = {}
     for kind, key in shocks:
         notify(f"Reverse stress: smallest {kind}:{key} multiplier with {metric} "
-               f"{'>=' if stress_mod.TARGETS[metric] else '<='} {value:g} ({years:,} years each)")
+               f"{'>=' if REVERSE_TARGETS[metric] else '<='} {value:g} ({years:,} years each)")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             found = stress_mod.reverse(base, portfolio, kind=kind, key=key, target=metric, value=value,

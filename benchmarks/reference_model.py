@@ -493,14 +493,17 @@ def _terms_and_reinsurance(inp: Inputs, b, p, c, X, B: int) -> dict:
                 pay_before_aggregate=np.bincount(b, weights=pay, minlength=B))
 
 
-def simulate(inputs: Inputs, *, years: int, seed: int, block: int = 2000) -> dict:
-    """Simulate `years` years; year y uses posterior sample y mod D. Returns per-year arrays."""
+def simulate(inputs: Inputs, *, years: int, seed: int, block: int = 2000, generator=np.random.default_rng) -> dict:
+    """Simulate `years` years; year y uses posterior sample y mod D. Returns per-year arrays.
+
+    `generator` makes each block's random generator from its SeedSequence (a benchmark may wrap it
+    to count the variates drawn)."""
     years = int(years)
     starts = list(range(0, years, block))
     children = np.random.SeedSequence(seed).spawn(max(len(starts), 1))
     parts = []
     for s0, ss in zip(starts, children):
-        rng = np.random.default_rng(ss)
+        rng = generator(ss)
         ys = np.arange(s0, min(s0 + block, years))
         parts.append(_simulate_block(inputs, rng, ys % inputs.D))
     C = len(inputs.countries)

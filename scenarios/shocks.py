@@ -230,32 +230,3 @@ class Shocks:
                     recovery_rate=c.recovery_rate if spec.recovery_rate is None else spec.recovery_rate)
             out.append(c)
         return out
-
-
-# The same rules as functions of a ``[shocks]`` table or a Shocks (the callers' older interface).
-def frequency_multiplier(shocks, country: str, dispute_type: str, sector: str) -> float:
-    return Shocks.of(shocks).frequency_multiplier(country, dispute_type, sector)
-
-
-def cost_multiplier(shocks, country: str, currency: str) -> float:
-    return Shocks.of(shocks).cost_multiplier(country, currency)
-
-
-def stage_multipliers(shocks, n_stages: int) -> np.ndarray:
-    return Shocks.of(shocks).stage_multipliers(n_stages)
-
-
-def campaign_multipliers(shocks, kind: str) -> tuple[float, float]:
-    return Shocks.of(shocks).campaign_multipliers(kind)
-
-
-def apply_to_portfolio(portfolio: Portfolio, shocks) -> Portfolio:
-    return Shocks.of(shocks).apply_to_portfolio(portfolio)
-
-
-def unknown_sectors(portfolio: Portfolio, shocks) -> list[str]:
-    return Shocks.of(shocks).unknown_sectors(portfolio)
-
-
-def apply_to_contracts(contracts: list, shocks) -> list:
-    return Shocks.of(shocks).apply_to_contracts(contracts)

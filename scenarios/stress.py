@@ -30,7 +30,6 @@ from .schema import Scenario
 
 METRICS = ("gross_mean", "net_mean", "net_var_0.995", "net_tvar_0.99", "net_loss_ratio", "required_capital",
            "solvency_ratio", "exhaustion_probability", "reserve_adequacy", "expected_result", "core_ratio")
-TARGETS = REVERSE_TARGETS  # metric -> True when a larger value is worse
 SHOCK_KINDS = ("frequency", "severity", "fx", "frequency_by_type", "frequency_by_sector", "exposure_by_sector",
                "campaigns")
 
@@ -332,9 +331,9 @@ def reverse(scenario: Scenario, portfolio: Portfolio, *, kind: str, key: str, ta
     through the shock. Its uncertainty is the metric's SE at the answer divided by the slope of
     the metric in the multiplier (delta method).
     """
-    if target not in TARGETS:
-        raise InputError("unknown reverse-stress target", field="--target", value=target, choices=TARGETS)
-    worse_when_larger = TARGETS[target]
+    if target not in REVERSE_TARGETS:
+        raise InputError("unknown reverse-stress target", field="--target", value=target, choices=REVERSE_TARGETS)
+    worse_when_larger = REVERSE_TARGETS[target]
 
     def breached(x: float) -> bool:
         return x >= value if worse_when_larger else x <= value

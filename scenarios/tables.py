@@ -127,13 +127,13 @@ def fixed_tables(scenario: Scenario, portfolio: Portfolio) -> tuple[ModelTables,
             continue  # the portfolio has no exposure there
         rel = spec.get("sector_relativity", {})
         relativity = np.array([float(rel.get(s, 1.0)) for s in sector])
-        shocked = np.array([shock_rules.frequency_multiplier(shocks, country, spec["dispute_type"], s) for s in sector])
+        shocked = np.array([shocks.frequency_multiplier(country, spec["dispute_type"], s) for s in sector])
         lam = spec["frequency"]["rate"] * shocked * relativity * portfolio.exposure[:, column[country]]
         policies = np.flatnonzero(lam > 0)
         if policies.size == 0:
             continue
         currency = spec.get("currency", COUNTRIES[country].currency)
-        multiplier = shock_rules.cost_multiplier(shocks, country, currency)
+        multiplier = shocks.cost_multiplier(country, currency)
         k = float(spec["frequency"]["concentration"]) if spec["frequency"]["distribution"] == "negative_binomial" else 0.0
         duration = spec.get("duration", {})
         cells.append(dict(country=country, dispute_type=spec["dispute_type"], policies=policies, lam=lam[policies],
@@ -220,7 +220,7 @@ def _country_cells(cells: _Cells, posterior: xr.Dataset, portfolio: Portfolio, s
         column = portfolio.exposure[:, portfolio.countries.index(country)]
         rate, lp, median, p_win = per_country[country]
         currency = COUNTRIES[country].currency
-        cost_shift = np.log(shock_rules.cost_multiplier(shocks, country, currency)) + stage_shift  # [stage]
+        cost_shift = np.log(shocks.cost_multiplier(country, currency)) + stage_shift  # [stage]
         recovered, adverse = fee_shifting(country)
         loser_pays = recovered > 0 or adverse > 0
         for t, dispute_type in enumerate(DISPUTE_TYPES):
@@ -237,7 +237,7 @@ def _country_cells(cells: _Cells, posterior: xr.Dataset, portfolio: Portfolio, s
                 cells.stratum_policies.append(members)
                 cells.stratum_weights.append(column[members])
                 cells.stratum_scale.append(np.exp(rate[:, t] + beta)
-                                           * shock_rules.frequency_multiplier(shocks, country, dispute_type, sector))
+                                           * shocks.frequency_multiplier(country, dispute_type, sector))
 
 
 def _campaign_cells(cells: _Cells, posterior: xr.Dataset, portfolio: Portfolio, shocks: shock_rules.Shocks, active: list[str],
@@ -259,7 +259,7 @@ def _campaign_cells(cells: _Cells, posterior: xr.Dataset, portfolio: Portfolio, 
             continue
         only_first = np.zeros((n_draws, n_stages))
         only_first[:, 0] = 1.0
-        cost_shift = np.log(shock_rules.cost_multiplier(shocks, country, COUNTRIES[country].currency)) + stage_shift[0]
+        cost_shift = np.log(shocks.cost_multiplier(country, COUNTRIES[country].currency)) + stage_shift[0]
         mu = _values(posterior, "campaign_log_median")[:, k] + cost_shift
         s = _values(posterior, "campaign_sigma")[:, k]
         median_years, log_sd = CAMPAIGN_DURATION[kind]
@@ -272,9 +272,9 @@ def _campaign_cells(cells: _Cells, posterior: xr.Dataset, portfolio: Portfolio, 
         cells.campaign_cell.append(cell)
         cells.campaign_policies.append(members)
         cells.campaign_weights.append(weights[members])
-        rate_shock, size_shock = shock_rules.campaign_multipliers(shocks, kind)
+        rate_shock, size_shock = shocks.campaign_multipliers(kind)
         cells.campaign_rate.append(np.exp(_values(posterior, "campaign_log_rate")[:, k]) * weights.sum() * rate_shock
-                                   * shock_rules.frequency_multiplier(frequency_shocks, country, dispute_type, ""))
+                                   * frequency_shocks.frequency_multiplier(country, dispute_type, ""))
         cells.campaign_size.append(np.stack([_values(posterior, "campaign_mean_extra")[:, k] * size_shock,
                                              _values(posterior, "campaign_concentration")[:, k]], axis=-1))
 
@@ -288,7 +288,7 @@ def posterior_tables(scenario, portfolio: Portfolio, posterior: xr.Dataset | Non
     n_draws = posterior.sizes["sample"]
     rng = np.random.default_rng(UNSEEN_SEED)
     shocks = scenario.shocks_spec
-    stage_shift = np.log(shock_rules.stage_multipliers(shocks, len(STAGES)))  # [stage]
+    stage_shift = np.log(shocks.stage_multipliers(len(STAGES)))  # [stage]
     fitted = [str(c) for c in posterior["log_rate"].coords["country"].values]
     free_sectors = [str(s) for s in posterior["sector_effect"].coords["free_sector"].values]
     unknown = sorted({s for s in portfolio.sector if s != REFERENCE_SECTOR and s not in free_sectors})

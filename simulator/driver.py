@@ -119,7 +119,7 @@ def require_x64() -> None:
 
 
 def _grow(shape: EngineShape, events: int, disputes: int, campaigns: int, campaign_disputes: int,
-          past_table: bool = True) -> EngineShape:
+          past_table: bool) -> EngineShape:
     """Buffers that hold the largest counts seen (with room), never smaller than before; with
     ``past_table`` (a campaign size fell past its CDF table) campaign sizes resolved exactly from
     then on (the incomplete-beta bisection is compiled in only once a year needs it)."""
