@@ -24,6 +24,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from . import stored
 from .engine import OVERFLOW_TABLE, EngineParams, EngineShape, YearResult, simulate_years
 
 RECOMPUTE_BLOCK = 16  # years per recomputation call (fixed, so it compiles once per buffer size)
@@ -102,7 +103,40 @@ def sharded_kernel(shape: EngineShape, devices: tuple[jax.Device, ...]):
     # values in its carry; every value here is per-device anyway.
     mapped = jax.shard_map(local, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec("year"), PartitionSpec()),
                            out_specs=PartitionSpec("year"), check_vma=False)
-    return jax.jit(mapped), NamedSharding(mesh, PartitionSpec("year")), NamedSharding(mesh, PartitionSpec())
+    return _Kernel(jax.jit(mapped), shape, devices), NamedSharding(mesh, PartitionSpec("year")), \
+        NamedSharding(mesh, PartitionSpec())
+
+
+class _Kernel:
+    """The jitted kernel of one (shape, devices), its lowered program kept between runs (stored.py):
+    a warm process loads it instead of tracing and lowering it again. Same results either way."""
+
+    def __init__(self, jitted, shape: EngineShape, devices: tuple[jax.Device, ...]):
+        self._jitted, self._shape, self._devices = jitted, shape, devices
+        self._programs: dict = {}  # per argument signature: the loaded program, or None (use jitted)
+
+    def __call__(self, key: jax.Array, year_ids: jax.Array, params: EngineParams) -> YearResult:
+        leaves, treedef = jax.tree_util.tree_flatten(params)
+        key_data = jax.random.key_data(key)
+        args = (key_data, year_ids, *leaves)
+        impl = jax.random.key_impl(key)
+        signature = (treedef, str(impl), tuple((a.shape, a.dtype, getattr(a, "sharding", None)) for a in args))
+        if signature not in self._programs:
+            jitted = self._jitted
+
+            def flat(key_data, year_ids, *leaves):
+                key = jax.random.wrap_key_data(key_data, impl=impl)
+                return tuple(jitted(key, year_ids, jax.tree_util.tree_unflatten(treedef, leaves)))
+
+            def loaded() -> None:
+                _TRACES[self._shape] += 1
+
+            label = f"{self._shape!r} {impl} {treedef}"
+            self._programs[signature] = stored.load_or_export(flat, label, self._devices, args, loaded)
+        program = self._programs[signature]
+        if program is None:
+            return self._jitted(key, year_ids, params)
+        return YearResult(*program(*args))
 
 
 def require_x64() -> None:
