@@ -12,7 +12,10 @@ Per portfolio size, in one run on one machine:
   figure is a lower bound), against the random variates the reference implementation draws per
   year (counted on its NumPy generator): what the model needs, done plainly;
 - the reference's years/s on the same book and its mean gross beside the kernel's (the same
-  model, independent draws: they agree within Monte Carlo error).
+  model, independent draws: they agree within Monte Carlo error);
+- with Numba installed (``leisim[bench]``), the plain Numba peer of the same model
+  (:mod:`leisim.benchmarks.numba_model`), on one thread and on every core: the speed target's
+  yardstick (the kernel >= 2x the Numba peer).
 """
 
 from __future__ import annotations
@@ -96,6 +99,29 @@ def reference_run(book: Path, years: int, seed: int = 1) -> dict:
             "reference_sd_gross": float(out["gross"].std())}
 
 
+def numba_run(book: Path, years: int, seed: int = 1) -> dict:
+    """The plain Numba peer (:mod:`leisim.benchmarks.numba_model`) on ``book`` under the shipped
+    baseline, single-thread and over every core (``prange``), its JIT compile apart; {} without
+    Numba (``pip install 'leisim[bench]'``)."""
+    try:
+        from . import numba_model
+    except ImportError:
+        return {}
+    with open(library_path("baseline"), "rb") as handle:
+        scenario = tomllib.load(handle)
+    inputs = reference_model.load_inputs(posterior_path=reference_model.DEFAULT_POSTERIOR, portfolio_dir=book,
+                                         scenario=scenario)
+    row = {}
+    for label, parallel in (("numba_1thread", False), ("numba_parallel", True)):
+        numba_model.simulate(inputs, years=2, seed=seed, block=1, parallel=parallel)  # compile
+        start = time.perf_counter()
+        out = numba_model.simulate(inputs, years=years, seed=seed, parallel=parallel)
+        seconds = time.perf_counter() - start
+        row[f"{label}_years_per_s"] = years / seconds
+        row[f"{label}_mean_gross"] = float(out["gross"].mean())
+    return row
+
+
 def scan(policies: list[int], *, years: int, chunk_size: int, repeats: int, devices, reference_years: int,
          reference_max_policies: int, progress: Callable[[str], None] = lambda line: None) -> list[dict]:
     """One row per portfolio size (synthetic pilot books, ``leisim data generate``'s generator)."""
@@ -118,12 +144,19 @@ def scan(policies: list[int], *, years: int, chunk_size: int, repeats: int, devi
                 row["words_vs_reference_variates"] = row["kernel_words_per_year"] / row["reference_variates_per_year"]
                 se = np.hypot(row["sd_gross"] / np.sqrt(years), row["reference_sd_gross"] / np.sqrt(reference_years))
                 row["means_agree_within_4se"] = bool(abs(row["mean_gross"] - row["reference_mean_gross"]) < 4 * se)
+            if n_policies <= reference_max_policies and reference_years > 0:
+                row |= numba_run(Path(folder), reference_years)
+                if "numba_parallel_years_per_s" in row:
+                    row["speedup_vs_numba_parallel"] = row["years_per_s"] / row["numba_parallel_years_per_s"]
         text = (f"posterior baseline, {n_policies:>7,} policies: {row['years_per_s']:.3g} years/s, "
                 f"{row['disputes_per_s']:.3g} disputes/s (compile {row['compile_s']:.1f} s), "
                 f"{row['kernel_words_per_year']:,.0f} random words/year")
         if "reference_years_per_s" in row:
             text += (f"; reference {row['reference_years_per_s']:.3g} years/s (x{row['speedup_vs_reference']:.1f}), "
                      f"{row['reference_variates_per_year']:,.0f} variates/year")
+        if "numba_parallel_years_per_s" in row:
+            text += (f"; Numba {row['numba_1thread_years_per_s']:.3g} years/s on one thread, "
+                     f"{row['numba_parallel_years_per_s']:.3g} on every core (x{row['speedup_vs_numba_parallel']:.1f})")
         progress(text)
         rows.append(row)
     return rows

@@ -99,8 +99,8 @@ def sharded_kernel(shape: EngineShape, devices: tuple[jax.Device, ...]):
         _TRACES[shape] += 1  # runs while JAX traces the kernel, never when it runs
         return simulate_years(key, year_ids, params, shape)
 
-    # check_vma=False: jax.random.poisson's rejection loop mixes per-device and replicated
-    # values in its carry; every value here is per-device anyway.
+    # check_vma=False: jax.random.gamma's rejection loop (gamma severities) mixes per-device and
+    # replicated values in its carry; every value here is per-device anyway.
     mapped = jax.shard_map(local, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec("year"), PartitionSpec()),
                            out_specs=PartitionSpec("year"), check_vma=False)
     return _Kernel(jax.jit(mapped), shape, devices), NamedSharding(mesh, PartitionSpec("year")), \

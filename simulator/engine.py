@@ -12,7 +12,8 @@ One simulated year, in order:
    and campaign rate by ``exp(eps)`` (the common shock: trade tension makes years bad for all).
    Each currency's FX rate to CNY moves by a lognormal factor with mean 1 and the currency's
    annual volatility.
-1. Events. One Poisson count with the year's total event rate (Poisson splitting).
+1. Events. One Poisson count with the year's total event rate (Poisson splitting), by inverting
+   one 32-bit word against the CDF summed over a fixed window (:func:`poisson_count`).
 2. Entries. Each event picks a stratum (a (cell, sector) pair; per draw) and then an entry (a
    policy in the stratum; fixed weights, its exposure) with Walker's alias method (Walker 1977;
    Vose 1991) in 32-bit integer arithmetic. With one draw everything is one stratum.
@@ -25,8 +26,9 @@ One simulated year, in order:
    k = lam/delta, Var = lam (1 + delta), the fitted model), where r = delta for every policy.
    Cluster sizes come from Kemp's (1981) method LK. Each policy-year count is exactly NB.
 4. Campaigns (mass-defendant events: US Schedule A complaints, ITC 337 investigations). A
-   Poisson number per year; each names ``1 + NB(m, k)`` insured sellers, each picked by its
-   share of the campaign's target exposure, so one campaign brings many disputes in one year.
+   Poisson number per year (by inversion, as the events'); each names ``1 + NB(m, k)`` insured
+   sellers, each picked by its share of the campaign's target exposure, so one campaign brings
+   many disputes in one year.
    The NB count inverts one 32-bit word against a per-(draw, kind) CDF table in fixed point
    (:func:`campaign_extra_sellers`); a word past the table's end makes the year overflow, and the
    recomputation resolves it exactly.
@@ -42,7 +44,8 @@ One simulated year, in order:
    up to the portfolio total to float64 rounding.
 
 Randomness. Year ``y`` uses ``fold_in(key, y)`` only; per-slot draws are 1-D ``random.bits``
-(campaign sizes included: one word each, inverted), which are prefix-stable: a year recomputed
+(campaign sizes and the year's event and campaign counts included: one word each, inverted, no
+loop whose length depends on the draws), which are prefix-stable: a year recomputed
 with larger buffers after an overflow draws the same disputes, and a year's result depends
 neither on chunk size nor on device count.
 """
@@ -50,6 +53,7 @@ neither on chunk size nor on device count.
 from __future__ import annotations
 
 import functools
+import math
 import statistics
 from typing import NamedTuple
 
@@ -292,6 +296,48 @@ def campaign_extra_sellers(word: jax.Array, row: jax.Array, params: EngineParams
     return jnp.where(beyond, jnp.minimum(hi, 2.0**22).astype(jnp.int32), count), jnp.zeros_like(beyond)
 
 
+# Poisson counts by inversion (poisson_count): the window starts 8 sds below the mean, where the
+# Chernoff bound P(N <= lam - x) <= exp(-x^2 / (2 lam)) leaves less than e**-32 (~2**-46) below it,
+# and holds up to the count that Bernstein's P(N >= lam + x) <= exp(-x^2 / (2 (lam + x / 3))) puts
+# under 2**-46 above it (x = L/3 + sqrt(L^2/9 + 2 L lam), L = 46 log 2), for every rate up to the
+# buffer. The 32-bit uniforms inverted are >= 2**-33 from 0 and 1, so what the window leaves out
+# moves a count only for a uniform within ~2**-45 of a CDF step.
+_TAIL_LOG = 46.0 * math.log(2.0)
+_LOW_SDS = 8.0
+
+
+def poisson_window(buffer: int) -> int:
+    """Terms of the Poisson CDF that :func:`poisson_count` sums: enough for any rate up to ``buffer``."""
+    upper = _TAIL_LOG / 3.0 + math.sqrt(_TAIL_LOG**2 / 9.0 + 2.0 * _TAIL_LOG * buffer)
+    return int(math.ceil((_LOW_SDS * math.sqrt(buffer) + upper + 4.0) / 8.0) * 8)
+
+
+def poisson_count(word: jax.Array, rate: jax.Array, buffer: int) -> jax.Array:
+    """A Poisson(``rate``) count by inverting one 32-bit ``word``: the smallest n with F(n) >= u,
+    u = (word + 1/2) / 2**32, with no loop whose length depends on the rate (no lane waits for
+    another under vmap) and one word per count (prefix-stable).
+
+    F is summed in float64 over a fixed window of :func:`poisson_window` terms from
+    ``max(0, floor(rate - 8 sqrt(rate)))``; the mass outside it (< 2**-45 for every rate up to
+    ``buffer``) is left out, so the count is exact but for u within ~2**-45 of a CDF step. A rate
+    above ``buffer`` returns more than ``buffer`` (whatever the word): the year overflows its
+    buffer and is recomputed with a larger one, hence a wider window.
+    """
+    width = poisson_window(buffer)
+    lam = jnp.maximum(rate.astype(jnp.float64), 1e-300)  # 0 -> every term but the first underflows to 0
+    low = jnp.maximum(jnp.floor(lam - _LOW_SDS * jnp.sqrt(lam)), 0.0)
+    # p(low + i) / p(low) = prod_{j <= i} lam / (low + j): no lgamma (whose float64 error at large
+    # counts would move the steps); normalised by the window's mass (1 up to 2**-33).
+    step = jnp.log(lam) - jnp.log(low + jnp.arange(1, width, dtype=jnp.float64))
+    weight = jnp.exp(jnp.concatenate([jnp.zeros(1), jnp.cumsum(step)]))
+    cdf = jnp.cumsum(weight)
+    cdf = cdf / cdf[-1]
+    u = (word.astype(jnp.float64) + 0.5) * 2.0**-32
+    below = jnp.sum(cdf < u).astype(jnp.int32)
+    count = low.astype(jnp.int32) + below
+    return jnp.where((below >= width) | (lam > buffer), jnp.maximum(count, buffer + 1), count)
+
+
 def slot_total(x: jax.Array, shape: EngineShape) -> jax.Array:
     """Sum of a per-slot array (the year's disputes, then the campaigns' disputes), in an order that
     no buffer size changes: each part by :func:`pairwise_sum`, then the two parts."""
@@ -530,7 +576,7 @@ def _ordinary_disputes(keys: tuple[jax.Array, ...], shocks: YearShocks, params: 
     k_count, k_stratum, k_event, k_size, k_cost, k_sev = keys
     real = _real(shape)
     rate = params.total_rate[shocks.draw] * shocks.level.astype(jnp.float64)
-    n_events = jax.random.poisson(k_count, rate, dtype=jnp.int32)
+    n_events = poisson_count(jax.random.bits(k_count, (), jnp.uint32), rate, shape.event_buffer)
     event_valid = jnp.arange(shape.event_buffer, dtype=jnp.int32) < n_events
     # 2. Stratum, then entry, from the slot's words.
     word = jax.random.bits(k_event, (shape.event_buffer,), dtype=jnp.uint64)
@@ -564,7 +610,7 @@ def _campaign_disputes(keys: tuple[jax.Array, jax.Array], shocks: YearShocks, pa
     real = _real(shape)
     k_n, k_kind, k_extra, _, k_pick, _ = jax.random.split(k_camp, 6)
     kind_rates = params.campaign_rate[shocks.draw] * shocks.level.astype(jnp.float64)
-    n_campaigns = jax.random.poisson(k_n, kind_rates.sum(), dtype=jnp.int32)
+    n_campaigns = poisson_count(jax.random.bits(k_n, (), jnp.uint32), kind_rates.sum(), shape.campaign_buffer)
     camp_slot = jnp.arange(shape.campaign_buffer, dtype=jnp.int32)
     u_kind = jax.random.uniform(k_kind, (shape.campaign_buffer,), jnp.float64)
     cum_kind = jnp.cumsum(kind_rates) / jnp.maximum(kind_rates.sum(), 1e-300)
