@@ -306,6 +306,21 @@ _TAIL_LOG = 46.0 * math.log(2.0)
 _LOW_SDS = 8.0
 
 
+@functools.cache
+def _log_factorials(n: int) -> np.ndarray:
+    """log k! for k = 0 .. n - 1 (float64, correctly rounded to about an ulp)."""
+    return np.array([math.lgamma(k + 1.0) for k in range(n)], dtype=np.float64)
+
+
+def prefix_sum(x: jax.Array) -> jax.Array:
+    """Inclusive cumulative sum along the last axis by a parallel prefix (log n steps).
+
+    ``jnp.cumsum`` lowers to a reduce-window, O(n^2) on XLA's CPU backend (measured: 2x slower at
+    200 terms, more beyond). Integer sums are exact either way; float sums may associate differently.
+    """
+    return jax.lax.associative_scan(jnp.add, x, axis=x.ndim - 1)
+
+
 def poisson_window(buffer: int) -> int:
     """Terms of the Poisson CDF that :func:`poisson_count` sums: enough for any rate up to ``buffer``."""
     upper = _TAIL_LOG / 3.0 + math.sqrt(_TAIL_LOG**2 / 9.0 + 2.0 * _TAIL_LOG * buffer)
@@ -325,12 +340,12 @@ def poisson_count(word: jax.Array, rate: jax.Array, buffer: int) -> jax.Array:
     """
     width = poisson_window(buffer)
     lam = jnp.maximum(rate.astype(jnp.float64), 1e-300)  # 0 -> every term but the first underflows to 0
-    low = jnp.maximum(jnp.floor(lam - _LOW_SDS * jnp.sqrt(lam)), 0.0)
-    # p(low + i) / p(low) = prod_{j <= i} lam / (low + j): no lgamma (whose float64 error at large
-    # counts would move the steps); normalised by the window's mass (1 up to 2**-33).
-    step = jnp.log(lam) - jnp.log(low + jnp.arange(1, width, dtype=jnp.float64))
-    weight = jnp.exp(jnp.concatenate([jnp.zeros(1), jnp.cumsum(step)]))
-    cdf = jnp.cumsum(weight)
+    low = jnp.minimum(jnp.maximum(jnp.floor(lam - _LOW_SDS * jnp.sqrt(lam)), 0.0), float(buffer))
+    # log p(k) = k log lam - lam - log k!, log k! from a float64 table (math.lgamma: XLA's lgamma is
+    # too coarse at large counts); normalised by the window's mass (1 up to 2**-45).
+    k = low.astype(jnp.int32) + jnp.arange(width, dtype=jnp.int32)
+    weight = jnp.exp(k.astype(jnp.float64) * jnp.log(lam) - lam - jnp.asarray(_log_factorials(buffer + width))[k])
+    cdf = prefix_sum(weight)
     cdf = cdf / cdf[-1]
     u = (word.astype(jnp.float64) + 0.5) * 2.0**-32
     below = jnp.sum(cdf < u).astype(jnp.int32)
@@ -562,10 +577,11 @@ def _cluster_sizes(keys: tuple[jax.Array, jax.Array], shocks: YearShocks, stratu
     size = 1.0 + jnp.floor(jnp.log(v) / jnp.log(r))
     size = jnp.where(nb, jnp.clip(size, 1.0, 2.0**30), 1.0).astype(jnp.int32)
     size = jnp.where(event_valid & kept, size, 0)
-    cum_size = jnp.cumsum(size)
+    cum_size = prefix_sum(size)
     n_disputes = cum_size[-1]
     slot = jnp.arange(shape.dispute_buffer, dtype=jnp.int32)
-    owner = jnp.minimum(jnp.searchsorted(cum_size, slot, side="right"), shape.event_buffer - 1)
+    owner = jnp.minimum(jnp.searchsorted(cum_size, slot, side="right", method="scan_unrolled"),
+                        shape.event_buffer - 1)
     u_cost = _uniform_from_bits(jax.random.bits(k_cost, (shape.dispute_buffer,), dtype=jnp.uint32), dtype=real)
     return row[owner], slot < n_disputes, n_disputes, u_cost
 
@@ -621,10 +637,11 @@ def _campaign_disputes(keys: tuple[jax.Array, jax.Array], shocks: YearShocks, pa
                                            params, shape)
     live = camp_slot < n_campaigns
     hits = jnp.where(live, 1 + extra, 0)
-    cum_hits = jnp.cumsum(hits)
+    cum_hits = prefix_sum(hits)
     n_campaign_disputes = cum_hits[-1]
     hit_slot = jnp.arange(shape.campaign_dispute_buffer, dtype=jnp.int32)
-    hit_kind = kind[jnp.minimum(jnp.searchsorted(cum_hits, hit_slot, side="right"), shape.campaign_buffer - 1)]
+    hit_kind = kind[jnp.minimum(jnp.searchsorted(cum_hits, hit_slot, side="right", method="scan_unrolled"),
+                                shape.campaign_buffer - 1)]
     hit_word = jax.random.bits(k_pick, (shape.campaign_dispute_buffer,), dtype=jnp.uint64)
     n_targets = params.campaign_accept.shape[1]
     target = hit_kind * n_targets + _alias_pick(_low32(hit_word), params.campaign_count[hit_kind],
