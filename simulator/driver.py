@@ -154,22 +154,31 @@ def require_x64() -> None:
 
 def _grow(shape: EngineShape, events: int, disputes: int, campaigns: int, campaign_disputes: int,
           past_table: bool) -> EngineShape:
-    """Buffers that hold the largest counts seen (with room), never smaller than before; with
-    ``past_table`` (a campaign size fell past its CDF table) campaign sizes resolved exactly from
-    then on (the incomplete-beta bisection is compiled in only once a year needs it)."""
+    """Buffers that hold the largest counts seen: ``shape`` itself when they fit it already; else
+    every buffer at least 4x as large (with room for those counts), so that one grown shape,
+    compiled once, usually serves the whole run (each shape is a compilation: ~12 s cold, ~1 s
+    loaded), with campaign sizes past their CDF table resolved exactly (the incomplete-beta
+    bisection costs little on the few recomputed years)."""
+    has_campaigns = shape.campaign_buffer > 0
+    fits = (events <= shape.event_buffer and disputes <= shape.dispute_buffer
+            and (not has_campaigns or (campaigns <= shape.campaign_buffer
+                                       and campaign_disputes <= shape.campaign_dispute_buffer
+                                       and (shape.exact_tails or not past_table))))
+    if fits and (shape.exact_tails or not has_campaigns):
+        return shape
 
-    def size(n: int) -> int:
-        return 1 << max(6, math.ceil(math.log2(max(n, 1) * 1.25)))
+    def size(n: int, current: int) -> int:
+        return max(4 * current, 1 << max(6, math.ceil(math.log2(max(n, 1) * 1.25))))
 
-    event_buffer = max(shape.event_buffer, size(events))
+    event_buffer = size(events, shape.event_buffer)
     grown = shape._replace(
         event_buffer=event_buffer,
-        dispute_buffer=max(shape.dispute_buffer, size(disputes)) if shape.clustered else event_buffer,
+        dispute_buffer=size(disputes, shape.dispute_buffer) if shape.clustered else event_buffer,
     )
-    if shape.campaign_buffer > 0:
-        grown = grown._replace(campaign_buffer=max(shape.campaign_buffer, size(campaigns)),
-                               campaign_dispute_buffer=max(shape.campaign_dispute_buffer, size(campaign_disputes)),
-                               exact_tails=shape.exact_tails or past_table)
+    if has_campaigns:
+        grown = grown._replace(campaign_buffer=size(campaigns, shape.campaign_buffer),
+                               campaign_dispute_buffer=size(campaign_disputes, shape.campaign_dispute_buffer),
+                               exact_tails=True)
     return grown
 
 
@@ -345,11 +354,15 @@ def _recompute_overflows(out: YearResult, key, params, grown: list[EngineShape],
     todo = recomputed
     n_devices = len(devices)
     block_size = -(-RECOMPUTE_BLOCK // n_devices) * n_devices
+    tried = None  # the shape the years in todo were last computed with
     while todo.size:
         grown[0] = _grow(grown[0], int(fields["events"][todo].max()),
                          int((fields["disputes"] - fields["campaign_disputes"])[todo].max()),
                          int(fields["campaigns"][todo].max()), int(fields["campaign_disputes"][todo].max()),
                          past_table=bool(np.any(fields["overflow"][todo] & OVERFLOW_TABLE)))
+        if grown[0] == tried:  # cannot happen: an overflowing year always reports a count beyond its buffer
+            raise RuntimeError(f"years {ids[todo].tolist()} overflow buffers that hold their counts")
+        tried = grown[0]
         big_kernel, year_sharding, _ = sharded_kernel(grown[0]._replace(batch_years=RECOMPUTE_BLOCK), devices)
         for block in range(0, todo.size, block_size):
             rows = todo[block:block + block_size]

@@ -87,3 +87,22 @@ def test_the_signature_covers_the_source_shape_and_arguments(monkeypatch):
     assert stored.signature("shape A", devices, (args[0].astype(np.float64), args[1])) != base
     monkeypatch.setattr(stored, "_source_digest", lambda: "an edited kernel")
     assert stored.signature("shape A", devices, args) != base
+
+
+def test_one_grown_shape_serves_later_overflows():
+    # Each shape is a compilation: the first overflow grows every buffer at least 4x (and resolves
+    # campaign tails exactly), so that later overflowing years fit it and compile nothing new.
+    from leisim.simulator.engine import EngineShape
+
+    main = EngineShape(n_policies=3, n_cells=2, event_buffer=128, dispute_buffer=128, campaign_buffer=64,
+                       campaign_dispute_buffer=160, n_stages=1, stratified=False, clustered=True,
+                       families=(True, False, False), fee_shifting=False, fx=False, year_effect=True, batch_years=8)
+    grown = driver._grow(main, events=129, disputes=100, campaigns=3, campaign_disputes=10, past_table=False)
+    assert (grown.event_buffer, grown.dispute_buffer, grown.campaign_buffer, grown.campaign_dispute_buffer) == \
+        (512, 512, 256, 640)
+    assert grown.exact_tails
+    assert driver._grow(grown, events=500, disputes=300, campaigns=200, campaign_disputes=600, past_table=True) is grown
+    assert driver._grow(grown, events=600, disputes=1, campaigns=1, campaign_disputes=1, past_table=False) \
+        .event_buffer == 2048
+    # A campaign size past its table alone: the buffers fit, the tails need the exact path.
+    assert driver._grow(main, events=1, disputes=1, campaigns=1, campaign_disputes=1, past_table=True).exact_tails
