@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -65,6 +66,24 @@ DEV_YEARS = 10
 # buffer sizing's variance terms): composing needs O(entries + draws x strata) memory.
 ENTRY_BYTES = 256
 DRAW_STRATUM_TABLES = 12
+
+
+# Years vectorised together (EngineShape.batch_years). On a CPU, 128 (cache-sized; measured in
+# the issue-8 benchmarks). An accelerator needs thousands of lanes busy and no year body has a loop
+# whose length depends on the draws any more (issue 18), so a batch there is as many years as
+# ACCELERATOR_BATCH_SLOTS dispute slots allow (~0.8 GB of per-slot temporaries), 128 .. 16,384.
+CPU_BATCH_YEARS = 128
+ACCELERATOR_BATCH_SLOTS = 1 << 22
+ACCELERATOR_BATCH_YEARS = 1 << 14
+
+
+def default_batch_years(slots_per_year: int, backend: str | None = None) -> int:
+    """Years per vectorised batch for ``backend`` (default: JAX's default backend). Results do not
+    depend on it (tests/simulator/test_engine.py); only speed and memory do."""
+    if (backend or jax.default_backend()) == "cpu":
+        return CPU_BATCH_YEARS
+    fit = max(ACCELERATOR_BATCH_SLOTS // max(slots_per_year, 1), 1)
+    return int(min(ACCELERATOR_BATCH_YEARS, max(CPU_BATCH_YEARS, 1 << (fit.bit_length() - 1))))
 
 
 def available_memory() -> float:
@@ -383,7 +402,7 @@ def _expected_disputes(tables: ModelTables, total_rate: np.ndarray, campaigns, d
 
 
 def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarray | None = None,
-             batch_years: int = 128, programs: Sequence[Sequence[Contract]] = (), dev_years: int = 0,
+             batch_years: int | None = None, programs: Sequence[Sequence[Contract]] = (), dev_years: int = 0,
              main_draws: int | None = None) -> tuple[EngineParams, EngineShape, float]:
     """Engine arrays for ``tables`` on ``portfolio``; also the expected disputes per year.
 
@@ -453,6 +472,8 @@ def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarr
         cell_case_weight=jnp.asarray(_mean_cost(tables), jnp.float32),
         draw_first=jnp.asarray(0, jnp.int32), draw_count=jnp.asarray(main_draws, jnp.uint32),
     )
+    if batch_years is None:
+        batch_years = default_batch_years(dispute_buffer + campaign_dispute_buffer)
     shape = EngineShape(
         n_policies=portfolio.n_policies, n_cells=n_cells, event_buffer=event_buffer, dispute_buffer=dispute_buffer,
         campaign_buffer=campaign_buffer, campaign_dispute_buffer=campaign_dispute_buffer, n_stages=n_stages,
@@ -465,7 +486,7 @@ def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarr
     return params, shape, expected
 
 
-def compose(scenario: Scenario, portfolio: Portfolio, *, batch_years: int = 128, posterior=None,
+def compose(scenario: Scenario, portfolio: Portfolio, *, batch_years: int | None = None, posterior=None,
             programs: list[list[Contract]] | None = None, dev_years: int = DEV_YEARS, x64: bool = False,
             point_estimate_row: bool = False) -> Composition:
     """Turn a scenario and a portfolio into engine arrays.

@@ -192,7 +192,7 @@ def test_new_scenario_numbers_reuse_the_compiled_kernel(key):
 
 
 @pytest.mark.slow
-def test_per_year_results_identical_for_any_chunk_size_device_count_and_buffer_size(key, baseline):
+def test_per_year_results_identical_for_any_chunk_size_device_count_buffer_and_batch_size(key, baseline):
     # The default scenario (posterior, campaigns, reinsurance, payment pattern). Chunks of 1000 on
     # four devices with the composed buffers, against one chunk of 4001 on one device (other lax.map
     # remainders) with buffers so small that one year in ~15 overflows and is recomputed with grown ones (as after a resume,
@@ -202,7 +202,9 @@ def test_per_year_results_identical_for_any_chunk_size_device_count_and_buffer_s
     # in another (simulator/ordered.py).
     assert jax.local_device_count() == 4  # conftest sets four host devices
     shape = baseline.shape
-    small = shape._replace(event_buffer=40, dispute_buffer=40, campaign_buffer=16, campaign_dispute_buffer=48)
+    # ... and 512 years vectorised together instead of 128 (an accelerator's batch, compose.default_batch_years).
+    small = shape._replace(event_buffer=40, dispute_buffer=40, campaign_buffer=16, campaign_dispute_buffer=48,
+                           batch_years=512)
     four = run_years(key, baseline.params, shape, years=4001, chunk_size=1000)
     one = run_years(key, baseline.params, small, years=4001, chunk_size=4001, devices=jax.local_devices()[:1])
     assert four.recomputed_years.size <= 2 and 100 <= one.recomputed_years.size <= 800

@@ -106,3 +106,11 @@ def test_one_grown_shape_serves_later_overflows():
         .event_buffer == 2048
     # A campaign size past its table alone: the buffers fit, the tails need the exact path.
     assert driver._grow(main, events=1, disputes=1, campaigns=1, campaign_disputes=1, past_table=True).exact_tails
+
+
+def test_batch_years_by_backend():
+    from leisim.scenarios.compose import default_batch_years
+
+    assert default_batch_years(288, "cpu") == 128  # cache-sized on a CPU
+    assert default_batch_years(288, "gpu") == 8192  # 2**22 slots / 288 -> the power of two below
+    assert default_batch_years(10, "gpu") == 16384 and default_batch_years(1 << 20, "gpu") == 128
