@@ -240,8 +240,14 @@ def test_two_runs_started_on_one_folder_one_is_refused_the_other_unmixed(referen
     while time.monotonic() < deadline and first.poll() is None and not list(out.glob(".checkpoint/main-*.npz")):
         time.sleep(0.01)
     assert first.poll() is None, "run A finished before run B could start"
-    second = subprocess.run(LAUNCH + RUN + ["--out", str(out), "--overwrite", "--seed", "2"], capture_output=True,
-                            text=True, timeout=240)
+    # A is paused (SIGSTOP: it keeps its lock and its open files) while B starts and reaches the lock,
+    # so that the two overlap however fast A runs (a warm A used to finish during B's start-up).
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = subprocess.run(LAUNCH + RUN + ["--out", str(out), "--overwrite", "--seed", "2"], capture_output=True,
+                                text=True, timeout=240)
+    finally:
+        first.send_signal(signal.SIGCONT)
     assert second.returncode == 2, second.stderr
     assert "Error:" in second.stderr and "Traceback" not in second.stderr
     assert f"pid {first.pid}" in second.stderr, second.stderr
