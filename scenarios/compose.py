@@ -45,11 +45,13 @@ from .tables import ModelTables, fixed_tables, posterior_tables  # noqa: F401  (
 # Buffers hold a year's conditional mean plus BUFFER_SDS conditional standard deviations (plus
 # 16), at the 1 - BUFFER_TAIL quantile over draws and year effects: sized for the typical year, not
 # the worst (draw, year effect) pair. A year beyond that is recomputed with larger buffers (never
-# dropped; every draw is prefix-stable, so it draws the same disputes). Under the shipped posterior
-# about 1 year in 10,000 is recomputed; buffers sized for 1 in 100,000 ran the kernel 3x slower
+# dropped; every draw is prefix-stable, so it draws the same disputes, and the years do not
+# depend on the buffers). Under the shipped posterior about 1 year in 1,000 is recomputed (one
+# grown shape per run, driver._grow); against 3 SDs at 1 - 1e-3 (1 year in 7,500 recomputed) the
+# run is 1.4x faster, and buffers sized for 1 in 100,000 ran the kernel 3x slower
 # (benchmarks/RESULTS.md, issue 18).
-BUFFER_SDS = 3.0
-BUFFER_TAIL = 1e-3
+BUFFER_SDS = 2.0
+BUFFER_TAIL = 1e-2
 BUFFER_SAMPLES = 400_000
 # Columns of the campaign-size CDF tables at most (u32[draw, kind, column]: 16 MB per 1,000 draws
 # and kind at the most): words past a table's end are resolved exactly when the year is recomputed.
@@ -312,7 +314,7 @@ def _size_tables(size: np.ndarray, main_draws: int) -> np.ndarray:
 
 
 def _quantile_buffer(mean: np.ndarray, variance: np.ndarray) -> int:
-    """Slots for the count a year reaches with probability ~BUFFER_TAIL (a multiple of 32)."""
+    """Slots for the count a year passes with a probability of the order of BUFFER_TAIL (a multiple of 32)."""
     high = float(np.quantile(mean + BUFFER_SDS * np.sqrt(np.maximum(variance, 0.0)), 1.0 - BUFFER_TAIL))
     if not high <= MAX_SLOTS:  # also NaN and inf
         raise InputError(f"the portfolio and scenario give up to {high:,.0f} disputes in a year, more than "
@@ -348,7 +350,7 @@ def _buffers(tables: ModelTables, entries: _Entries, campaigns: _Campaigns, tota
              dispersion: np.ndarray, main_draws: int) -> tuple[int, int, int, int, bool]:
     """Event, dispute, campaign and campaign-dispute buffers, and whether disputes come in clusters.
 
-    The count a year reaches with probability ~1e-4, over draws and year effects: for a sample of
+    The count a year passes with probability ~1e-3, over draws and year effects: for a sample of
     (draw, year effect) pairs, the conditional mean plus BUFFER_SDS conditional sds; the buffer is
     that quantity's 1 - BUFFER_TAIL quantile. Rarer years overflow and are recomputed exactly with
     larger buffers (never dropped). Sized over the main draws (the years' draws), so that a row

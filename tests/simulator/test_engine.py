@@ -207,7 +207,7 @@ def test_per_year_results_identical_for_any_chunk_size_device_count_buffer_and_b
                            batch_years=512)
     four = run_years(key, baseline.params, shape, years=4001, chunk_size=1000)
     one = run_years(key, baseline.params, small, years=4001, chunk_size=4001, devices=jax.local_devices()[:1])
-    assert four.recomputed_years.size <= 2 and 100 <= one.recomputed_years.size <= 800
+    assert four.recomputed_years.size <= 20 and 100 <= one.recomputed_years.size <= 800  # ~1 in 1,000; ~1 in 15
     assert shape.n_reinsurers > 0 and shape.dev_years > 0 and shape.campaign_buffer > 0
     for field in dataclasses.fields(four):
         if field.name != "recomputed_years":
