@@ -44,12 +44,8 @@ API::
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import time
-import tomllib
-from pathlib import Path
 
 import numpy as np
 
@@ -298,22 +294,10 @@ def simulate(inputs, *, years: int, seed: int, block: int = 2000, parallel: bool
 # --- Command line --------------------------------------------------------------------------------
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--years", type=int, default=None, help="default: the scenario's `years`")
-    ap.add_argument("--seed", type=int, default=None, help="default: the scenario's `seed`")
-    ap.add_argument("--scenario", type=Path, default=reference_model.DEFAULT_SCENARIO)
-    ap.add_argument("--posterior", type=Path, default=reference_model.DEFAULT_POSTERIOR)
-    ap.add_argument("--portfolio", type=Path, default=reference_model.DEFAULT_PORTFOLIO)
-    ap.add_argument("--block", type=int, default=2000)
-    ap.add_argument("--parallel", action="store_true", help="blocks over Numba's threads (NUMBA_NUM_THREADS)")
-    ap.add_argument("--json", type=Path, default=None)
-    a = ap.parse_args(argv)
+    def extend(ap):
+        ap.add_argument("--parallel", action="store_true", help="blocks over Numba's threads (NUMBA_NUM_THREADS)")
 
-    with open(a.scenario, "rb") as f:
-        scenario = tomllib.load(f)
-    years = a.years if a.years is not None else int(scenario.get("years", 10000))
-    seed = a.seed if a.seed is not None else int(scenario.get("seed", 0))
-
+    a, scenario, years, seed = reference_model.parse_command_line(argv, __doc__.split("\n\n")[0], extend)
     t0 = time.perf_counter()
     inputs = reference_model.load_inputs(posterior_path=a.posterior, portfolio_dir=a.portfolio, scenario=scenario)
     t1 = time.perf_counter()
@@ -331,10 +315,7 @@ def main(argv=None) -> None:
         load_seconds=t1 - t0, compile_seconds=t2 - t1, simulate_seconds=t3 - t2,
         years_per_s=years / (t3 - t2),
     )
-    text = json.dumps(res, indent=2)
-    print(text)
-    if a.json is not None:
-        a.json.write_text(text + "\n")
+    reference_model.write_report(res, a.json)
 
 
 if __name__ == "__main__":

@@ -673,8 +673,10 @@ def summarize(out: dict) -> dict:
     return res
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_command_line(argv, description: str, extend=None):
+    """The options both reference models take (``extend(parser)`` adds more); returns the parsed
+    options, the scenario (a dict), the years and the seed (the scenario's unless given)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--years", type=int, default=None, help="default: the scenario's `years`")
     ap.add_argument("--seed", type=int, default=None, help="default: the scenario's `seed`")
     ap.add_argument("--scenario", type=Path, default=DEFAULT_SCENARIO)
@@ -682,13 +684,26 @@ def main(argv=None) -> None:
     ap.add_argument("--portfolio", type=Path, default=DEFAULT_PORTFOLIO)
     ap.add_argument("--block", type=int, default=2000)
     ap.add_argument("--json", type=Path, default=None)
+    if extend is not None:
+        extend(ap)
     a = ap.parse_args(argv)
-
     with open(a.scenario, "rb") as f:
         scenario = tomllib.load(f)
     years = a.years if a.years is not None else int(scenario.get("years", 10000))
     seed = a.seed if a.seed is not None else int(scenario.get("seed", 0))
+    return a, scenario, years, seed
 
+
+def write_report(res: dict, out: Path | None) -> None:
+    """Print the run's JSON report and write it to ``out`` too."""
+    text = json.dumps(res, indent=2)
+    print(text)
+    if out is not None:
+        out.write_text(text + "\n")
+
+
+def main(argv=None) -> None:
+    a, scenario, years, seed = parse_command_line(argv, __doc__.split("\n\n")[0])
     t0 = time.perf_counter()
     inputs = load_inputs(posterior_path=a.posterior, portfolio_dir=a.portfolio, scenario=scenario)
     t1 = time.perf_counter()
@@ -705,10 +720,7 @@ def main(argv=None) -> None:
                                               map(float, expected_disputes_by_country(inputs)))),
         load_seconds=t1 - t0, simulate_seconds=t2 - t1, wall_seconds=t2 - t0,
     )
-    text = json.dumps(res, indent=2)
-    print(text)
-    if a.json is not None:
-        a.json.write_text(text + "\n")
+    write_report(res, a.json)
 
 
 if __name__ == "__main__":

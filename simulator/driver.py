@@ -25,7 +25,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import stored
-from .engine import OVERFLOW_TABLE, EngineParams, EngineShape, YearResult, simulate_years
+from .engine import EngineParams, EngineShape, YearResult, simulate_years
 
 RECOMPUTE_BLOCK = 16  # years per recomputation call (fixed, so it compiles once per buffer size)
 
@@ -152,18 +152,16 @@ def require_x64() -> None:
 
 
 
-def _grow(shape: EngineShape, events: int, disputes: int, campaigns: int, campaign_disputes: int,
-          past_table: bool) -> EngineShape:
-    """Buffers that hold the largest counts seen: ``shape`` itself when they fit it already; else
-    every buffer at least 4x as large (with room for those counts), so that one grown shape,
-    compiled once, usually serves the whole run (each shape is a compilation: ~12 s cold, ~1 s
-    loaded), with campaign sizes past their CDF table resolved exactly (the incomplete-beta
-    bisection costs little on the few recomputed years)."""
+def _grow(shape: EngineShape, events: int, disputes: int, campaigns: int, campaign_disputes: int) -> EngineShape:
+    """Buffers that hold the largest counts seen: ``shape`` itself when they fit it already and it
+    resolves campaign tails; else every buffer at least 4x as large (with room for those counts),
+    so that one grown shape, compiled once, usually serves the whole run (each shape is a
+    compilation: ~12 s cold, ~1 s loaded), with campaign sizes past their CDF table resolved
+    exactly (the incomplete-beta bisection costs little on the few recomputed years; a year sent
+    back only for its table therefore grows the main shape too)."""
     has_campaigns = shape.campaign_buffer > 0
-    fits = (events <= shape.event_buffer and disputes <= shape.dispute_buffer
-            and (not has_campaigns or (campaigns <= shape.campaign_buffer
-                                       and campaign_disputes <= shape.campaign_dispute_buffer
-                                       and (shape.exact_tails or not past_table))))
+    fits = events <= shape.event_buffer and disputes <= shape.dispute_buffer and (
+        not has_campaigns or (campaigns <= shape.campaign_buffer and campaign_disputes <= shape.campaign_dispute_buffer))
     if fits and (shape.exact_tails or not has_campaigns):
         return shape
 
@@ -358,8 +356,7 @@ def _recompute_overflows(out: YearResult, key, params, grown: list[EngineShape],
     while todo.size:
         grown[0] = _grow(grown[0], int(fields["events"][todo].max()),
                          int((fields["disputes"] - fields["campaign_disputes"])[todo].max()),
-                         int(fields["campaigns"][todo].max()), int(fields["campaign_disputes"][todo].max()),
-                         past_table=bool(np.any(fields["overflow"][todo] & OVERFLOW_TABLE)))
+                         int(fields["campaigns"][todo].max()), int(fields["campaign_disputes"][todo].max()))
         if grown[0] == tried:  # cannot happen: an overflowing year always reports a count beyond its buffer
             raise RuntimeError(f"years {ids[todo].tolist()} overflow buffers that hold their counts")
         tried = grown[0]

@@ -22,12 +22,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.metadata
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import jax
+
+from ..files import atomic_write
 
 SUBFOLDER = "leisim-kernels"
 # JAX settings that change what a traced kernel computes (random bits, dtypes, promotion).
@@ -77,18 +77,6 @@ def signature(label: str, devices: tuple[jax.Device, ...], args: tuple) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, staged = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(staged, path)
-    except BaseException:
-        Path(staged).unlink(missing_ok=True)
-        raise
-
-
 def load_or_export(function: Callable, label: str, devices: tuple[jax.Device, ...], args: tuple,
                    on_trace: Callable[[], None]) -> Callable | None:
     """A compiled-on-first-call equivalent of ``jax.jit(function)`` for ``args``' types, read from the
@@ -116,7 +104,7 @@ def load_or_export(function: Callable, label: str, devices: tuple[jax.Device, ..
         except Exception:  # a program jax.export cannot express: trace as before
             return None
         try:
-            _write_atomically(path, bytes(exported.serialize()))
+            atomic_write(path, bytes(exported.serialize()))
         except Exception:  # no flatbuffers package, or a read-only cache: use the program unstored
             pass
     return jax.jit(exported.call)
