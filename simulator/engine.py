@@ -403,13 +403,23 @@ def _quantile(key: jax.Array, u: jax.Array, family: jax.Array | None, theta: tup
     return cost
 
 
+def _needs_stage_bits(shape: EngineShape) -> bool:
+    return shape.n_stages > 1 or shape.fee_shifting
+
+
 def _dispute_costs(key: jax.Array, n_slots: int, cell: jax.Array, u_cost: jax.Array, draw: jax.Array,
-                   fx_factor: jax.Array | None, params: EngineParams, shape: EngineShape) -> tuple[jax.Array, jax.Array]:
-    """Ground-up cost in CNY (float32) of each dispute slot, given its cell and cost uniform; and its stage."""
+                   fx_factor: jax.Array | None, params: EngineParams, shape: EngineShape,
+                   stage_bits: jax.Array | None = None, fx_offset: jax.Array | int = 0) -> tuple[jax.Array, jax.Array]:
+    """Ground-up cost in CNY (float32) of each dispute slot, given its cell and cost uniform; and its stage.
+
+    The stage and fee-shifting word of each slot is ``random.bits(split(key)[1], (n_slots,))``, or
+    ``stage_bits`` when given (the flat layout computes the same words slot by slot); the FX factor
+    of a slot is ``fx_factor.ravel()[fx_offset + currency]``.
+    """
     k_gamma, k_stage = jax.random.split(key)
     family = params.cell_family[cell] if sum(shape.families) > 1 else None
-    if shape.n_stages > 1 or shape.fee_shifting:
-        extra = jax.random.bits(k_stage, (n_slots,), dtype=jnp.uint32)
+    if _needs_stage_bits(shape):
+        extra = jax.random.bits(k_stage, (n_slots,), dtype=jnp.uint32) if stage_bits is None else stage_bits
         u_stage = _uniform_from_bits(extra & jnp.uint32(0xFFFF), 16)
         u_win = _uniform_from_bits(extra >> jnp.uint32(16), 16)
     if shape.n_stages > 1:
@@ -423,7 +433,7 @@ def _dispute_costs(key: jax.Array, n_slots: int, cell: jax.Array, u_cost: jax.Ar
         theta = _per_draw_columns(params.cell_severity[:, :, 0], draw, cell)
     cost = _quantile(k_gamma, u_cost, family, theta, shape)
     if fx_factor is not None:  # shape.fx
-        cost = cost * fx_factor[params.cell_currency[cell]]
+        cost = cost * fx_factor.reshape(-1)[fx_offset + params.cell_currency[cell]]
     if shape.fee_shifting:
         p_win, recovered, adverse = _per_draw_columns(params.cell_fee, draw, cell)
         decided = stage >= TRIAL
@@ -439,8 +449,9 @@ def _normal_quantile_table() -> np.ndarray:
     return np.array([statistics.NormalDist().inv_cdf(x) for x in u], dtype=np.float32)
 
 
-def _payment_pattern(key: jax.Array, amount: jax.Array, valid: jax.Array, cell: jax.Array, stage: jax.Array,
-                     draw: jax.Array, params: EngineParams, shape: EngineShape) -> tuple[jax.Array, jax.Array, jax.Array]:
+def _payment_pattern(key: jax.Array | None, amount: jax.Array, valid: jax.Array, cell: jax.Array, stage: jax.Array,
+                     draw: jax.Array, params: EngineParams, shape: EngineShape,
+                     bits: jax.Array | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Payments by development year, disputes open at each year-end and their case-reserve weight.
 
     A dispute starts at a uniform time ``s`` in the underwriting year (year 0), ends at
@@ -453,7 +464,9 @@ def _payment_pattern(key: jax.Array, amount: jax.Array, valid: jax.Array, cell: 
     ``r_i`` and ``r_i e_i`` over disputes ended before ``t``. One scatter-add by ``floor(e_i)``
     gives A and B for every year-end, instead of a [dispute, year] table (measured 2x faster).
     """
-    bits = _slot_bits(key, shape)
+    if bits is None:  # else the same words, computed slot by slot by the flat layout
+        assert key is not None
+        bits = _slot_bits(key, shape)
     start = _uniform_from_bits(bits & jnp.uint32(0xFFFF), 16).astype(jnp.float64)
     # The duration's normal quantile from 16 bits, by table: exact (65,536 values), 1.3x faster.
     z = jnp.asarray(_normal_quantile_table())[(bits >> jnp.uint32(16)).astype(jnp.int32)]
@@ -554,6 +567,28 @@ def _year_shocks(key: jax.Array, year: jax.Array, params: EngineParams, shape: E
     return YearShocks(draw, level, fx_factor)
 
 
+def _cluster_size(size_word: jax.Array, stratum: jax.Array, row: jax.Array, u_high: jax.Array, draw: jax.Array,
+                  level: jax.Array, event_valid: jax.Array, params: EngineParams, shape: EngineShape) -> jax.Array:
+    """Each event slot's disputes: 0 if thinned away (or empty), else Kemp's LK cluster size (1 for Poisson
+    cells), from the slot's 64-bit ``size_word`` (thinning, V) and ``u_high`` (U). ``draw`` and ``level``
+    are the year's (scalars) or each slot's."""
+    real = _real(shape)
+    lam = _per_draw(params.stratum_scale, draw, stratum) * level * row[:, ROW_WEIGHT]
+    cell = row[:, ROW_CELL].astype(jnp.int32)
+    k = _per_draw(params.cell_concentration, draw, cell)
+    delta = _per_draw(params.cell_dispersion, draw, cell)
+    nb = (k > 0) | (delta > 0)
+    ratio = jnp.where(k > 0, lam / jnp.where(k > 0, k, 1.0), delta)  # mean / concentration
+    log1p_ratio = jnp.log1p(ratio)
+    keep_probability = jnp.where(nb, log1p_ratio / jnp.maximum(ratio, 1e-30), 1.0)
+    kept = _uniform_from_bits((size_word & jnp.uint64(0xFFFFFFFF)).astype(jnp.uint32), dtype=real) < keep_probability
+    v = _high_uniform(size_word, real)
+    r = -jnp.expm1(-u_high * log1p_ratio)  # 1 - (1 - theta)^U with log(1 - theta) = -log1p(ratio)
+    size = 1.0 + jnp.floor(jnp.log(v) / jnp.log(r))
+    size = jnp.where(nb, jnp.clip(size, 1.0, 2.0**30), 1.0).astype(jnp.int32)
+    return jnp.where(event_valid & kept, size, 0)
+
+
 def _cluster_sizes(keys: tuple[jax.Array, jax.Array], shocks: YearShocks, stratum: jax.Array, row: jax.Array,
                    u_high: jax.Array, event_valid: jax.Array, params: EngineParams, shape: EngineShape):
     """3. Thinning and Kemp's LK: L = 1 + floor(log V / log(1 - (1 - theta)^U)); the disputes' slots.
@@ -562,21 +597,8 @@ def _cluster_sizes(keys: tuple[jax.Array, jax.Array], shocks: YearShocks, stratu
     """
     k_size, k_cost = keys
     real = _real(shape)
-    lam = _per_draw(params.stratum_scale, shocks.draw, stratum) * shocks.level * row[:, ROW_WEIGHT]
-    cell = row[:, ROW_CELL].astype(jnp.int32)
-    k = _per_draw(params.cell_concentration, shocks.draw, cell)
-    delta = _per_draw(params.cell_dispersion, shocks.draw, cell)
-    nb = (k > 0) | (delta > 0)
-    ratio = jnp.where(k > 0, lam / jnp.where(k > 0, k, 1.0), delta)  # mean / concentration
-    log1p_ratio = jnp.log1p(ratio)
-    keep_probability = jnp.where(nb, log1p_ratio / jnp.maximum(ratio, 1e-30), 1.0)
     size_word = jax.random.bits(k_size, (shape.event_buffer,), dtype=jnp.uint64)
-    kept = _uniform_from_bits((size_word & jnp.uint64(0xFFFFFFFF)).astype(jnp.uint32), dtype=real) < keep_probability
-    v = _high_uniform(size_word, real)
-    r = -jnp.expm1(-u_high * log1p_ratio)  # 1 - (1 - theta)^U with log(1 - theta) = -log1p(ratio)
-    size = 1.0 + jnp.floor(jnp.log(v) / jnp.log(r))
-    size = jnp.where(nb, jnp.clip(size, 1.0, 2.0**30), 1.0).astype(jnp.int32)
-    size = jnp.where(event_valid & kept, size, 0)
+    size = _cluster_size(size_word, stratum, row, u_high, shocks.draw, shocks.level, event_valid, params, shape)
     cum_size = prefix_sum(size)
     n_disputes = cum_size[-1]
     slot = jnp.arange(shape.dispute_buffer, dtype=jnp.int32)
@@ -624,6 +646,43 @@ def _campaign_disputes(keys: tuple[jax.Array, jax.Array], shocks: YearShocks, pa
     """
     k_camp, k_camp_sev = keys
     real = _real(shape)
+    campaigns = _year_campaigns(k_camp, shocks, params, shape)
+    n_campaigns, kind, cum_hits, n_campaign_disputes, past_table, k_pick = campaigns
+    hit_slot = jnp.arange(shape.campaign_dispute_buffer, dtype=jnp.int32)
+    hit_kind = kind[jnp.minimum(jnp.searchsorted(cum_hits, hit_slot, side="right", method="scan_unrolled"),
+                                shape.campaign_buffer - 1)]
+    hit_word = jax.random.bits(k_pick, (shape.campaign_dispute_buffer,), dtype=jnp.uint64)
+    policy, cell = _campaign_targets(hit_word, hit_kind, params)
+    cost, stage = _dispute_costs(k_camp_sev, shape.campaign_dispute_buffer, cell, _high_uniform(hit_word, real),
+                                 shocks.draw, shocks.fx_factor, params, shape)
+    terms = params.policy_terms[policy]
+    disputes = Disputes(valid=hit_slot < n_campaign_disputes, policy=policy, cell=cell, cost=cost, stage=stage,
+                        deductible=terms[:, 0], coinsurance=terms[:, 1], limit=terms[:, 2])
+    return disputes, n_campaigns, n_campaign_disputes, past_table
+
+
+def _campaign_targets(hit_word: jax.Array, hit_kind: jax.Array, params: EngineParams) -> tuple[jax.Array, jax.Array]:
+    """The policy each campaign dispute names (alias pick over the kind's targets) and its cell."""
+    n_targets = params.campaign_accept.shape[1]
+    target = hit_kind * n_targets + _alias_pick(_low32(hit_word), params.campaign_count[hit_kind],
+                                                params.campaign_accept.reshape(-1),
+                                                params.campaign_alias.reshape(-1), hit_kind * n_targets)
+    return params.campaign_policy.reshape(-1)[target], params.campaign_cell[hit_kind]
+
+
+class YearCampaigns(NamedTuple):
+    """A year's campaigns: how many, each slot's kind and the running count of the disputes they bring."""
+
+    n_campaigns: jax.Array
+    kind: jax.Array  # [campaign slot]
+    cum_hits: jax.Array  # [campaign slot] inclusive running total of disputes (0 for empty slots)
+    n_disputes: jax.Array
+    past_table: jax.Array  # a live campaign's size fell past its CDF table
+    k_pick: jax.Array  # the key of the disputes' target words
+
+
+def _year_campaigns(k_camp: jax.Array, shocks: YearShocks, params: EngineParams, shape: EngineShape) -> YearCampaigns:
+    """4 (per year). The number of campaigns, their kinds and sizes."""
     k_n, k_kind, k_extra, _, k_pick, _ = jax.random.split(k_camp, 6)
     kind_rates = params.campaign_rate[shocks.draw] * shocks.level.astype(jnp.float64)
     n_campaigns = poisson_count(jax.random.bits(k_n, (), jnp.uint32), kind_rates.sum(), shape.campaign_buffer)
@@ -638,23 +697,7 @@ def _campaign_disputes(keys: tuple[jax.Array, jax.Array], shocks: YearShocks, pa
     live = camp_slot < n_campaigns
     hits = jnp.where(live, 1 + extra, 0)
     cum_hits = prefix_sum(hits)
-    n_campaign_disputes = cum_hits[-1]
-    hit_slot = jnp.arange(shape.campaign_dispute_buffer, dtype=jnp.int32)
-    hit_kind = kind[jnp.minimum(jnp.searchsorted(cum_hits, hit_slot, side="right", method="scan_unrolled"),
-                                shape.campaign_buffer - 1)]
-    hit_word = jax.random.bits(k_pick, (shape.campaign_dispute_buffer,), dtype=jnp.uint64)
-    n_targets = params.campaign_accept.shape[1]
-    target = hit_kind * n_targets + _alias_pick(_low32(hit_word), params.campaign_count[hit_kind],
-                                                params.campaign_accept.reshape(-1),
-                                                params.campaign_alias.reshape(-1), hit_kind * n_targets)
-    policy = params.campaign_policy.reshape(-1)[target]
-    cell = params.campaign_cell[hit_kind]
-    cost, stage = _dispute_costs(k_camp_sev, shape.campaign_dispute_buffer, cell, _high_uniform(hit_word, real),
-                                 shocks.draw, shocks.fx_factor, params, shape)
-    terms = params.policy_terms[policy]
-    disputes = Disputes(valid=hit_slot < n_campaign_disputes, policy=policy, cell=cell, cost=cost, stage=stage,
-                        deductible=terms[:, 0], coinsurance=terms[:, 1], limit=terms[:, 2])
-    return disputes, n_campaigns, n_campaign_disputes, jnp.any(beyond & live)
+    return YearCampaigns(n_campaigns, kind, cum_hits, cum_hits[-1], jnp.any(beyond & live), k_pick)
 
 
 def _policy_terms(disputes: Disputes, params: EngineParams, shape: EngineShape) -> Payouts:
@@ -708,13 +751,20 @@ def simulate_year(key: jax.Array, year: jax.Array, params: EngineParams, shape: 
                                  | (n_campaigns > shape.campaign_buffer) | (n_hits > shape.campaign_dispute_buffer))
     else:
         past_table = jnp.zeros((), bool)
+    return _finish_year(key, shocks, disputes, counts, past_table, params, shape)
+
+
+def _finish_year(key: jax.Array, shocks: YearShocks, disputes: Disputes, counts: Counts, past_table: jax.Array,
+                 params: EngineParams, shape: EngineShape, pay_bits: jax.Array | None = None) -> YearResult:
+    """5-8 of one year from its dispute slots (ordinary, then campaigns'): policy terms, reinsurance,
+    payment pattern (its per-slot words ``pay_bits`` if given, else drawn here), the year's totals."""
     payouts = _policy_terms(disputes, params, shape)
     recoveries = _reinsure(key, payouts, disputes.cell, params, shape)
     # 8. Payment pattern for reserving.
     if shape.dev_years > 0:
         payments, open_disputes, open_weight = _payment_pattern(
             jax.random.fold_in(key, PAYMENT_STREAM), payouts.amount, disputes.valid, disputes.cell, disputes.stage,
-            shocks.draw, params, shape)
+            shocks.draw, params, shape, bits=pay_bits)
     else:
         payments, open_disputes = jnp.zeros(1, jnp.float64), jnp.zeros(1, jnp.int32)  # placeholders
         open_weight = payments
