@@ -51,6 +51,8 @@ def kernel_words_per_year(comp) -> float:
             if eqn.primitive.name == "random_bits":
                 total += repeat * sum(int(np.prod(v.aval.shape)) * max(1, v.aval.dtype.itemsize // 4)
                                       for v in eqn.outvars)
+            elif eqn.primitive.name == "threefry2x32":  # the flat layout's words, slot by slot: 64 bits a slot
+                total += repeat * sum(int(np.prod(v.aval.shape)) for v in eqn.outvars)
             times = repeat * (int(eqn.params.get("length", 1)) if eqn.primitive.name == "scan" else 1)
             for value in eqn.params.values():
                 for sub in value if isinstance(value, (list, tuple)) else (value,):

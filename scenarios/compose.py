@@ -37,6 +37,7 @@ from ..simulator.engine import (
     TRIAL,
     EngineParams,
     EngineShape,
+    flat_capacity,
 )
 from ..simulator.reinsurance import Contract, contracts_from_scenario, program_arrays
 from .schema import Scenario
@@ -346,15 +347,21 @@ def count_variance(tables: ModelTables, entries: _Entries, dispersion: np.ndarra
     return var_linear, var_square, bool(nb_seg.any() or np.any(dispersion > 0))
 
 
+def _moments(mean: np.ndarray, variance: np.ndarray) -> tuple[float, float]:
+    """A count's mean and variance over the sampled (draw, year effect) pairs, from its conditional ones."""
+    return float(mean.mean()), float(variance.mean() + mean.var())
+
+
 def _buffers(tables: ModelTables, entries: _Entries, campaigns: _Campaigns, total_rate: np.ndarray,
-             dispersion: np.ndarray, main_draws: int) -> tuple[int, int, int, int, bool]:
+             dispersion: np.ndarray, main_draws: int) -> tuple[int, int, int, int, bool, tuple[float, ...]]:
     """Event, dispute, campaign and campaign-dispute buffers, and whether disputes come in clusters.
 
     The count a year passes with probability ~1e-3, over draws and year effects: for a sample of
     (draw, year effect) pairs, the conditional mean plus BUFFER_SDS conditional sds; the buffer is
     that quantity's 1 - BUFFER_TAIL quantile. Rarer years overflow and are recomputed exactly with
     larger buffers (never dropped). Sized over the main draws (the years' draws), so that a row
-    appended after them (the posterior mean) changes nothing.
+    appended after them (the posterior mean) changes nothing. Also the (mean, variance) per year of the
+    events, disputes and campaigns' disputes, from which the flat layout sizes a batch's slots.
     """
     rng = np.random.default_rng(0)
     draw = rng.integers(0, main_draws, BUFFER_SAMPLES)
@@ -362,10 +369,11 @@ def _buffers(tables: ModelTables, entries: _Entries, campaigns: _Campaigns, tota
     var_linear, var_square, clustered = count_variance(tables, entries, dispersion)
     event_mean = total_rate[draw] * level
     event_buffer = _quantile_buffer(event_mean, event_mean)
-    dispute_buffer = (_quantile_buffer(event_mean, var_linear[draw] * level + var_square[draw] * level**2)
-                      if clustered else event_buffer)
+    dispute_var = var_linear[draw] * level + var_square[draw] * level**2
+    dispute_buffer = _quantile_buffer(event_mean, dispute_var) if clustered else event_buffer
+    moments = _moments(event_mean, event_mean) + _moments(event_mean, dispute_var if clustered else event_mean)
     if not campaigns.n_kinds:
-        return event_buffer, dispute_buffer, 0, 0, clustered
+        return event_buffer, dispute_buffer, 0, 0, clustered, moments + (0.0, 0.0)
     rate, size = campaigns.rate, campaigns.size
     camp_mean = rate.sum(axis=1)[draw] * level
     mean_hits = 1.0 + size[..., 0]  # [draw, kind]
@@ -373,7 +381,7 @@ def _buffers(tables: ModelTables, entries: _Entries, campaigns: _Campaigns, tota
     hit_mean = (rate * mean_hits).sum(axis=1)[draw] * level
     hit_var = (rate * second_moment).sum(axis=1)[draw] * level  # compound Poisson
     return event_buffer, dispute_buffer, _quantile_buffer(camp_mean, camp_mean), _quantile_buffer(hit_mean, hit_var), \
-        clustered
+        clustered, moments + _moments(hit_mean, hit_var)
 
 
 def _row_aliases(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -431,7 +439,7 @@ def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarr
     fx_sigma = np.array([tables.fx_sigma.get(c, 0.0) for c in currencies])
     campaigns = _campaigns(tables, main_draws)
     dispersion = tables.cell_dispersion if tables.cell_dispersion is not None else np.zeros_like(tables.cell_concentration)
-    event_buffer, dispute_buffer, campaign_buffer, campaign_dispute_buffer, clustered = _buffers(
+    event_buffer, dispute_buffer, campaign_buffer, campaign_dispute_buffer, clustered, moments = _buffers(
         tables, entries, campaigns, total_rate, dispersion, main_draws)
     expected = _expected_disputes(tables, total_rate, campaigns, main_draws)
     n_stages = tables.cell_stage_probability.shape[2]
@@ -485,7 +493,35 @@ def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarr
         fx=bool(np.any(fx_sigma > 0)), year_effect=bool(np.any(tables.year_sigma > 0)), batch_years=batch_years,
         n_reinsurers=max(len(reinsurers), 1) if programs else 0, program_kinds=program_kinds, dev_years=dev_years,
     )
-    return params, shape, expected
+    return params, shape._replace(flat=_flat_moments(shape, moments)), expected
+
+
+# The flat layout (engine.simulate_batch) where a batch's shared slots are at most this share of its
+# years' own buffers: it saves the empty slots' words and sampling, at the cost of laying slots out.
+FLAT_SHARE = 0.6
+FLAT_SDS = 4.0  # shared slots: a batch's mean total + FLAT_SDS sds + 32 (a batch past them: recomputed)
+
+
+def flat_slots(mean: float, variance: float, years: int) -> float:
+    """Shared slots per year for a batch of ``years`` years of a count with this mean and variance per
+    year, rounded up to a grid of two significant bits (1, 1.5, 2, 3, 4, 6, 8, 12, ...), so that
+    scenarios of similar rates share one compiled kernel (the slots are part of its static shape)."""
+    need = (years * mean + FLAT_SDS * math.sqrt(years * max(variance, 0.0)) + 32.0) / years
+    step = 2.0 ** (math.floor(math.log2(need)) - 1)
+    return math.ceil(need / step) * step
+
+
+def _flat_moments(shape: EngineShape, moments: tuple[float, ...]) -> tuple[float, ...]:
+    """Shared slots per year when the flat layout pays for ``shape`` (and can run it), else () (one
+    buffer a year)."""
+    if shape.families[1] or shape.batch_years < 2:  # gamma severities: by rejection, not flat
+        return ()
+    years = shape.batch_years
+    buffers = (shape.event_buffer, shape.dispute_buffer, shape.campaign_dispute_buffer)
+    slots = tuple(flat_slots(moments[2 * i], moments[2 * i + 1], years) if buffer else 0.0
+                  for i, buffer in enumerate(buffers))
+    shared = sum(flat_capacity(n, years, buffer) for n, buffer in zip(slots, buffers) if buffer)
+    return slots if shared <= FLAT_SHARE * years * sum(buffers) else ()
 
 
 def compose(scenario: Scenario, portfolio: Portfolio, *, batch_years: int | None = None, posterior=None,

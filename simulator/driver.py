@@ -153,8 +153,8 @@ def require_x64() -> None:
 
 
 def _grow(shape: EngineShape, events: int, disputes: int, campaigns: int, campaign_disputes: int) -> EngineShape:
-    """Buffers that hold the largest counts seen: ``shape`` itself when they fit it already and it
-    resolves campaign tails; else every buffer at least 4x as large (with room for those counts),
+    """Buffers that hold the largest counts seen: ``shape`` itself when they fit it already, it
+    resolves campaign tails and has one buffer per year; else every buffer at least 4x as large (with room for those counts),
     so that one grown shape, compiled once, usually serves the whole run (each shape is a
     compilation: ~12 s cold, ~1 s loaded), with campaign sizes past their CDF table resolved
     exactly (the incomplete-beta bisection costs little on the few recomputed years; a year sent
@@ -162,14 +162,17 @@ def _grow(shape: EngineShape, events: int, disputes: int, campaigns: int, campai
     has_campaigns = shape.campaign_buffer > 0
     fits = events <= shape.event_buffer and disputes <= shape.dispute_buffer and (
         not has_campaigns or (campaigns <= shape.campaign_buffer and campaign_disputes <= shape.campaign_dispute_buffer))
-    if fits and (shape.exact_tails or not has_campaigns):
+    if fits and (shape.exact_tails or not has_campaigns) and not shape.flat:
         return shape
+    # (A year of a flat shape may also have run past its batch's shared slots, its counts fitting its
+    # buffers: it grows as an overflow would, so that the run still compiles one grown shape.)
 
     def size(n: int, current: int) -> int:
         return max(4 * current, 1 << max(6, math.ceil(math.log2(max(n, 1) * 1.25))))
 
     event_buffer = size(events, shape.event_buffer)
     grown = shape._replace(
+        flat=(),  # one buffer per year: the few recomputed years need no shared slots
         event_buffer=event_buffer,
         dispute_buffer=size(disputes, shape.dispute_buffer) if shape.clustered else event_buffer,
     )

@@ -43,6 +43,10 @@ One simulated year, in order:
    scratch row in float64). Capped policies are attributed to cells pro rata, so cell totals add
    up to the portfolio total to float64 rounding.
 
+Layout. One buffer of slots per year (:func:`simulate_year`), or, where it pays, the flat layout
+(:func:`simulate_batch`): a batch of years shares its slots, sized for the batch's total, and each
+slot computes the words its year's own buffer would have given it, so the years are the same.
+
 Randomness. Year ``y`` uses ``fold_in(key, y)`` only; per-slot draws are 1-D ``random.bits``
 (campaign sizes and the year's event and campaign counts included: one word each, inverted, no
 loop whose length depends on the draws), which are prefix-stable: a year recomputed
@@ -102,6 +106,10 @@ class EngineShape(NamedTuple):
     dev_years: int = 0  # 0: no payment pattern; else development years tracked (the last takes the tail)
     x64: bool = False  # sample in float64 too (default: float32 sampling, float64 accumulation)
     exact_tails: bool = False  # resolve campaign sizes beyond the CDF table exactly (recomputed years only)
+    # The flat layout (simulate_batch): shared slots per year of a batch for the events, the ordinary
+    # disputes and the campaigns' disputes (coarse values, so that similar scenarios share a compiled
+    # kernel: compose.flat_slots); () = one buffer per year.
+    flat: tuple[float, ...] = ()
 
 
 class EngineParams(NamedTuple):
@@ -344,7 +352,7 @@ def poisson_count(word: jax.Array, rate: jax.Array, buffer: int) -> jax.Array:
     # log p(k) = k log lam - lam - log k!, log k! from a float64 table (math.lgamma: XLA's lgamma is
     # too coarse at large counts); normalised by the window's mass (1 up to 2**-45).
     k = low.astype(jnp.int32) + jnp.arange(width, dtype=jnp.int32)
-    weight = jnp.exp(k.astype(jnp.float64) * jnp.log(lam) - lam - jnp.asarray(_log_factorials(buffer + width))[k])
+    weight = jnp.exp(settled(k.astype(jnp.float64) * jnp.log(lam)) - lam - jnp.asarray(_log_factorials(buffer + width))[k])
     cdf = prefix_sum(weight)
     cdf = cdf / cdf[-1]
     u = (word.astype(jnp.float64) + 0.5) * 2.0**-32
@@ -392,10 +400,11 @@ def _quantile(key: jax.Array, u: jax.Array, family: jax.Array | None, theta: tup
 
     cost = jnp.zeros_like(u)
     if has_lognormal:
-        cost = pick(LOGNORMAL, jnp.exp(a - b * ndtri(u)), cost)
+        # Settled (ordered.py): the product rounds before the subtraction in every program (no FMA).
+        cost = pick(LOGNORMAL, jnp.exp(a - settled(b * ndtri(u))), cost)
     if has_pareto:
         # Pareto II (Lomax) shifted by a threshold: S(x) = (1 + (x - c)/b)^-a for x >= c.
-        cost = pick(PARETO, c + b * jnp.expm1(-jnp.log(u) / a), cost)
+        cost = pick(PARETO, c + settled(b * jnp.expm1(-jnp.log(u) / a)), cost)
     if has_gamma:
         # Gamma has no cheap quantile; draw it by rejection from the slot's own key.
         draws = jax.random.gamma(key, a if single else jnp.where(family == GAMMA, a, 1.0), dtype=_real(shape))
@@ -475,7 +484,7 @@ def _payment_pattern(key: jax.Array | None, amount: jax.Array, valid: jax.Array,
     log_median, sigma = _per_draw_columns(params.cell_duration.reshape(params.cell_duration.shape[0], -1, 2), draw,
                                           cell * n_stages + stage)
     # Settled (ordered.py): every sum below reads the same rounding of the durations.
-    start, duration = settled((start, jnp.maximum(jnp.exp(log_median + sigma * z), 1e-3).astype(jnp.float64)))
+    start, duration = settled((start, jnp.maximum(jnp.exp(log_median + settled(sigma * z)), 1e-3).astype(jnp.float64)))
     end = start + duration
     rate = amount / duration
     n_dev = shape.dev_years
@@ -563,7 +572,7 @@ def _year_shocks(key: jax.Array, year: jax.Array, params: EngineParams, shape: E
     fx_factor = None
     if shape.fx:
         sigma = params.fx_sigma
-        fx_factor = jnp.exp(sigma * jax.random.normal(k_fx, sigma.shape, real) - 0.5 * sigma * sigma)
+        fx_factor = jnp.exp(settled(sigma * jax.random.normal(k_fx, sigma.shape, real)) - settled(0.5 * sigma * sigma))
     return YearShocks(draw, level, fx_factor)
 
 
@@ -790,10 +799,205 @@ def _finish_year(key: jax.Array, shocks: YearShocks, disputes: Disputes, counts:
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# The flat layout: a batch of years draws its disputes into shared slots.
+#
+# One buffer per year holds the year's count at its 1 - BUFFER_TAIL quantile, so that most of its slots
+# are empty (default book: ~40 disputes a year in 192 slots), and every slot costs its random words and
+# its sampling. A batch of B years instead lays its events, then its disputes, then its campaigns'
+# disputes end to end in slots sized for the batch's total (compose.flat_slots: its mean plus 4 sds,
+# on a coarse grid), and computes each one where it lies. A year's k-th event (dispute, ...) reads the words
+# that its own buffer's slot k would: ``random.bits(k, (n,))[j]`` of the partitionable Threefry is
+# ``threefry2x32(k, (0, j))`` (jax.extend.random.threefry2x32_p), so each slot's words depend on its
+# year's key and its index in the year alone, and every year comes out bit for bit as simulate_year
+# gives it (tests/simulator/test_flat.py). The disputes are then gathered back into the year's own
+# slots for the policy terms, reinsurance and payment totals (cheap, no randomness), in the same order.
+# A year whose slots run past the batch's is flagged (OVERFLOW_BUFFER) and recomputed like a buffer
+# overflow.
+
+def flat_capacity(slots_per_year: float, years: int, buffer: int) -> int:
+    """Shared slots of a batch of ``years`` years: a multiple of 32, at most the years' own buffers."""
+    return int(min(math.ceil(years * slots_per_year / 32.0) * 32, years * buffer))
+
+
+def _words(key_data: jax.Array, index: jax.Array, wide: bool) -> jax.Array:
+    """Word ``index`` of ``random.bits(key, (n,), uint64 if wide else uint32)`` for any n > index, slot by
+    slot (``key_data``: each slot's ``random.key_data(key)``), under the partitionable Threefry."""
+    from jax.extend.random import threefry2x32_p
+
+    index = index.astype(jnp.uint32)
+    high, low = threefry2x32_p.bind(key_data[..., 0], key_data[..., 1], jnp.zeros_like(index), index)
+    if wide:
+        return (high.astype(jnp.uint64) << jnp.uint64(32)) | low.astype(jnp.uint64)
+    return high ^ low
+
+
+def _owners(first: jax.Array, counts: jax.Array, capacity: int) -> jax.Array:
+    """For each of ``capacity`` slots, the last item (index into ``first``) whose run of ``counts[i]``
+    slots from ``first[i]`` starts at or before it (items in order, runs end to end); -1 before the first.
+
+    One scatter of the items' starts and a running maximum (a parallel prefix): cheaper than a binary
+    search per slot."""
+    items = jnp.arange(first.shape[0], dtype=jnp.int32)
+    marks = jnp.full(capacity, -1, jnp.int32).at[jnp.where(counts > 0, first, capacity)].max(items, mode="drop")
+    return jax.lax.associative_scan(jnp.maximum, marks)
+
+
+def _lay_out(counts: jax.Array, capacity: int) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Counts per year laid end to end in ``capacity`` slots: each slot's year (clipped), its index in
+    the year, whether it holds one; each year's first slot; whether the year fits."""
+    end = prefix_sum(counts)
+    start = end - counts
+    slot = jnp.arange(capacity, dtype=jnp.int32)
+    year = jnp.maximum(_owners(start, counts, capacity), 0)
+    index = slot - start[year]
+    return year, index, (slot < end[-1]) & (index < counts[year]), start, end <= capacity
+
+
+def simulate_batch(key: jax.Array, years: jax.Array, params: EngineParams, shape: EngineShape) -> YearResult:
+    """Simulate a batch of years (``years``: [B]) in the flat layout; the same years as simulate_year."""
+    n_years = years.shape[0]
+    real = _real(shape)
+    event_slots, dispute_slots, hit_slots = shape.flat
+    year_keys = jax.vmap(lambda y: jax.random.fold_in(key, y))(years)
+    subkeys = jax.vmap(lambda k: jax.random.split(k, 9))(year_keys)  # [B, 9]: simulate_year's split
+    data = jax.random.key_data(subkeys)  # [B, 9, 2]
+    shocks = jax.vmap(lambda k, y: _year_shocks(k, y, params, shape))(subkeys[:, 0], years)
+    level = shocks.level
+    rate = params.total_rate[shocks.draw] * level.astype(jnp.float64)
+    n_events = jax.vmap(lambda k, r: poisson_count(jax.random.bits(k, (), jnp.uint32), r, shape.event_buffer))(
+        subkeys[:, 1], rate)
+
+    # 1-2. Events: a year above its buffer overflows anyway; it keeps only its buffer's slots here.
+    capacity = flat_capacity(event_slots, n_years, shape.event_buffer)
+    held = jnp.minimum(n_events, shape.event_buffer)
+    e_year, e_index, e_live, e_start, e_fits = _lay_out(held, capacity)
+    draw = shocks.draw[e_year]
+    word = _words(data[e_year, 3], e_index, True)
+    stratum_word = _words(data[e_year, 2], e_index, True) if shape.stratified else None
+    stratum, entry = pick_entries(word, stratum_word, draw, params, shape)
+    row = params.entry_row[entry]
+    u_high = _high_uniform(word, real)
+    fits = e_fits
+    if shape.clustered:
+        # 3. Cluster sizes (capped at the buffer: a year holding a larger cluster overflows anyway), then
+        # the disputes laid out as the events were; dispute k of a year belongs to the event whose running
+        # total of sizes (in the year) first exceeds k.
+        size = _cluster_size(_words(data[e_year, 4], e_index, True), stratum, row, u_high, draw, level[e_year],
+                             e_live, params, shape)
+        size = jnp.minimum(size, shape.dispute_buffer + 1)
+        running = prefix_sum(size)
+        before = jnp.concatenate([jnp.zeros(1, running.dtype), running])
+        first = before[jnp.minimum(e_start, capacity)]
+        n_disputes = before[jnp.minimum(e_start + held, capacity)] - first
+        d_capacity = flat_capacity(dispute_slots, n_years, shape.dispute_buffer)
+        d_held = jnp.minimum(n_disputes, shape.dispute_buffer)
+        d_year, d_index, d_live, d_start, d_fits = _lay_out(d_held, d_capacity)
+        # Event i's disputes start at shared slot d_start[b] + (running total before i, in its year).
+        event_first = d_start[e_year] + (running - size) - first[e_year]
+        owner = jnp.maximum(_owners(jnp.where(e_live, event_first, d_capacity), size, d_capacity), 0)
+        d_row = row[owner]
+        u_cost = _uniform_from_bits(_words(data[d_year, 5], d_index, False), dtype=real)
+        overflow = (n_events > shape.event_buffer) | (n_disputes > shape.dispute_buffer)
+        fits = fits & d_fits
+    else:
+        n_disputes, d_held, d_capacity = n_events, held, capacity
+        d_year, d_index, d_live, d_start, d_row, u_cost = e_year, e_index, e_live, e_start, row, u_high
+        overflow = n_events > shape.event_buffer
+    ordinary = _flat_disputes(data[:, 6], d_year, d_index, d_live, d_row[:, ROW_CELL].astype(jnp.int32),
+                              d_row[:, ROW_POLICY].astype(jnp.int32), d_row[:, :3], u_cost, shocks, params, shape)
+    pay_keys = jax.vmap(lambda k: jax.random.fold_in(k, PAYMENT_STREAM))(year_keys)
+    ordinary_pay = (_words(jax.random.key_data(jax.vmap(lambda k: jax.random.fold_in(k, 0))(pay_keys))[d_year],
+                           d_index, False) if shape.dev_years > 0 else None)
+    parts = [(ordinary, ordinary_pay, d_start, d_held, shape.dispute_buffer)]
+    n_campaigns = n_hits = jnp.zeros(n_years, jnp.int32)
+    past_table = jnp.zeros(n_years, bool)
+    if shape.campaign_buffer > 0:
+        # 4. Campaigns per year (few slots), their disputes laid out across the batch.
+        campaigns = jax.vmap(lambda k, sh: _year_campaigns(k, sh, params, shape))(subkeys[:, 7], shocks)
+        n_campaigns, n_hits, past_table = campaigns.n_campaigns, campaigns.n_disputes, campaigns.past_table
+        hits = jnp.diff(campaigns.cum_hits, axis=1, prepend=0)
+        hits = jnp.minimum(hits, shape.campaign_dispute_buffer + 1).reshape(-1)  # [B * campaign slot]
+        hit_running = prefix_sum(hits)
+        hit_before = jnp.concatenate([jnp.zeros(1, hit_running.dtype), hit_running])
+        hit_first = hit_before[jnp.arange(n_years) * shape.campaign_buffer]
+        h_capacity = flat_capacity(hit_slots, n_years, shape.campaign_dispute_buffer)
+        h_held = jnp.minimum(n_hits, shape.campaign_dispute_buffer)
+        h_year, h_index, h_live, h_start, h_fits = _lay_out(h_held, h_capacity)
+        slot_year = jnp.arange(hits.shape[0], dtype=jnp.int32) // shape.campaign_buffer
+        campaign_first = h_start[slot_year] + (hit_running - hits) - hit_first[slot_year]
+        campaign = jnp.maximum(_owners(campaign_first, hits, h_capacity), 0)
+        hit_kind = campaigns.kind.reshape(-1)[campaign]
+        hit_word = _words(jax.random.key_data(campaigns.k_pick)[h_year], h_index, True)
+        policy, cell = _campaign_targets(hit_word, hit_kind, params)
+        hit_disputes = _flat_disputes(data[:, 8], h_year, h_index, h_live, cell, policy, params.policy_terms[policy],
+                                      _high_uniform(hit_word, real), shocks, params, shape)
+        hit_pay = (_words(jax.random.key_data(jax.vmap(lambda k: jax.random.fold_in(k, 1))(pay_keys))[h_year],
+                          h_index, False) if shape.dev_years > 0 else None)
+        parts.append((hit_disputes, hit_pay, h_start, h_held, shape.campaign_dispute_buffer))
+        overflow = overflow | (n_campaigns > shape.campaign_buffer) | (n_hits > shape.campaign_dispute_buffer)
+        fits = fits & h_fits
+    # Back into each year's own slots (ordinary, then campaigns'): slot k of year b reads shared slot
+    # start[b] + k if the year has that many, else an empty one.
+    disputes, pay_bits = _per_year_slots(parts, n_years)
+    counts = Counts(events=n_events, disputes=n_disputes, campaigns=n_campaigns, campaign_disputes=n_hits,
+                    overflow=overflow | ~fits)
+    return jax.vmap(lambda k, sh, d, c, p, pb: _finish_year(k, sh, d, c, p, params, shape, pb))(
+        year_keys, shocks, disputes, counts, past_table, pay_bits)
+
+
+def _flat_disputes(sev_keys: jax.Array, year: jax.Array, index: jax.Array, live: jax.Array, cell: jax.Array,
+                   policy: jax.Array, terms: jax.Array, u_cost: jax.Array, shocks: YearShocks, params: EngineParams,
+                   shape: EngineShape) -> Disputes:
+    """5. Costs of shared dispute slots: ``sev_keys`` [B] are the years' keys of _dispute_costs."""
+    stage_bits = None
+    if _needs_stage_bits(shape):
+        k_stage = jax.vmap(lambda k: jax.random.split(k)[1])(sev_keys)
+        stage_bits = _words(jax.random.key_data(k_stage)[year], index, False)
+    n_currencies = params.fx_sigma.shape[0]
+    cost, stage = _dispute_costs(sev_keys[0], cell.shape[0], cell, u_cost, shocks.draw[year], shocks.fx_factor,
+                                 params, shape, stage_bits=stage_bits, fx_offset=year * n_currencies)
+    return Disputes(valid=live, policy=policy, cell=cell, cost=cost, stage=stage, deductible=terms[:, 0],
+                    coinsurance=terms[:, 1], limit=terms[:, 2])
+
+
+def _per_year_slots(parts, n_years: int) -> tuple[Disputes, jax.Array | None]:
+    """Each year's dispute slots gathered from the shared ones: [B, slots] fields, and payment words."""
+    fields: list[Disputes] = []
+    words: list[jax.Array] = []
+    for disputes, pay, start, held, buffer in parts:
+        k = jnp.arange(buffer, dtype=jnp.int32)
+        size = disputes.valid.shape[0]
+        at = jnp.where(k[None, :] < held[:, None], start[:, None] + k[None, :], size)  # size: the empty slot
+
+        def gather(x, at=at):
+            return jnp.concatenate([x, jnp.zeros((1,) + x.shape[1:], x.dtype)])[at]
+
+        fields.append(Disputes(*(gather(x) for x in disputes)))
+        if pay is not None:  # payment words: every part or none (shape.dev_years)
+            words.append(gather(pay))
+    joined = Disputes(*(jnp.concatenate(columns, axis=1) for columns in zip(*fields)))
+    return joined, (jnp.concatenate(words, axis=1) if words else None)
+
+
 def simulate_years(key: jax.Array, years: jax.Array, params: EngineParams, shape: EngineShape) -> YearResult:
     """Simulate the given year indices; year ``y`` draws only from ``fold_in(key, y)``."""
+    if shape.flat and _flat_supported(key, shape):
+        n = years.shape[0]
+        batch = min(shape.batch_years, n)
+        padded = -(-n // batch) * batch
+        ids = jnp.concatenate([years, jnp.full(padded - n, years[-1], years.dtype)]).reshape(-1, batch)
+        out = jax.lax.map(lambda b: simulate_batch(key, b, params, shape), ids)
+        return jax.tree_util.tree_map(lambda x: x.reshape((padded,) + x.shape[2:])[:n], out)
 
     def one_year(year):
         return simulate_year(jax.random.fold_in(key, year), year, params, shape)
 
     return jax.lax.map(one_year, years, batch_size=min(shape.batch_years, years.shape[0]))
+
+
+def _flat_supported(key: jax.Array, shape: EngineShape) -> bool:
+    """The flat layout computes Threefry's words slot by slot (partitionable Threefry keys only) and has no
+    rejection sampler (gamma severities draw by rejection from per-slot keys)."""
+    return (str(jax.random.key_impl(key)) == "threefry2x32" and bool(jax.config.jax_threefry_partitionable)  # type: ignore[attr-defined]
+            and not shape.families[GAMMA])
