@@ -74,7 +74,9 @@ def write_sliced(path: str | Path, *, dims: Mapping[str, int], coords: Mapping[s
                     create(rows)
                     chunk_rows = max(1, min(dims[first], rows))
                 arrays = [np.asarray(part[name]).astype(dtype) for name, (_, dtype, _) in variables.items()]
-                whole = start % chunk_rows == 0 and (rows == chunk_rows or start + rows == dims[first])
+                whole = start % chunk_rows == 0 and (rows == chunk_rows or start + rows == dims[first]) and all(
+                    array.shape == (rows,) + tuple(created[name].shape[1:]) for name, array in zip(variables, arrays))
+                # (else, e.g. a variable with the wrong number of rows or columns, HDF5's write below refuses it)
                 if whole and rows <= chunk_rows:
                     chunks = pool.map(compressed_chunk, arrays, [chunk_rows] * len(arrays))
                     for name, array, data in zip(variables, arrays, chunks):

@@ -25,7 +25,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import stored
-from .engine import EngineParams, EngineShape, YearResult, simulate_years
+from .engine import OVERFLOW_BUFFER, OVERFLOW_TABLE, EngineParams, EngineShape, YearResult, simulate_years
 
 RECOMPUTE_BLOCK = 16  # years per recomputation call (fixed, so it compiles once per buffer size)
 
@@ -351,8 +351,10 @@ def _recompute_overflows(out: YearResult, key, params, grown: list[EngineShape],
     """
     fields = {name: np.array(value) for name, value in out._asdict().items()}
     overflow = fields["overflow"].astype(bool)
-    recomputed = np.flatnonzero(overflow)
-    todo = recomputed
+    # Reported: the years past a buffer or a CDF table (a property of the year). Years past a batch's shared
+    # slots only (flat layout: a property of the batch the year fell in) are recomputed too, unreported.
+    recomputed = np.flatnonzero(fields["overflow"] & (OVERFLOW_BUFFER | OVERFLOW_TABLE))
+    todo = np.flatnonzero(overflow)
     n_devices = len(devices)
     block_size = -(-RECOMPUTE_BLOCK // n_devices) * n_devices
     tried = None  # the shape the years in todo were last computed with

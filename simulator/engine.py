@@ -164,7 +164,9 @@ class EngineParams(NamedTuple):
     draw_count: jax.Array | None = None  # u32[] (>= 1)
 
 
-OVERFLOW_BUFFER, OVERFLOW_TABLE = 1, 2  # YearResult.overflow flags
+# YearResult.overflow flags. OVERFLOW_SLOTS: the year ran past its batch's shared slots (flat layout),
+# which depends on the batch it fell in, so the driver recomputes it without counting it as an overflow.
+OVERFLOW_BUFFER, OVERFLOW_TABLE, OVERFLOW_SLOTS = 1, 2, 4
 
 
 class YearResult(NamedTuple):
@@ -180,7 +182,8 @@ class YearResult(NamedTuple):
     campaigns: jax.Array  # i32
     campaign_disputes: jax.Array  # i32
     overflow: jax.Array  # i32 flags, 0: none; the driver recomputes the year: OVERFLOW_BUFFER a buffer was
-    #                      too small, OVERFLOW_TABLE a campaign size fell past its CDF table
+    #                      too small, OVERFLOW_TABLE a campaign size fell past its CDF table, OVERFLOW_SLOTS
+    #                      past its batch's shared slots
     ceded_due: jax.Array  # f64[program, contract]: ceded before reinsurer default ([0, 0] without reinsurance)
     recovered: jax.Array  # f64[program, contract]: paid by the reinsurers
     net: jax.Array  # f64[program]: gross minus recoveries
@@ -769,7 +772,8 @@ def simulate_year(key: jax.Array, year: jax.Array, params: EngineParams, shape: 
 
 
 def _finish_year(key: jax.Array, shocks: YearShocks, disputes: Disputes, counts: Counts, past_table: jax.Array,
-                 params: EngineParams, shape: EngineShape, pay_bits: jax.Array | None = None) -> YearResult:
+                 params: EngineParams, shape: EngineShape, pay_bits: jax.Array | None = None,
+                 past_slots: jax.Array | None = None) -> YearResult:
     """5-8 of one year from its dispute slots (ordinary, then campaigns'): policy terms, reinsurance,
     payment pattern (its per-slot words ``pay_bits`` if given, else drawn here), the year's totals."""
     payouts = _policy_terms(disputes, params, shape)
@@ -793,7 +797,8 @@ def _finish_year(key: jax.Array, shocks: YearShocks, disputes: Disputes, counts:
         events=counts.events.astype(jnp.int32),
         campaigns=counts.campaigns.astype(jnp.int32),
         campaign_disputes=counts.campaign_disputes.astype(jnp.int32),
-        overflow=jnp.where(counts.overflow, OVERFLOW_BUFFER, 0) | jnp.where(past_table, OVERFLOW_TABLE, 0),
+        overflow=jnp.where(counts.overflow, OVERFLOW_BUFFER, 0) | jnp.where(past_table, OVERFLOW_TABLE, 0)
+        | (0 if past_slots is None else jnp.where(past_slots, OVERFLOW_SLOTS, 0)),
         ceded_due=recoveries.due,
         recovered=recoveries.recovered,
         net=recoveries.net,
@@ -909,7 +914,7 @@ def simulate_batch(key: jax.Array, years: jax.Array, params: EngineParams, shape
         n_disputes, d_held, d_capacity = n_events, held, capacity
         d_year, d_index, d_live, d_start, d_row, u_cost = e_year, e_index, e_live, e_start, row, u_high
         overflow = n_events > shape.event_buffer
-    ordinary = _flat_disputes(data[:, 6], d_year, d_index, d_live, d_row[:, ROW_CELL].astype(jnp.int32),
+    ordinary = _flat_disputes(subkeys[:, 6], d_year, d_index, d_live, d_row[:, ROW_CELL].astype(jnp.int32),
                               d_row[:, ROW_POLICY].astype(jnp.int32), d_row[:, :3], u_cost, shocks, params, shape)
     pay_keys = jax.vmap(lambda k: jax.random.fold_in(k, PAYMENT_STREAM))(year_keys)
     ordinary_pay = (_words(jax.random.key_data(jax.vmap(lambda k: jax.random.fold_in(k, 0))(pay_keys))[d_year],
@@ -935,7 +940,7 @@ def simulate_batch(key: jax.Array, years: jax.Array, params: EngineParams, shape
         hit_kind = campaigns.kind.reshape(-1)[campaign]
         hit_word = _words(jax.random.key_data(campaigns.k_pick)[h_year], h_index, True)
         policy, cell = _campaign_targets(hit_word, hit_kind, params)
-        hit_disputes = _flat_disputes(data[:, 8], h_year, h_index, h_live, cell, policy, params.policy_terms[policy],
+        hit_disputes = _flat_disputes(subkeys[:, 8], h_year, h_index, h_live, cell, policy, params.policy_terms[policy],
                                       _high_uniform(hit_word, real), shocks, params, shape)
         hit_pay = (_words(jax.random.key_data(jax.vmap(lambda k: jax.random.fold_in(k, 1))(pay_keys))[h_year],
                           h_index, False) if shape.dev_years > 0 else None)
@@ -946,9 +951,9 @@ def simulate_batch(key: jax.Array, years: jax.Array, params: EngineParams, shape
     # start[b] + k if the year has that many, else an empty one.
     disputes, pay_bits = _per_year_slots(parts, n_years)
     counts = Counts(events=n_events, disputes=n_disputes, campaigns=n_campaigns, campaign_disputes=n_hits,
-                    overflow=overflow | ~fits)
-    return jax.vmap(lambda k, sh, d, c, p, pb: _finish_year(k, sh, d, c, p, params, shape, pb))(
-        year_keys, shocks, disputes, counts, past_table, pay_bits)
+                    overflow=overflow)
+    return jax.vmap(lambda k, sh, d, c, p, pb, ps: _finish_year(k, sh, d, c, p, params, shape, pb, ps))(
+        year_keys, shocks, disputes, counts, past_table, pay_bits, ~fits)
 
 
 def _flat_disputes(sev_keys: jax.Array, year: jax.Array, index: jax.Array, live: jax.Array, cell: jax.Array,

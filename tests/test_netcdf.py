@@ -11,8 +11,9 @@ import xarray as xr
 from leisim.formats.netcdf import write_sliced
 
 
-@pytest.mark.parametrize("cuts", [[0, 500, 1000, 1500, 1999], [0, 700, 1999], [0, 1999], [0, 1000, 1999]],
-                         ids=["even+short", "uneven", "one", "even"])
+@pytest.mark.parametrize("cuts", [[0, 500, 1000, 1500, 1999], [0, 700, 1999], [0, 1999], [0, 1000, 1999],
+                                  [0, 500, 800, 1000, 1999]],
+                         ids=["even+short", "uneven", "one", "even", "short-mid"])
 def test_sliced_writes_read_back_exactly(tmp_path, cuts):
     rng = np.random.default_rng(5)
     n = 1999
@@ -39,3 +40,11 @@ def test_sliced_writes_read_back_exactly(tmp_path, cuts):
         np.testing.assert_array_equal(ds["gross_by_country"].values, by_country)
         assert list(ds["country"].values) == ["US", "DE", "JP"]
         assert ds["gross"].attrs["units"] == "CNY" and ds.attrs["seed"] == 3
+
+
+def test_a_slice_of_the_wrong_shape_is_refused(tmp_path):
+    # A variable with fewer rows than the slice (or other columns) must not be padded into a chunk.
+    with pytest.raises((TypeError, ValueError)):
+        write_sliced(tmp_path / "r.nc", dims={"year": 8}, coords={},
+                     variables={"a": (("year",), "f8", {}), "b": (("year",), "f8", {})},
+                     slices=[{"a": np.zeros(4), "b": np.zeros(3)}, {"a": np.zeros(4), "b": np.zeros(4)}], attrs={})
