@@ -74,10 +74,12 @@ def write_sliced(path: str | Path, *, dims: Mapping[str, int], coords: Mapping[s
                     create(rows)
                     chunk_rows = max(1, min(dims[first], rows))
                 arrays = [np.asarray(part[name]).astype(dtype) for name, (_, dtype, _) in variables.items()]
-                whole = start % chunk_rows == 0 and (rows == chunk_rows or start + rows == dims[first]) and all(
-                    array.shape == (rows,) + tuple(created[name].shape[1:]) for name, array in zip(variables, arrays))
-                # (else, e.g. a variable with the wrong number of rows or columns, HDF5's write below refuses it)
-                if whole and rows <= chunk_rows:
+                # One whole chunk (or the short last one) of every variable; anything else, a variable with the
+                # wrong number of rows or columns included, goes through HDF5's write (which refuses a bad shape).
+                whole = start % chunk_rows == 0 and (rows == chunk_rows or start + rows == dims[first] < start + chunk_rows
+                                                     ) and all(array.shape == (rows,) + tuple(created[name].shape[1:])
+                                                               for name, array in zip(variables, arrays))
+                if whole:
                     chunks = pool.map(compressed_chunk, arrays, [chunk_rows] * len(arrays))
                     for name, array, data in zip(variables, arrays, chunks):
                         created[name]._h5ds.id.write_direct_chunk((start,) + (0,) * (array.ndim - 1), data)

@@ -493,7 +493,7 @@ def assemble(tables: ModelTables, portfolio: Portfolio, *, entry_cells: np.ndarr
         fx=bool(np.any(fx_sigma > 0)), year_effect=bool(np.any(tables.year_sigma > 0)), batch_years=batch_years,
         n_reinsurers=max(len(reinsurers), 1) if programs else 0, program_kinds=program_kinds, dev_years=dev_years,
     )
-    return params, shape._replace(flat=_flat_moments(shape, moments)), expected
+    return params, shape._replace(flat=_shared_slots(shape, moments)), expected
 
 
 # The flat layout (engine.simulate_batch) where a batch's shared slots are at most this share of its
@@ -511,7 +511,7 @@ def flat_slots(mean: float, variance: float, years: int) -> float:
     return math.ceil(need / step) * step
 
 
-def _flat_moments(shape: EngineShape, moments: tuple[float, ...]) -> tuple[float, ...]:
+def _shared_slots(shape: EngineShape, moments: tuple[float, ...]) -> tuple[float, ...]:
     """Shared slots per year when the flat layout pays for ``shape`` (and can run it), else () (one
     buffer a year)."""
     if shape.families[1] or shape.batch_years < 2:  # gamma severities: by rejection, not flat

@@ -64,6 +64,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.random import threefry2x32_p
 from jax.scipy.special import ndtri
 
 from ..vocabulary import STAGES, TRIAL  # noqa: F401 - litigation stages (re-exported); from TRIAL on, fee shifting applies
@@ -822,7 +823,7 @@ def _finish_year(key: jax.Array, shocks: YearShocks, disputes: Disputes, counts:
 # year's key and its index in the year alone, and every year comes out bit for bit as simulate_year
 # gives it (tests/simulator/test_flat.py). The disputes are then gathered back into the year's own
 # slots for the policy terms, reinsurance and payment totals (cheap, no randomness), in the same order.
-# A year whose slots run past the batch's is flagged (OVERFLOW_BUFFER) and recomputed like a buffer
+# A year whose slots run past the batch's is flagged (OVERFLOW_SLOTS) and recomputed like a buffer
 # overflow.
 
 def flat_capacity(slots_per_year: float, years: int, buffer: int) -> int:
@@ -833,8 +834,6 @@ def flat_capacity(slots_per_year: float, years: int, buffer: int) -> int:
 def _words(key_data: jax.Array, index: jax.Array, wide: bool) -> jax.Array:
     """Word ``index`` of ``random.bits(key, (n,), uint64 if wide else uint32)`` for any n > index, slot by
     slot (``key_data``: each slot's ``random.key_data(key)``), under the partitionable Threefry."""
-    from jax.extend.random import threefry2x32_p
-
     index = index.astype(jnp.uint32)
     high, low = threefry2x32_p.bind(key_data[..., 0], key_data[..., 1], jnp.zeros_like(index), index)
     if wide:
@@ -917,8 +916,14 @@ def simulate_batch(key: jax.Array, years: jax.Array, params: EngineParams, shape
     ordinary = _flat_disputes(subkeys[:, 6], d_year, d_index, d_live, d_row[:, ROW_CELL].astype(jnp.int32),
                               d_row[:, ROW_POLICY].astype(jnp.int32), d_row[:, :3], u_cost, shocks, params, shape)
     pay_keys = jax.vmap(lambda k: jax.random.fold_in(k, PAYMENT_STREAM))(year_keys)
-    ordinary_pay = (_words(jax.random.key_data(jax.vmap(lambda k: jax.random.fold_in(k, 0))(pay_keys))[d_year],
-                           d_index, False) if shape.dev_years > 0 else None)
+
+    def payment_words(part: int, year: jax.Array, index: jax.Array) -> jax.Array | None:
+        """The words _slot_bits gives slot ``index`` of the year's ``part`` (0 ordinary, 1 campaigns')."""
+        if shape.dev_years == 0:
+            return None
+        return _words(jax.random.key_data(jax.vmap(lambda k: jax.random.fold_in(k, part))(pay_keys))[year], index, False)
+
+    ordinary_pay = payment_words(0, d_year, d_index)
     parts = [(ordinary, ordinary_pay, d_start, d_held, shape.dispute_buffer)]
     n_campaigns = n_hits = jnp.zeros(n_years, jnp.int32)
     past_table = jnp.zeros(n_years, bool)
@@ -942,14 +947,12 @@ def simulate_batch(key: jax.Array, years: jax.Array, params: EngineParams, shape
         policy, cell = _campaign_targets(hit_word, hit_kind, params)
         hit_disputes = _flat_disputes(subkeys[:, 8], h_year, h_index, h_live, cell, policy, params.policy_terms[policy],
                                       _high_uniform(hit_word, real), shocks, params, shape)
-        hit_pay = (_words(jax.random.key_data(jax.vmap(lambda k: jax.random.fold_in(k, 1))(pay_keys))[h_year],
-                          h_index, False) if shape.dev_years > 0 else None)
-        parts.append((hit_disputes, hit_pay, h_start, h_held, shape.campaign_dispute_buffer))
+        parts.append((hit_disputes, payment_words(1, h_year, h_index), h_start, h_held, shape.campaign_dispute_buffer))
         overflow = overflow | (n_campaigns > shape.campaign_buffer) | (n_hits > shape.campaign_dispute_buffer)
         fits = fits & h_fits
     # Back into each year's own slots (ordinary, then campaigns'): slot k of year b reads shared slot
     # start[b] + k if the year has that many, else an empty one.
-    disputes, pay_bits = _per_year_slots(parts, n_years)
+    disputes, pay_bits = _per_year_slots(parts)
     counts = Counts(events=n_events, disputes=n_disputes, campaigns=n_campaigns, campaign_disputes=n_hits,
                     overflow=overflow)
     return jax.vmap(lambda k, sh, d, c, p, pb, ps: _finish_year(k, sh, d, c, p, params, shape, pb, ps))(
@@ -965,13 +968,14 @@ def _flat_disputes(sev_keys: jax.Array, year: jax.Array, index: jax.Array, live:
         k_stage = jax.vmap(lambda k: jax.random.split(k)[1])(sev_keys)
         stage_bits = _words(jax.random.key_data(k_stage)[year], index, False)
     n_currencies = params.fx_sigma.shape[0]
+    # (The key passed on feeds only gamma severities, which the flat layout does not run: _flat_supported.)
     cost, stage = _dispute_costs(sev_keys[0], cell.shape[0], cell, u_cost, shocks.draw[year], shocks.fx_factor,
                                  params, shape, stage_bits=stage_bits, fx_offset=year * n_currencies)
     return Disputes(valid=live, policy=policy, cell=cell, cost=cost, stage=stage, deductible=terms[:, 0],
                     coinsurance=terms[:, 1], limit=terms[:, 2])
 
 
-def _per_year_slots(parts, n_years: int) -> tuple[Disputes, jax.Array | None]:
+def _per_year_slots(parts) -> tuple[Disputes, jax.Array | None]:
     """Each year's dispute slots gathered from the shared ones: [B, slots] fields, and payment words."""
     fields: list[Disputes] = []
     words: list[jax.Array] = []
