@@ -111,6 +111,8 @@ class RunSpec:
     include_own: bool = True
     overwrite: bool = False
     x64: bool = False
+    posterior: str | None = None  # a posterior file (`simulate --posterior`); None: the scenario's
+    ord_format: str | None = None  # also write the ORD-style loss tables (exports.py): "parquet" | "csv"
 
     def absolute(self) -> RunSpec:
         """Input paths made absolute (a library scenario name stays a name), so that ``--resume`` works
@@ -122,7 +124,7 @@ class RunSpec:
 
         ref = self.scenario_ref
         return dataclasses.replace(
-            self, portfolio_dir=absolute(self.portfolio_dir),
+            self, portfolio_dir=absolute(self.portfolio_dir), posterior=absolute(self.posterior),
             scenario_ref=ref if ref in library_names() else str(absolute(ref)),
             compare=tuple(c if c == "none" else str(absolute(c)) for c in self.compare))
 
@@ -214,6 +216,21 @@ def load_scenario(reference: str | Path | Scenario) -> Scenario:
     from .scenarios.schema import load_scenario as load
 
     return load(reference)
+
+
+def with_posterior(scenario: Scenario, posterior: str | Path | None) -> Scenario:
+    """``scenario`` drawing its parameters from ``posterior`` (a file `leisim fit` wrote), or as it is."""
+    if posterior is None:
+        return scenario
+    if scenario.model.parameters != "posterior":
+        raise InputError(f"scenario {scenario.name!r} uses fixed parameters ([model] parameters = "
+                         f"{scenario.model.parameters!r}); --posterior applies to posterior-driven scenarios",
+                         field="--posterior", value=str(posterior), choices=["a posterior-driven scenario"])
+    path = Path(posterior).expanduser().resolve()
+    if not path.is_file():
+        raise InputError("file not found: give the path of a posterior written by `leisim fit`",
+                         field="--posterior", value=str(posterior))
+    return scenario.updated({"model": {"posterior": str(path)}})
 
 
 def load_portfolio(reference: str | Path | Portfolio | None) -> Portfolio:
@@ -474,22 +491,30 @@ class Run:
             self._dataset = results.dataset(self._years, self.job.composition, provenance_attrs=self.attrs)
         return self._dataset
 
-    def write(self, folder: Path, *, plots: bool = True) -> None:
-        """summary.json, results.nc and (``plots``) the figures into ``folder`` (a staging folder)."""
+    def write(self, folder: Path, *, plots: bool = True, ord_format: str | None = None) -> None:
+        """summary.json, results.nc, (``plots``) the figures and (``ord_format``: "parquet" | "csv") the
+        ORD-style loss tables in ``ord/`` into ``folder`` (a staging folder)."""
         from .simulator import results
 
         outputs.write_marker(folder, "simulate")
         (folder / "summary.json").write_text(json_text(self.summary))
         results.write_netcdf(folder / "results.nc", self._years, self.job.composition, provenance_attrs=self.attrs)
-        if plots:
+        if plots or ord_format:
             import xarray as xr
 
-            from . import plots as figures
-
             with xr.open_dataset(folder / "results.nc", engine="h5netcdf") as dataset:
-                figures.write_all(dataset, self.summary, folder)
+                if plots:
+                    from . import plots as figures
 
-    def save(self, out_dir: str | Path, *, overwrite: bool = False, plots: bool = True) -> Path:
+                    figures.write_all(dataset, self.summary, folder)
+                if ord_format:
+                    from . import exports
+
+                    (folder / "ord").mkdir()
+                    exports.write_tables(folder / "ord", dataset, fmt=ord_format, disputes=dispute_tables(self.job))
+
+    def save(self, out_dir: str | Path, *, overwrite: bool = False, plots: bool = True,
+             ord_format: str | None = None) -> Path:
         """Write the run's outputs into ``out_dir`` as `leisim simulate` does: staged, then renamed into
         place. A folder holding files is replaced only with ``overwrite`` and only if leisim wrote it."""
         out_dir = Path(out_dir)
@@ -497,7 +522,7 @@ class Run:
         lock = outputs.lock_output(out_dir)
         try:
             with atomic_directory(out_dir) as staging:
-                self.write(staging, plots=plots)
+                self.write(staging, plots=plots, ord_format=ord_format)
         finally:
             outputs.release(lock)
         return out_dir
@@ -505,6 +530,11 @@ class Run:
 
 def _resolved(source: str) -> str:
     return source if source.startswith("<") else str(Path(source).resolve())
+
+
+def dispute_tables(job: Job):
+    """The run's disputes as the dispute loss table (exports.plt_schema), one pyarrow table per chunk."""
+    return None  # TEMP: wired to the engine per-dispute records next
 
 
 def outcome(job: Job, store, *, command: str) -> Run:
@@ -528,7 +558,7 @@ def simulate_spec(spec: RunSpec, *, resume: bool = False, devices: int | None = 
     """
     from .runtime import setup_jax
 
-    scenario = load_scenario(spec.scenario_ref)
+    scenario = with_posterior(load_scenario(spec.scenario_ref), spec.posterior)
     portfolio = load_portfolio(spec.portfolio_dir)
     programs = [load_program(p) for p in spec.compare]
     setup_jax()
@@ -571,7 +601,7 @@ def simulate_spec(spec: RunSpec, *, resume: bool = False, devices: int | None = 
         if not writer:
             return None, out_dir
         try:
-            run = _write_from_store(job, store, out_dir, plots=spec.plots, command=command)
+            run = _write_from_store(job, store, out_dir, plots=spec.plots, command=command, ord_format=spec.ord_format)
         except OSError as err:
             raise outputs.write_failure(err, checkpoint, out_dir) from None
     finally:
@@ -595,7 +625,8 @@ def _open_store(out_dir: Path, spec: RunSpec, job: Job, *, resume: bool):
                                           "fingerprint": stamp})
 
 
-def _write_from_store(job: Job, store, out_dir: Path, *, plots: bool, command: str) -> Run:
+def _write_from_store(job: Job, store, out_dir: Path, *, plots: bool, command: str,
+                      ord_format: str | None = None) -> Run:
     """The summary, results.nc and figures from the checkpoint, staged and moved into ``out_dir``."""
     need, free = outputs.output_bytes(store, job.years), outputs.free_bytes(out_dir.parent)
     if need > free:  # refuse before HDF5 meets a full disk (it may crash rather than fail cleanly)
@@ -605,8 +636,45 @@ def _write_from_store(job: Job, store, out_dir: Path, *, plots: bool, command: s
                       f"{free / 1e6:,.0f} MB are free", str(out_dir))
     run = outcome(job, store, command=command)
     with atomic_directory(out_dir) as staging:  # replaces the folder, checkpoint included
-        run.write(staging, plots=plots)
+        run.write(staging, plots=plots, ord_format=ord_format)
     return run
+
+
+def export_to_folder(run_dir: Path, out_dir: Path | None = None, *, fmt: str = "parquet", overwrite: bool = False
+                     ) -> tuple[Path, list[Path]]:
+    """`leisim export RUN_DIR`: the ORD-style year loss and exceedance tables (exports.py) of a finished
+    run, from its results.nc, into ``out_dir`` (default ``RUN_DIR/ord``), staged and renamed. The dispute
+    table needs the disputes themselves: `leisim simulate --ord` writes it with the run."""
+    import xarray as xr
+
+    from . import exports
+
+    if fmt not in exports.FORMATS:
+        raise InputError("unknown table format", field="--table-format", value=fmt, choices=exports.FORMATS)
+    run_dir = Path(run_dir)
+    source = run_dir / "results.nc"
+    if not source.is_file():
+        raise InputError(f"{run_dir} holds no results.nc: give the output folder of a finished `leisim simulate` "
+                         "run", file=str(source), field="RUN_DIR", value=str(run_dir))
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / "ord"
+    outputs.guard_output_folder(out_dir, overwrite=overwrite, what="tables", inputs=[str(source)])
+    try:
+        dataset = xr.open_dataset(source, engine="h5netcdf")
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot read {source} as a leisim results.nc ({err})", file=str(source)) from None
+    with dataset:
+        missing = [v for v in ("gross", "ceded", "net", "net_cost", "ground_up", "max_dispute", "disputes")
+                   if v not in dataset]
+        if missing:
+            raise InputError(f"{source} is not a leisim results.nc: it lacks {', '.join(missing)}", file=str(source))
+        lock = outputs.lock_output(out_dir)
+        try:
+            with atomic_directory(out_dir) as staging:
+                outputs.write_marker(staging, "export")
+                written = exports.write_tables(staging, dataset, fmt=fmt)
+        finally:
+            outputs.release(lock)
+    return out_dir, [out_dir / p.name for p in written]
 
 
 # --------------------------------------------------------------------------------------------------

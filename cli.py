@@ -3,6 +3,7 @@ work, text out. Bad input (an InputError) ends in one ``Error:`` line and exit s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -29,6 +30,12 @@ class _Group(click.Group):
 
     def parse_args(self, ctx, args):
         ctx.meta["leisim_args"] = list(args)  # the command line as given, for provenance
+        if ctx.parent is None:  # one invocation's output settings (tests call main() several times in a process)
+            from .runtime import show_library_messages
+
+            for key in _MODE:
+                _MODE[key] = False
+            show_library_messages(False)
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx):
@@ -39,13 +46,61 @@ class _Group(click.Group):
             ctx.exit(2)
 
 
+# How much a command says: -q (errors and warnings only), -v (also JAX/XLA/NumPyro's own messages), --json
+# (standard output holds one JSON document and nothing else). Set by every command's options (_verbosity).
+_MODE = {"quiet": False, "verbose": False, "json": False}
+
+
+def _set_mode(ctx, param, value) -> None:
+    if value:
+        _MODE[param.name] = True
+        if param.name == "verbose":
+            from .runtime import show_library_messages
+
+            show_library_messages(True)
+
+
+def _verbosity(command):
+    """-q / -v on a command (also accepted before it: `leisim -q simulate`)."""
+    command.params.append(click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, callback=_set_mode,
+                                       help="Print only errors and warnings (no progress bars, no summary)."))
+    command.params.append(click.Option(["-v", "--verbose"], is_flag=True, expose_value=False, callback=_set_mode,
+                                       help="Also show JAX, XLA and NumPyro's own messages (compile warnings, "
+                                            "sampler progress), silenced by default."))
+    return command
+
+
+def _json_option(command):
+    return click.option("--json", "json", is_flag=True, expose_value=False, callback=_set_mode,
+                        help="Print the result as one JSON document on standard output and nothing else there "
+                             "(messages and progress go to standard error).")(command)
+
+
 def _warn(message: str) -> None:
     click.echo(f"Warning: {message}", err=True)
 
 
+def _info(message: str) -> None:
+    """A message for people (standard error), silenced by -q."""
+    if not _MODE["quiet"]:
+        click.echo(message, err=True)
+
+
 def _echo(lines: list[str]) -> None:
+    """Text for people on standard output: silenced by -q and by --json (standard output is the JSON)."""
+    if _MODE["quiet"] or _MODE["json"]:
+        return
     for line in lines:
         click.echo(line)
+
+
+def _emit_json(doc: dict) -> None:
+    if _MODE["json"]:
+        click.echo(app.json_text(doc), nl=False)
+
+
+def _progress():
+    return app.no_progress if _MODE["quiet"] else app.progress_bar
 
 
 def _portfolio(help: str = "Folder with policies.csv and exposures.csv [default: the embedded pilot portfolio]."):
@@ -88,7 +143,10 @@ def _run_options(command):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="leisim")
 def main() -> None:
-    """leisim: Monte Carlo risk simulator for legal-expenses insurance of overseas IP disputes."""
+    """leisim: Monte Carlo risk simulator for legal-expenses insurance of overseas IP disputes.
+
+    Shell completion (bash): eval "$(_LEISIM_COMPLETE=bash_source leisim)"; zsh: zsh_source; fish: fish_source.
+    """
 
 
 @main.command()
@@ -115,8 +173,18 @@ def main() -> None:
               help="--distributed: number of processes [env JAX_NUM_PROCESSES].")
 @click.option("--process-id", envvar="JAX_PROCESS_ID", type=click.IntRange(min=0), default=None,
               help="--distributed: this process's index, 0 .. N-1 [env JAX_PROCESS_ID].")
+@click.option("--posterior", "posterior", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, metavar="FILE",
+              help="A posterior written by `leisim fit` to draw the parameters from [default: the scenario's "
+                   "[model] posterior, else the shipped one]. Posterior-driven scenarios only.")
+@click.option("--ord", "ord_format", flag_value="parquet", default=None,
+              help="Also write the ORD-style loss tables into OUT/ord: year loss table, dispute (period) loss "
+                   "table and exceedance-probability table, as Parquet.")
+@click.option("--ord-csv", "ord_format", flag_value="csv", help="As --ord, as CSV files.")
+@_json_option
 def simulate(scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plots, overwrite, x64, devices,
-             compare_point_estimate, compare, resume_dir, distributed, coordinator, num_processes, process_id):
+             compare_point_estimate, compare, resume_dir, distributed, coordinator, num_processes, process_id,
+             posterior, ord_format):
     """Simulate annual payouts and write summary.json, results.nc and figures.
 
     Finished chunks of years are checkpointed in OUT/.checkpoint; after an interruption (Ctrl-C,
@@ -124,12 +192,16 @@ def simulate(scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plot
     uninterrupted run gives.
     """
     spec = _spec(scenario_ref, portfolio_dir, out_dir, years=years, seed=seed, chunk_size=chunk_size, plots=plots,
-                 compare_point_estimate=compare_point_estimate, compare=tuple(compare), overwrite=overwrite, x64=x64)
+                 compare_point_estimate=compare_point_estimate, compare=tuple(compare), overwrite=overwrite, x64=x64,
+                 posterior=None if posterior is None else str(posterior), ord_format=ord_format)
     if resume_dir is not None:
         ctx = click.get_current_context()
-        given = [name for name in ("scenario_ref", "portfolio_dir", "years", "seed", "out_dir", "chunk_size", "compare")
+        given = [name for name in ("scenario_ref", "portfolio_dir", "years", "seed", "out_dir", "chunk_size", "compare",
+                                   "posterior")
                  if ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)]
         spec = app.resume_spec(resume_dir, given=given, plots=plots)
+        if ord_format is not None:
+            spec = dataclasses.replace(spec, ord_format=ord_format)
     _simulate(spec, resume=resume_dir is not None, devices=devices,
               distributed=app.distributed_settings(distributed, coordinator, num_processes, process_id))
 
@@ -147,14 +219,16 @@ def _simulate(spec: app.RunSpec, *, resume: bool = False, devices: int | None = 
         raise SystemExit(130) from None
 
     run, out_dir = app.simulate_spec(spec, resume=resume, devices=devices, distributed=distributed,
-                                     progress=app.progress_bar, notify=_warn, command=outputs.command_line(),
+                                     progress=_progress(), notify=_warn, command=outputs.command_line(),
                                      on_interrupt=interrupted)
     if run is None:  # not process 0 of a distributed run
         return
+    _emit_json(run.summary)
     _echo(text.summary_lines(run.summary))
     if "reinsurance_comparison" in run.summary:
         _echo(text.comparison_lines(run.summary["reinsurance_comparison"]["programs"]))
-    click.echo(f"\nWrote {out_dir}/summary.json, results.nc" + (" and figures" if spec.plots else ""))
+    _echo([f"\nWrote {out_dir}/summary.json, results.nc" + (" and figures" if spec.plots else "")
+           + (f", ord/ ({spec.ord_format})" if spec.ord_format else "")])
 
 
 @main.group()
@@ -168,6 +242,7 @@ def reinsurance() -> None:
               help="The scenario whose gross losses every program is applied to.")
 @_run_options
 @_out(None, "Output folder [default: results/<scenario>-reinsurance/].")
+@_json_option
 def reinsurance_compare(programs, scenario_ref, portfolio_dir, years, seed, out_dir, chunk_size, plots, overwrite,
                         x64, devices):
     """Compare reinsurance programs side by side on the same simulated years.
@@ -210,7 +285,7 @@ def scenarios_validate(references):
     """Validate scenario files or names; exit 2 on the first invalid one."""
     for reference in references:
         scenario = load_scenario(reference)
-        click.echo(f"ok  {reference}  ({scenario.name}, sha256 {scenario.sha256[:12]})")
+        _echo([f"ok  {reference}  ({scenario.name}, sha256 {scenario.sha256[:12]})"])
 
 
 @scenarios.command("diff")
@@ -249,22 +324,25 @@ def scenarios_diff(first, second):
               help="Simulated years per evaluation of the reverse stress test.")
 @click.option("--plots/--no-plots", default=True, show_default=True)
 @_overwrite("Replace a stress run already in the output folder.")
+@_json_option
 def stress(names, baseline_ref, portfolio_dir, years, seed, out_dir, chunk_size, sensitivities, sensitivity_years,
            reverse, target, shock_specs, reverse_years, plots, overwrite):
     """Run scenarios side by side on common random numbers (or a reverse stress test)."""
     if reverse:
-        app.reverse_to_folder(out_dir, baseline_ref, portfolio_dir, target=target, shock_specs=shock_specs, seed=seed,
-                              years=reverse_years, chunk_size=chunk_size, notify=lambda m: click.echo(m, err=True),
-                              on_result=lambda *found: click.echo(text.reverse_line(*found)))
-        click.echo(f"Wrote {out_dir}/reverse.json")
+        doc = app.reverse_to_folder(out_dir, baseline_ref, portfolio_dir, target=target, shock_specs=shock_specs,
+                                    seed=seed, years=reverse_years, chunk_size=chunk_size, notify=_info,
+                                    on_result=lambda *found: _echo([text.reverse_line(*found)]))
+        _emit_json(doc)
+        _echo([f"Wrote {out_dir}/reverse.json"])
         return
     refs = [n.strip() for n in names.split(",") if n.strip()] if names else None
     result = app.stress_to_folder(out_dir, refs, baseline_ref, portfolio_dir, overwrite=overwrite, plots=plots,
                                   years=years, seed=seed, chunk_size=chunk_size, sensitivities=sensitivities,
-                                  sensitivity_years=sensitivity_years, progress=app.progress_bar, notify=_warn,
+                                  sensitivity_years=sensitivity_years, progress=_progress(), notify=_warn,
                                   command=outputs.command_line())
+    _emit_json(result.document)
     _echo(text.stress_lines(result.document, list(result.names)))
-    click.echo(f"\nWrote {out_dir}/stress.json, stress.nc" + (" and figures" if plots else ""))
+    _echo([f"\nWrote {out_dir}/stress.json, stress.nc" + (" and figures" if plots else "")])
 
 
 @main.command()
@@ -276,6 +354,7 @@ def stress(names, baseline_ref, portfolio_dir, years, seed, out_dir, chunk_size,
 @_portfolio("The portfolio folder [default: the one the run recorded].")
 @click.option("--checks", "checks_path", type=click.Path(path_type=Path), default=None,
               help="A `leisim check` checks.json [default: checks.json beside the run's posterior, if any].")
+@_json_option
 def report(run_dir, out_file, stress_dir, portfolio_dir, checks_path):
     """Write the capital-adequacy report: one self-contained HTML file from a run's outputs.
 
@@ -288,7 +367,9 @@ def report(run_dir, out_file, stress_dir, portfolio_dir, checks_path):
                             notify=_warn)
     out_file = out_file or run_dir / "report.html"
     atomic_write(out_file, page)
-    click.echo(f"Wrote {out_file} ({len(page) / 1e6:.1f} MB)")
+    _emit_json({"report": str(out_file), "bytes": len(page.encode()), "run_dir": str(run_dir),
+                "summary": json.loads((run_dir / "summary.json").read_text())})
+    _echo([f"Wrote {out_file} ({len(page) / 1e6:.1f} MB)"])
 
 
 @main.command()
@@ -305,6 +386,7 @@ def report(run_dir, out_file, stress_dir, portfolio_dir, checks_path):
 @click.option("--checks/--no-checks", default=False, show_default=True,
               help="Prior and posterior predictive checks, plotted beside --out.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it already exists.")
+@_json_option
 def fit(history_dir, out_path, chains, warmup, samples, seed, target_accept, checks, overwrite):
     """Fit the frequency and severity models to a dispute history with NUTS."""
     from . import api
@@ -312,20 +394,24 @@ def fit(history_dir, out_path, chains, warmup, samples, seed, target_accept, che
     history = api.load_history(history_dir)
     app.require_disputes(history)
     app.refuse_file_target(out_path, overwrite=overwrite, what="a posterior can take hours to fit")
-    click.echo(f"Fitting {history.source}: {history.cell_disputes.sum()} disputes in {len(history.years)} years, "
-               f"{history.n_disputes} with payments; {chains} chains x ({warmup} warmup + {samples} samples)", err=True)
+    _info(f"Fitting {history.source}: {history.cell_disputes.sum()} disputes in {len(history.years)} years, "
+          f"{history.n_disputes} with payments; {chains} chains x ({warmup} warmup + {samples} samples)")
     fitted = api.fit(history, chains=chains, warmup=warmup, samples=samples, seed=seed, target_accept=target_accept,
-                     progress=True, command=outputs.command_line())
+                     progress=_MODE["verbose"] or not _MODE["quiet"], command=outputs.command_line())
     fitted.save(out_path, overwrite=True)
     _echo(text.fit_lines(fitted.result))
     for message in fitted.result.warnings:
         _warn(message)
+    doc = {"posterior": str(out_path), **text.fit_document(fitted.result)}
     if checks:
-        doc, written = app.fit_checks(history, fitted, out_path.parent, seed=seed, posterior_path=out_path,
-                                      notify=lambda m: click.echo(m, err=True))
-        _echo(text.checks_lines(doc))
-        click.echo("Predictive checks: " + ", ".join(str(p) for p in written))
-    click.echo(f"\nWrote {out_path}")
+        checks_doc, written = app.fit_checks(history, fitted, out_path.parent, seed=seed, posterior_path=out_path,
+                                             notify=_info)
+        _echo(text.checks_lines(checks_doc))
+        _echo(["Predictive checks: " + ", ".join(str(p) for p in written)])
+        doc["checks"] = {k: v for k, v in checks_doc.items() if not k.startswith("_")}
+        doc["checks_files"] = [str(p) for p in written]
+    _emit_json(doc)
+    _echo([f"\nWrote {out_path}"])
 
 
 @main.command()
@@ -347,9 +433,9 @@ def check(posterior_path, history_dir, out_dir, years, seed, overwrite):
     fails.
     """
     doc = app.check_to_folder(posterior_path, history_dir, out_dir, years=years, seed=seed, overwrite=overwrite,
-                              notify=lambda m: click.echo(m, err=True))
+                              notify=_info)
     _echo(text.checks_lines(doc))
-    click.echo(f"\nWrote {doc['_written'][0]}, {doc['_written'][1].name}")
+    _echo([f"\nWrote {doc['_written'][0]}, {doc['_written'][1].name}"])
     if not doc["pass"]:
         sys.exit(1)
 
@@ -369,8 +455,8 @@ def data_history(seed, portfolio_dir, out_dir, overwrite):
     from .models.history import HISTORY_YEARS
 
     rows = app.write_history_folder(out_dir, seed=seed, portfolio_dir=portfolio_dir, overwrite=overwrite)
-    click.echo(f"Wrote {out_dir}/exposures.csv, disputes.csv, campaigns.csv: {HISTORY_YEARS[0]}-{HISTORY_YEARS[-1]}, "
-               f"{len(rows['disputes'])} paid disputes, {len(rows['campaigns'])} campaigns (seed {seed})")
+    _echo([f"Wrote {out_dir}/exposures.csv, disputes.csv, campaigns.csv: {HISTORY_YEARS[0]}-{HISTORY_YEARS[-1]}, "
+           f"{len(rows['disputes'])} paid disputes, {len(rows['campaigns'])} campaigns (seed {seed})"])
 
 
 @data.command("generate")
@@ -381,7 +467,7 @@ def data_history(seed, portfolio_dir, out_dir, overwrite):
 def data_generate(seed, policies, out_dir, overwrite):
     """Write a synthetic pilot portfolio (policies.csv, exposures.csv); seed 0 is the embedded default."""
     app.write_portfolio_folder(out_dir, seed=seed, policies=policies, overwrite=overwrite)
-    click.echo(f"Wrote {out_dir}/policies.csv and {out_dir}/exposures.csv ({policies} policies, seed {seed})")
+    _echo([f"Wrote {out_dir}/policies.csv and {out_dir}/exposures.csv ({policies} policies, seed {seed})"])
 
 
 @data.command("validate")
@@ -400,7 +486,33 @@ def data_validate(portfolio_dir, history_dir):
         _echo(text.history_lines(api.load_history(history_dir), history_dir))
 
 
+@main.command("export")
+@click.argument("run_dir", type=click.Path(path_type=Path), metavar="RUN_DIR")
+@click.option("--format", "table_set", type=click.Choice(["ord"]), default="ord", show_default=True,
+              help="The tables to write: ord (year loss table and exceedance-probability table, ORD column names).")
+@click.option("--table-format", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
+@_out(None, "Folder for the tables [default: RUN_DIR/ord].")
+@_overwrite("Replace tables leisim wrote there before.")
+def export(run_dir, table_set, table_format, out_dir, overwrite):
+    """Write a finished run's loss tables (from its results.nc) for other tools: the year loss table (gross,
+    ceded, net, per contract) and the exceedance-probability table (AEP and OEP with TVaR at the usual return
+    periods). The dispute loss table needs the disputes: `leisim simulate --ord` writes all three."""
+    folder, written = app.export_to_folder(run_dir, out_dir, fmt=table_format, overwrite=overwrite)
+    _echo([f"Wrote {', '.join(str(p) for p in written)}"])
+
+
 main.add_command(bench)
+
+
+def _every_command(group: click.Group):
+    for command in group.commands.values():
+        yield command
+        if isinstance(command, click.Group):
+            yield from _every_command(command)
+
+
+for _command in (main, *_every_command(main)):
+    _verbosity(_command)
 
 
 if __name__ == "__main__":

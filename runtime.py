@@ -42,3 +42,17 @@ def setup_jax() -> None:
     cache = compilation_cache_dir()
     if cache is not None and not jax.config.jax_compilation_cache_dir:  # type: ignore[attr-defined]
         jax.config.update("jax_compilation_cache_dir", cache)
+
+
+def show_library_messages(show: bool) -> None:
+    """JAX, XLA and NumPyro's own messages (XLA's "Very slow compile?" alarms, JAX's backend notes): silenced
+    unless ``show`` (the CLI's -v). XLA's C++ log level is read when JAX starts its backends; a level the user
+    set in TF_CPP_MIN_LOG_LEVEL is kept unless ``show``."""
+    import logging
+
+    if show:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # 3: C++ errors too (they reach Python as exceptions)
+    for name in ("jax", "absl", "numpyro"):
+        logging.getLogger(name).setLevel(logging.NOTSET if show else logging.ERROR)

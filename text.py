@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from .simulator.capital import passes
 
 
@@ -149,6 +151,20 @@ def fit_lines(result) -> list[str]:
     out(f"\nDiagnostics over {len(result.summary)} scalars: max R-hat {worst['r_hat']:.3f} ({worst['name']}), "
                f"min bulk ESS {low_bulk['ess_bulk']:.0f} ({low_bulk['name']}), divergences {result.divergences}")
     return lines
+
+
+def fit_document(result) -> dict:
+    """What `leisim fit --json` prints besides the posterior's path: the convergence diagnostics and the
+    summary row of every scalar parameter (mean, quantiles, R-hat, ESS)."""
+    finite = [r for r in result.summary if r["r_hat"] == r["r_hat"]]
+    return {
+        "divergences": int(result.divergences),
+        "max_r_hat": max((float(r["r_hat"]) for r in finite), default=None),
+        "min_ess_bulk": min((float(r["ess_bulk"]) for r in finite if r["ess_bulk"] == r["ess_bulk"]), default=None),
+        "warnings": list(result.warnings),
+        "settings": dataclasses.asdict(result.settings),
+        "parameters": [dict(r) for r in result.summary],
+    }
 
 
 def reverse_line(shock: str, found: dict, metric: str, value: float) -> str:

@@ -41,11 +41,11 @@ def compressed_chunk(values: np.ndarray, rows: int) -> bytes:
 
 def write_sliced(path: str | Path, *, dims: Mapping[str, int], coords: Mapping[str, tuple[object, np.ndarray]],
                  variables: Mapping[str, tuple[tuple[str, ...], str, Mapping]], slices: Iterable[Mapping[str, np.ndarray]],
-                 attrs: Mapping) -> None:
+                 attrs: Mapping, coord_attrs: Mapping[str, Mapping] | None = None) -> None:
     """Write ``path``: ``dims`` (name -> size; the first is the sliced one), ``coords`` (a dimension
     -> (dtype, or ``object`` for text; values)), ``variables`` (name -> (dims, dtype, attributes)),
     then each of ``slices`` in order (name -> the next rows of every variable along the first
-    dimension), and the file's ``attrs``."""
+    dimension), and the file's ``attrs`` (``coord_attrs``: a coordinate -> its attributes)."""
     import h5netcdf
     import h5py
 
@@ -56,7 +56,9 @@ def write_sliced(path: str | Path, *, dims: Mapping[str, int], coords: Mapping[s
     with h5netcdf.File(path, "w") as f:
         f.dimensions = dict(dims)
         for name, (dtype, values) in coords.items():
-            f.create_variable(name, (name,), h5py.string_dtype() if dtype is object else dtype)[:] = values
+            coordinate = f.create_variable(name, (name,), h5py.string_dtype() if dtype is object else dtype)
+            coordinate[:] = values
+            coordinate.attrs.update(dict((coord_attrs or {}).get(name, {})))
         created: dict = {}
 
         def create(rows: int) -> None:

@@ -511,7 +511,11 @@ def _layout(years, composition):
     n = years.years
     programs = composition.programs
     program = _Program(years, programs[0] if programs else (), 0, composition.premium_cny)
-    money = {"units": "CNY"}
+    # CF attributes: every variable and coordinate has units and a long_name. Currency is not a UDUNITS
+    # unit; "CNY" is kept as results.nc has always written it (readers use it), with the ISO 4217 code again
+    # under `currency`. Counts are dimensionless ("1").
+    money = {"units": "CNY", "currency": "CNY"}
+    count = {"units": "1"}
     per_year = {
         "gross": (("year",), "f8", money | {"long_name": "insurer's gross payments"}, lambda r, c: r["gross"]),
         "ceded": (("year",), "f8", money | {"long_name": "recovered from reinsurers (after default)"}, lambda r, c: c["ceded"]),
@@ -519,10 +523,12 @@ def _layout(years, composition):
         "net_cost": (("year",), "f8", money | {"long_name": "net plus reinstatement premiums"}, lambda r, c: c["net_cost"]),
         "ground_up": (("year",), "f8", money | {"long_name": "legal costs before policy terms"}, lambda r, c: r["ground_up"]),
         "max_dispute": (("year",), "f8", money | {"long_name": "largest single-dispute payment"}, lambda r, c: r["max_dispute"]),
-        "disputes": (("year",), "i4", {"long_name": "number of disputes"}, lambda r, c: r["disputes"]),
-        "gross_by_country": (("year", "country"), "f8", money, lambda r, c: r["gross_by_country"]),
-        "net_by_country": (("year", "country"), "f8", money, lambda r, c: r["net_by_country"]),
-        "disputes_by_country": (("year", "country"), "i4", {"long_name": "number of disputes, by country"},
+        "disputes": (("year",), "i4", count | {"long_name": "number of disputes"}, lambda r, c: r["disputes"]),
+        "gross_by_country": (("year", "country"), "f8", money | {"long_name": "insurer's gross payments, by country"},
+                             lambda r, c: r["gross_by_country"]),
+        "net_by_country": (("year", "country"), "f8", money | {"long_name": "net of reinsurance, by country"},
+                           lambda r, c: r["net_by_country"]),
+        "disputes_by_country": (("year", "country"), "i4", count | {"long_name": "number of disputes, by country"},
                                 lambda r, c: r["disputes_by_country"]),
         "net_by_dispute_type": (("year", "dispute_type"), "f8", money | {"long_name": "net, by dispute type"},
                                 lambda r, c: r["net_by_dispute_type"]),
@@ -538,7 +544,8 @@ def _layout(years, composition):
                                   lambda r, c: c["recovered"]),
             "ceded_due_by_contract": (("year", "contract"), "f8", money | {"long_name": "due before default"},
                                       lambda r, c: c["due"]),
-            "reinstatement_premium": (("year", "contract"), "f8", money, lambda r, c: c["reinstatement_premiums"]),
+            "reinstatement_premium": (("year", "contract"), "f8", money | {"long_name": "reinstatement premiums, "
+                                      "by contract"}, lambda r, c: c["reinstatement_premiums"]),
         }
     if len(programs) > 1:
         coords["program"] = ("i4", np.arange(len(programs), dtype=np.int32))
@@ -550,10 +557,24 @@ def _layout(years, composition):
                                 money | {"long_name": "gross payments by development year of the underwriting year"},
                                 lambda r, c: r["payments"])
         per_year["open_disputes"] = (("year", "development_year"), "i4",
-                                     {"long_name": "disputes open at the end of the development year"},
+                                     count | {"long_name": "disputes open at the end of the development year"},
                                      lambda r, c: r["open_disputes"])
     dims = {name: len(values) for name, (_, values) in coords.items()}
     return program, dims, coords, per_year
+
+
+COORDINATE_ATTRS = {
+    # `year` is a Monte Carlo sample index, not a calendar year: each is one independent simulated
+    # underwriting year of the same book (year y draws from fold_in(key, y) alone).
+    "year": {"long_name": "simulated year (Monte Carlo sample index, not a calendar year)", "units": "1",
+             "comment": "each index is one independent simulation of the scenario's underwriting year"},
+    "country": {"long_name": "country where the dispute is brought (ISO 3166-1 alpha-2)", "units": "1"},
+    "dispute_type": {"long_name": "dispute type (patent, trademark, ...)", "units": "1"},
+    "contract": {"long_name": "reinsurance contract of the scenario's program, in inuring order", "units": "1"},
+    "program": {"long_name": "reinsurance program compared on the same years (0: the scenario's own)", "units": "1"},
+    "development_year": {"long_name": "development year after the underwriting year (0: the underwriting year)",
+                         "units": "year"},
+}
 
 
 def _as_years(years, composition):
@@ -571,15 +592,23 @@ def write_netcdf(path, years, composition, *, provenance_attrs: dict) -> None:
 
     years = _as_years(years, composition)
     program, dims, coords, per_year = _layout(years, composition)
-    write_sliced(path, dims=dims, coords=coords,
+    write_sliced(path, dims=dims, coords=coords, coord_attrs=COORDINATE_ATTRS,
                  variables={name: (var_dims, dtype, attrs) for name, (var_dims, dtype, attrs, _) in per_year.items()},
                  slices=({name: value(r, c) for name, (_, _, _, value) in per_year.items()} for r, c in program.chunks()),
                  attrs=netcdf_attrs(provenance_attrs))
 
 
 def netcdf_attrs(provenance_attrs: dict) -> dict:
-    """Provenance as results.nc stores it (a missing value as an empty string)."""
-    return {k: ("" if v is None else v) for k, v in provenance_attrs.items()}
+    """results.nc's global attributes: the CF ones, then the provenance (a missing value as an empty string;
+    a flag as 0/1, which every NetCDF reader stores)."""
+    cf = {"Conventions": "CF-1.10", "title": "leisim simulated annual payouts of a legal-expenses insurance book",
+          "institution": "leisim", "source": f"leisim {provenance_attrs.get('leisim_version', '')}".strip(),
+          "references": "docs/MODEL.md (the model a simulated year follows); docs/ARCHITECTURE.md (this file)",
+          "comment": "one row per simulated year; amounts in CNY"}
+
+    def value(v):
+        return "" if v is None else int(v) if isinstance(v, bool) else v
+    return cf | {k: value(v) for k, v in provenance_attrs.items()}
 
 
 def dataset(years, composition, *, provenance_attrs: dict):
@@ -597,5 +626,6 @@ def dataset(years, composition, *, provenance_attrs: dict):
         empty = np.zeros((0,) + tuple(dims[d] for d in var_dims[1:]), dtype=dtype)
         variables[name] = xr.Variable(var_dims, np.concatenate(parts[name]) if parts[name] else empty, attrs)
     # Text coordinates as xarray reads them back from results.nc (fixed-width unicode).
-    coordinates = {name: (name, values.astype(str) if dtype is object else values) for name, (dtype, values) in coords.items()}
+    coordinates = {name: (name, values.astype(str) if dtype is object else values, COORDINATE_ATTRS.get(name, {}))
+                   for name, (dtype, values) in coords.items()}
     return xr.Dataset(variables, coords=coordinates, attrs=netcdf_attrs(provenance_attrs))

@@ -9,7 +9,7 @@ Layers, lowest first (docs/ARCHITECTURE.md):
     models      the Bayesian models, fitting, the posterior file
     scenarios   scenario files, shocks, composition into engine tables, stress, predictive checks
     data        the embedded synthetic data and its generator
-    application summary, app, outputs, runtime, text, report, plots, benchmarks; api and cli on top
+    application summary, app, outputs, runtime, text, exports, report, plots, benchmarks; api and cli on top
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ LAYERS = (
     ("models",),
     ("scenarios",),
     ("data",),
-    ("summary", "outputs", "runtime", "text", "app", "report", "plots", "benchmarks"),
+    ("summary", "outputs", "runtime", "text", "exports", "app", "report", "plots", "benchmarks"),
     ("api",),
     ("cli", "__init__"),
 )
