@@ -165,9 +165,16 @@ CAPITAL_KEYS = {
     "counterparty_charge": "true: add the C-ROSS counterparty charge on reinsurance recoverables",
     "expense_ratio": "expenses (acquisition, administration, claims handling) as a share of the premium, 0-1 "
                      "(default 0.30)",
+    "factor_premium_sd": "drift monitor: premium-risk sd of the factor charge, 0-1 (default 0.083, Solvency II "
+                         "legal expenses)",
+    "factor_reserve_sd": "drift monitor: reserve-risk sd of the factor charge, 0-1 (default 0.055)",
+    "factor_multiplier": "drift monitor: charge = multiplier x sd x volume, > 0 and <= 10 (default 3)",
 }
 RESERVES_KEYS = {
     "held_cny": "reserve held for an underwriting year's run-off, CNY (default: the best estimate)",
+    "risk_adjustment_confidence": "IFRS 17 risk adjustment's confidence level, 0.5-0.9999 (default 0.75)",
+    "cost_of_capital_rate": "cost-of-capital rate of the IFRS 17 risk adjustment, 0-1 (default 0.06)",
+    "discount_rate": "annual rate the cost-of-capital risk adjustment is discounted at, 0-1 (default 0)",
 }
 TOP_KEYS = {
     "name": "string",
@@ -361,11 +368,21 @@ def validate(raw: dict, file: str) -> dict:
             ck.number(capital[name], f"capital.{name}", low=0.0, high=MAX_AMOUNT_CNY)
     if "expense_ratio" in capital:
         ck.number(capital["expense_ratio"], "capital.expense_ratio", low=0.0, high=1.0)
+    for name in ("factor_premium_sd", "factor_reserve_sd"):
+        if name in capital:
+            ck.number(capital[name], f"capital.{name}", low=0.0, high=1.0)
+    if "factor_multiplier" in capital:
+        ck.number(capital["factor_multiplier"], "capital.factor_multiplier", low=0.0, high=10.0, low_open=True)
     if "counterparty_charge" in capital and not isinstance(capital["counterparty_charge"], bool):
         ck.fail("capital.counterparty_charge", "must be true or false", capital["counterparty_charge"])
     reserves = ck.table(raw.get("reserves", {}), "reserves", RESERVES_KEYS)
     if "held_cny" in reserves:
         ck.number(reserves["held_cny"], "reserves.held_cny", low=0.0, high=MAX_AMOUNT_CNY)
+    if "risk_adjustment_confidence" in reserves:
+        ck.number(reserves["risk_adjustment_confidence"], "reserves.risk_adjustment_confidence", low=0.5, high=0.9999)
+    for key in ("cost_of_capital_rate", "discount_rate"):
+        if key in reserves:
+            ck.number(reserves[key], f"reserves.{key}", low=0.0, high=1.0)
     return raw
 
 

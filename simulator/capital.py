@@ -55,6 +55,60 @@ DEFINITION = ("SCR = 99.5% VaR of the one-year loss of own funds, where the year
               "calibration); floored at 0")
 
 
+# The simple factor charge that model drift is monitored against (PRA SS15/16's "simpler measures"): the
+# Solvency II standard formula for non-life premium and reserve risk, legal-expenses line of business
+# (Delegated Regulation 2015/35, Annex II: sigma 8.3% premium risk, 5.5% reserve risk; Art 117: charge = 3 x
+# sigma x volume, premium and reserve risk correlated 0.5; docs/CALIBRATION.md "Solvency"). [capital]
+# factor_premium_sd / factor_reserve_sd / factor_multiplier override them.
+FACTOR_PREMIUM_SD = 0.083
+FACTOR_RESERVE_SD = 0.055
+FACTOR_MULTIPLIER = 3.0
+FACTOR_CORRELATION = 0.5
+
+
+def factor_charge(premium_volume: float, reserve_volume: float, *, premium_sd: float = FACTOR_PREMIUM_SD,
+                  reserve_sd: float = FACTOR_RESERVE_SD, multiplier: float = FACTOR_MULTIPLIER,
+                  correlation: float = FACTOR_CORRELATION) -> dict:
+    """The standard-formula-style charge: ``k sigma_p V_p``, ``k sigma_r V_r`` and their combination
+    ``k sqrt((sigma_p V_p)^2 + 2 rho sigma_p V_p sigma_r V_r + (sigma_r V_r)^2)``."""
+    p, r = premium_sd * premium_volume, reserve_sd * reserve_volume
+    return {"premium": multiplier * p, "reserve": multiplier * r,
+            "combined": multiplier * math.sqrt(p * p + 2.0 * correlation * p * r + r * r),
+            "premium_volume": premium_volume, "reserve_volume": reserve_volume,
+            "premium_sd": premium_sd, "reserve_sd": reserve_sd, "multiplier": multiplier, "correlation": correlation}
+
+
+def drift(internal_premium: float, internal_reserve: float, *, premium_volume: float, reserve_volume: float,
+          internal_premium_se: float | None = None, spec: CapitalSpec | None = None) -> dict:
+    """summary.json's ``drift``: the internal model's capital beside the factor charge, and their ratios, so
+    that a sequence of runs shows whether the model drifts away from the simpler measure."""
+    spec = spec or CapitalSpec()
+    factor = factor_charge(premium_volume, reserve_volume, premium_sd=spec.factor_premium_sd,
+                           reserve_sd=spec.factor_reserve_sd, multiplier=spec.factor_multiplier)
+    rho = factor["correlation"]
+    combined = math.sqrt(internal_premium ** 2 + 2.0 * rho * internal_premium * internal_reserve + internal_reserve ** 2)
+
+    def ratio(a: float, b: float) -> float | None:
+        return a / b if b > 0 else None
+
+    return {
+        "internal": {"premium": internal_premium, "reserve": internal_reserve, "combined": combined},
+        "factor": factor,
+        "ratio": {"premium": ratio(internal_premium, factor["premium"]),
+                  "reserve": ratio(internal_reserve, factor["reserve"]),
+                  "combined": ratio(combined, factor["combined"])},
+        "ratio_se": {"premium": None if internal_premium_se is None or factor["premium"] <= 0
+                     else internal_premium_se / factor["premium"]},
+        "definition": "internal: the SCR of the underwriting year (capital.required) and the one-year reserve-risk "
+                      "capital (reserves.one_year_reserve_risk.capital, gross, x net/gross expected loss), combined with "
+                      "the factor's correlation; "
+                      "factor: multiplier x sd x volume (Solvency II standard formula, legal expenses, Delegated "
+                      "Regulation 2015/35 Annex II), premium volume = premium net of reinsurance premiums (after "
+                      "commissions), reserve volume = expected outstanding x net/gross expected loss; ratio = "
+                      "internal / factor",
+    }
+
+
 @dataclasses.dataclass(frozen=True)
 class CapitalSpec:
     """A validated ``[capital]`` table (a scenario's, or a reinsurance program's), with its defaults."""
@@ -63,6 +117,9 @@ class CapitalSpec:
     core_cny: float | None = None  # core capital (None: the available capital)
     counterparty_charge: bool = False  # add the C-ROSS charge on expected recoverables
     expense_ratio: float = EXPENSE_RATIO  # expenses as a share of the premium
+    factor_premium_sd: float = FACTOR_PREMIUM_SD  # the drift monitor's factor charge (factor_charge)
+    factor_reserve_sd: float = FACTOR_RESERVE_SD
+    factor_multiplier: float = FACTOR_MULTIPLIER
 
     @classmethod
     def of(cls, spec: CapitalSpec | Mapping | None, *, expense_ratio: float | None = None) -> CapitalSpec:
@@ -75,7 +132,10 @@ class CapitalSpec:
         ratio = table.get("expense_ratio", EXPENSE_RATIO if expense_ratio is None else expense_ratio)
         return cls(available_cny=None if available is None else float(available),
                    core_cny=core,  # as given: summary.json reports it as written
-                   counterparty_charge=bool(table.get("counterparty_charge", False)), expense_ratio=float(ratio))
+                   counterparty_charge=bool(table.get("counterparty_charge", False)), expense_ratio=float(ratio),
+                   factor_premium_sd=float(table.get("factor_premium_sd", FACTOR_PREMIUM_SD)),
+                   factor_reserve_sd=float(table.get("factor_reserve_sd", FACTOR_RESERVE_SD)),
+                   factor_multiplier=float(table.get("factor_multiplier", FACTOR_MULTIPLIER)))
 
 
 def tail_rule(total: np.ndarray, level: float, *, presorted: bool = False) -> tuple[float, float, float]:

@@ -15,6 +15,17 @@ at each year-end.
   outstanding, minus the opening estimate. Its 99.5% VaR minus its mean is the reserve-risk capital.
 - Adequacy of a reserve ``R`` held at the end of the underwriting year against the run-off
   ``O_0``: ``P(O_0 <= R)`` and the expected shortfall ``E[(O_0 - R)+]``.
+- IFRS 17 risk adjustment for non-financial risk (para 37, B86-B92; para 119 asks for the confidence
+  level it corresponds to), on the simulated run-off ``O_0`` (gross, undiscounted unless a discount
+  rate is given):
+  - at a confidence level ``a`` (default 75%): ``RA_a = VaR_a(O_0) - E[O_0]``, with SE the quadrature sum
+    of the VaR's order-statistic SE and the mean's (an upper bound: the two estimates are positively
+    correlated);
+  - by cost of capital: ``RA_CoC = c * sum_k C_k / (1 + r)^(k+1)``, ``C_k = VaR_99.5(O_k) - E[O_k]`` the
+    capital held at the end of development year ``k`` against the outstanding then (ultimate view), ``c``
+    the cost-of-capital rate (default 6%, the Solvency II risk margin's, Delegated Regulation 2015/35 Art
+    39), ``r`` the discount rate (default 0); its equivalent confidence level is ``F_n(E[O_0] + RA_CoC)``,
+    with the binomial SE of that share.
 """
 
 from __future__ import annotations
@@ -26,6 +37,42 @@ import numpy as np
 from . import metrics
 
 ADEQUACY_LEVELS = (0.75, 0.9, 0.995)
+RA_CONFIDENCE = 0.75  # a common IFRS 17 disclosure level (para 119 asks for the level, not this one)
+COST_OF_CAPITAL = 0.06  # Solvency II risk margin rate (Delegated Regulation 2015/35, Art 39)
+
+
+def risk_adjustment(run_off: np.ndarray, capital_by_year_end: np.ndarray, *, confidence: float = RA_CONFIDENCE,
+                    cost_of_capital: float = COST_OF_CAPITAL, discount_rate: float = 0.0,
+                    presorted: bool = False) -> dict:
+    """IFRS 17 risk adjustment of the run-off ``O_0`` at ``confidence`` and by cost of capital (module
+    docstring). ``capital_by_year_end[k]``: ``VaR_99.5(O_k) - E[O_k]``; with its SEs as column 1 if 2-D."""
+    ordered = run_off if presorted else np.sort(run_off)
+    n = ordered.size
+    mean = float(ordered.mean())
+    se_mean = metrics.sd(ordered) / math.sqrt(n)
+    quantile = metrics.var(ordered, confidence)
+    capital = np.atleast_2d(np.asarray(capital_by_year_end, np.float64).T).T
+    factors = (1.0 + discount_rate) ** -(np.arange(capital.shape[0]) + 1.0)
+    coc = float(cost_of_capital * (capital[:, 0] * factors).sum())
+    coc_se = float(cost_of_capital * math.sqrt(((capital[:, 1] * factors) ** 2).sum())) if capital.shape[1] > 1 else None
+    level = float(np.searchsorted(ordered, mean + coc, side="right")) / n
+    return {
+        "confidence_level": confidence,
+        "at_confidence": quantile - mean,
+        "at_confidence_se": math.sqrt(metrics.var_se(ordered, confidence) ** 2 + se_mean ** 2),
+        "cost_of_capital": {
+            "rate": cost_of_capital,
+            "discount_rate": discount_rate,
+            "risk_adjustment": coc,
+            "risk_adjustment_se": coc_se,
+            "capital_by_year_end": capital[:, 0].tolist(),
+            "equivalent_confidence_level": level,
+            "equivalent_confidence_level_se": math.sqrt(max(level * (1.0 - level), 1.0 / n) / n),
+        },
+        "basis": "IFRS 17 risk adjustment for non-financial risk on the simulated run-off of one underwriting "
+                 "year's reserve (gross of reinsurance, CNY" + (", undiscounted)" if discount_rate == 0 else
+                                                               f", discounted at {discount_rate:g})"),
+    }
 
 
 def outstanding(payments: np.ndarray) -> np.ndarray:
@@ -66,7 +113,7 @@ def summarize(payments: np.ndarray, open_disputes: np.ndarray, open_weight: np.n
     return summarize_runs(lambda: [(payments, open_disputes, open_weight)], held=held)
 
 
-def summarize_runs(runs, *, held: float | None = None) -> dict:
+def summarize_runs(runs, *, held: float | None = None, risk_adjustment_spec: dict | None = None) -> dict:
     """:func:`summarize` over consecutive runs of years: ``runs()`` yields ``(payments,
     open_disputes, open_weight)`` arrays [year, development year] and is called once per pass, so
     memory holds one column of the years at a time, not the whole table."""
@@ -95,8 +142,25 @@ def summarize_runs(runs, *, held: float | None = None) -> dict:
     development.sort()
     movement = metrics.risk_measures(development, levels=(0.995,), presorted=True)
     del development
-    quantiles = np.array([np.quantile(column(lambda p, o, w, k=k: p[:, k]), (0.5, 0.995), overwrite_input=True)
-                          for k in range(n_dev)])
+    def two_columns(k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Payments in development year ``k`` and the outstanding at its end, in one pass over the years."""
+        paid, left, start = np.empty(n), np.empty(n), 0
+        for p, _o, _w in each():
+            paid[start:start + p.shape[0]] = p[:, k]
+            left[start:start + p.shape[0]] = outstanding(p)[:, k]
+            start += p.shape[0]
+        return paid, left
+
+    quantiles, capital = [], []
+    for k in range(n_dev):
+        paid, left = two_columns(k)
+        quantiles.append(np.quantile(paid, (0.5, 0.995), overwrite_input=True))
+        left.sort()  # capital against the outstanding at year-end k: its 99.5% VaR minus its mean
+        value_at_risk = metrics.var(left, 0.995)
+        capital.append((value_at_risk - float(left.mean()),
+                        math.sqrt(metrics.var_se(left, 0.995) ** 2 + metrics.sd(left) ** 2 / n)))
+        del paid, left
+    quantiles = np.array(quantiles)
     run_off = column(lambda p, o, w: outstanding(p)[:, 0])
     run_off.sort()  # every figure below depends on the sorted run-off only
     expected_outstanding = float(run_off.mean())
@@ -138,4 +202,5 @@ def summarize_runs(runs, *, held: float | None = None) -> dict:
         "basis": "gross of reinsurance, CNY, per underwriting year; payments evenly over each dispute's duration",
     }
     out["reserve_for_adequacy"] = {f"{level:g}": metrics.var(run_off, level) for level in ADEQUACY_LEVELS}
+    out["risk_adjustment"] = risk_adjustment(run_off, np.array(capital), presorted=True, **(risk_adjustment_spec or {}))
     return out

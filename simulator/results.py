@@ -389,12 +389,30 @@ def _variance_split(years, n_draws: int, first_year: int):
     return metrics.parameter_variance_share_runs(by_draw)
 
 
+def _drift(summary: dict, capital_spec) -> dict:
+    """The internal model's capital against the factor charge (capital.drift), from the summary's blocks."""
+    result = summary["capital"]["result"]
+    premium_volume = result["premium_earned"] - result["reinsurance_premiums_net_of_commissions"]
+    reserves = summary["reserves"]
+    gross_mean, net_mean = summary["gross"]["mean"], summary["net"]["mean"]
+    outstanding = reserves.get("expected_outstanding") or 0.0
+    reserve_volume = outstanding * (net_mean / gross_mean if gross_mean > 0 else 0.0)
+    reserve_capital = (reserves.get("one_year_reserve_risk") or {}).get("capital", 0.0) * (
+        net_mean / gross_mean if gross_mean > 0 else 0.0)  # the gross run-off's risk, scaled to net
+    return capital.drift(summary["capital"]["required"], reserve_capital, premium_volume=premium_volume,
+                         reserve_volume=reserve_volume, internal_premium_se=summary["capital"]["se"]["required"],
+                         spec=capital.CapitalSpec.of(capital_spec))
+
+
 def _reserves(years, composition, reserves_spec: dict) -> dict:
     if composition.dev_years == 0:
         return {"expected_outstanding": None, "adequacy": None, "status": "payment pattern not tracked"}
+    spec = {key: reserves_spec[name] for name, key in (("risk_adjustment_confidence", "confidence"),
+                                                        ("cost_of_capital_rate", "cost_of_capital"),
+                                                        ("discount_rate", "discount_rate")) if name in reserves_spec}
     return reserving.summarize_runs(
         lambda: ((r["payments"], r["open_disputes"], r["open_weight"]) for r in years.records()),
-        held=reserves_spec.get("held_cny"))
+        held=reserves_spec.get("held_cny"), risk_adjustment_spec=spec)
 
 
 def summarize(
@@ -445,6 +463,7 @@ def summarize(
     out["capital"] = capital_report(program, composition, capital_spec, ordered=ordered)
     del ordered
     out["reserves"] = _reserves(years, composition, reserves_spec)
+    out["drift"] = _drift(out, capital_spec)
     out["reinsurance"] = reinsurance_report(program) if program.contracts else {
         "applied": False, "contracts": [], "status": "no reinsurance: net equals gross"}
     out["loss_ratio"] = {

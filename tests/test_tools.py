@@ -175,3 +175,19 @@ def test_posterior_option(tmp_path):
     assert result.exit_code == 0, result.output
     provenance = json.loads(result.stdout)["provenance"]
     assert provenance["posterior"] == str(copy.resolve())
+
+
+def test_summary_carries_drift_and_the_ifrs17_risk_adjustment(ord_run):
+    """Issue 20 items 4-5 in summary.json: the ratio to the factor charge recomputed from the summary's own
+    blocks; the risk adjustment at 75% recomputed from the YLT-independent run-off is in reserving's tests."""
+    out, _ = ord_run
+    summary = json.loads((out / "summary.json").read_text())
+    drift, result = summary["drift"], summary["capital"]["result"]
+    volume = result["premium_earned"] - result["reinsurance_premiums_net_of_commissions"]
+    assert drift["factor"]["premium"] == pytest.approx(3 * 0.083 * volume)
+    assert drift["ratio"]["premium"] == pytest.approx(summary["capital"]["required"] / (3 * 0.083 * volume))
+    ra = summary["reserves"]["risk_adjustment"]
+    assert ra["confidence_level"] == 0.75 and ra["at_confidence"] > 0
+    assert ra["at_confidence"] == pytest.approx(summary["reserves"]["reserve_for_adequacy"]["0.75"]
+                                                - summary["reserves"]["expected_outstanding"], rel=1e-12)
+    assert 0.5 < ra["cost_of_capital"]["equivalent_confidence_level"] < 1.0

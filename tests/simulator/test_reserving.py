@@ -99,3 +99,30 @@ def test_adequacy_of_an_exponential_run_off():
     assert abs(out["probability"] - (1 - math.exp(-2.0))) <= 3 * out["probability_se"]
     assert abs(out["expected_shortfall"] - math.exp(-2.0)) <= 3 * out["expected_shortfall_se"]
     assert out["mean_shortfall_when_short"] == pytest.approx(1.0, rel=0.05)  # memoryless: E[O - R | O > R] = 1
+
+
+def test_ifrs17_risk_adjustment_of_an_exponential_run_off():
+    """Run-off O_0 ~ Exponential(mean m), all paid in development year 1 (so O_1 = 0): closed forms
+    RA_a = m (ln(1 / (1 - a)) - 1), C_0 = m (ln 200 - 1), RA_CoC = c C_0 / (1 + r), equivalent level
+    1 - exp(-(m + RA_CoC) / m). Tolerance 5 SEs: the VaR's SE is sqrt(a (1 - a) / n) / f(q) = m sqrt(a (1 - a)
+    / n) / (1 - a); C_0's the same at 99.5% (~0.032 m at n = 200,000)."""
+    m, n = 2.0e6, 200_000
+    paid = np.zeros((n, 3))
+    paid[:, 1] = np.random.default_rng(3).exponential(m, n)
+    out = reserving.summarize(paid, np.ones((n, 3)), None)
+    ra = out["risk_adjustment"]
+    se_75 = m * math.sqrt(0.75 * 0.25 / n) / 0.25
+    assert ra["confidence_level"] == 0.75
+    assert ra["at_confidence"] == pytest.approx(m * (math.log(4.0) - 1.0), abs=5 * se_75)
+    assert se_75 * 0.5 < ra["at_confidence_se"] < se_75 * 3  # the SE is of the right size
+    coc = ra["cost_of_capital"]
+    c0 = m * (math.log(200.0) - 1.0)
+    assert coc["capital_by_year_end"][1:] == [0.0, 0.0]
+    assert coc["risk_adjustment"] == pytest.approx(0.06 * c0, abs=5 * 0.06 * m * math.sqrt(0.995 * 0.005 / n) / 0.005)
+    level = 1.0 - math.exp(-(m + coc["risk_adjustment"]) / m)
+    assert coc["equivalent_confidence_level"] == pytest.approx(level, abs=5 * coc["equivalent_confidence_level_se"])
+    # Configurable: a discounted cost of capital at another rate and another confidence level.
+    other = reserving.risk_adjustment(np.sort(paid[:, 1]), np.array(coc["capital_by_year_end"]), confidence=0.9,
+                                      cost_of_capital=0.1, discount_rate=0.05, presorted=True)
+    assert other["cost_of_capital"]["risk_adjustment"] == pytest.approx(0.1 * coc["capital_by_year_end"][0] / 1.05)
+    assert other["at_confidence"] == pytest.approx(m * (math.log(10.0) - 1.0), abs=5 * m * math.sqrt(0.09 / n) / 0.1)
