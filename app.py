@@ -826,6 +826,44 @@ def reverse_to_folder(out_dir: Path, baseline: str, portfolio_dir: Path | None, 
     return doc
 
 
+def attribute_to_folder(out_dir: Path, first: str, second: str, portfolio_dir: Path | None, *, years: int, seed: int,
+                        chunk_size: int = 10_000, metrics: Sequence[str] | None = None, order: Sequence[str] | None = None,
+                        overwrite: bool = False, plots: bool = True, progress: Progress = no_progress,
+                        command: str = "") -> dict:
+    """`leisim attribute A B`: the analysis of change between two scenarios on common random numbers
+    (scenarios/attribution.py), attribution.json and its waterfall chart written to ``out_dir``."""
+    import jax
+
+    from .runtime import setup_jax
+    from .scenarios import attribution
+    from .simulator import results as results_mod
+
+    a, b = load_scenario(first), load_scenario(second)
+    portfolio = load_portfolio(portfolio_dir)
+    inputs = [portfolio.source, a.source, b.source, str(a.posterior_path or ""), str(b.posterior_path or "")]
+    outputs.guard_output_folder(out_dir, overwrite=overwrite, what="outputs", inputs=[i for i in inputs if i])
+    setup_jax()
+    with progress(f"Attribution {a.name} -> {b.name}", years * (len(attribution.STEPS) + 2)) as update:
+        doc = attribution.attribute(a, b, portfolio, key=jax.random.key(seed), years=years, chunk_size=chunk_size,
+                                    metrics=tuple(metrics or attribution.DEFAULT_METRICS),
+                                    order=None if order is None else tuple(order), progress=update)
+    doc["provenance"] = results_mod.provenance(scenario_name=f"{a.name} -> {b.name}",
+                                               scenario_sha256=f"{a.sha256} -> {b.sha256}", seed=seed, years=years,
+                                               command=command)
+    lock = outputs.lock_output(out_dir)
+    try:
+        with atomic_directory(out_dir) as staging:
+            outputs.write_marker(staging, "attribute")
+            (staging / "attribution.json").write_text(json_text(doc))
+            if plots:
+                from . import plots as figures
+
+                figures.waterfall(doc, staging / "attribution.png")
+    finally:
+        outputs.release(lock)
+    return doc
+
+
 def parse_target(text: str) -> tuple[str, float]:
     """``metric=value`` of a reverse stress test."""
     name, _, value = text.partition("=")

@@ -486,6 +486,38 @@ def data_validate(portfolio_dir, history_dir):
         _echo(text.history_lines(api.load_history(history_dir), history_dir))
 
 
+@main.command()
+@click.argument("first", metavar="SCENARIO_A")
+@click.argument("second", metavar="SCENARIO_B")
+@_portfolio()
+@click.option("--years", type=YEARS, default=50_000, show_default=True, help="Simulated years (the same for every step).")
+@_seed(0, "One seed for every step (common random numbers).")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=10_000, show_default=True)
+@click.option("--metric", "metrics", multiple=True,
+              help="A metric to attribute (repeat) [default: required_capital, expected_result, solvency_ratio, "
+                   "net_mean, net_var_0.995]: required_capital, expected_result, solvency_ratio, net_mean, "
+                   "net_var_0.995, net_tvar_0.99, gross_mean, core_ratio, exhaustion_probability.")
+@click.option("--order", default=None, metavar="STEP,STEP,...",
+              help="The order the steps are applied in [default: exposure,frequency,severity,fx,reinsurance,default,"
+                   "parameters,other]; every step once.")
+@_out(Path("results/attribution"))
+@click.option("--plots/--no-plots", default=True, show_default=True, help="Write the waterfall chart.")
+@_overwrite("Replace an attribution leisim wrote there before.")
+@_json_option
+def attribute(first, second, portfolio_dir, years, seed, chunk_size, metrics, order, out_dir, plots, overwrite):
+    """Analysis of change from SCENARIO_A to SCENARIO_B: the change in SCR, expected result and solvency ratio
+    split into steps (exposure, frequency, severity, FX, reinsurance, default, parameters, other) applied one at
+    a time in a stated order on common random numbers, each with its paired SE; the steps add up to the total."""
+    doc = app.attribute_to_folder(out_dir, first, second, portfolio_dir, years=years, seed=seed, chunk_size=chunk_size,
+                                  metrics=metrics or None,
+                                  order=None if order is None else [s.strip() for s in order.split(",") if s.strip()],
+                                  overwrite=overwrite, plots=plots, progress=_progress(),
+                                  command=outputs.command_line())
+    _emit_json(doc)
+    _echo(text.attribution_lines(doc))
+    _echo([f"\nWrote {out_dir}/attribution.json" + (", attribution.png" if plots else "")])
+
+
 @main.command("export")
 @click.argument("run_dir", type=click.Path(path_type=Path), metavar="RUN_DIR")
 @click.option("--format", "table_set", type=click.Choice(["ord"]), default="ord", show_default=True,

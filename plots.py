@@ -7,6 +7,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
@@ -259,6 +260,42 @@ def sensitivities(sens: dict, path: Path) -> None:
     top = items[-1][0] if items else "-"
     _style(ax, "change in net VaR 99.5% (CNY million)", "country",
            f"Net VaR is most sensitive to {top} (±2 SE, common random numbers)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def waterfall(document: dict, path: Path, metrics: tuple[str, ...] = ("required_capital", "expected_result")) -> None:
+    """Analysis of change: the first scenario's value, each step's contribution (±2 paired SE), the second's."""
+    shown = [m for m in metrics if document["metrics"].get(m)]
+    fig, axes = plt.subplots(len(shown), 1, figsize=(9, 3.6 * max(len(shown), 1)), dpi=120, squeeze=False)
+    for ax, metric in zip(axes[:, 0], shown):
+        block = document["metrics"][metric]
+        labels = [document["from"]] + [r["step"] for r in block["steps"]] + [document["to"]]
+        starts, heights, colours, errors = [0.0], [block["from"]], [OKABE_ITO[7]], [0.0]
+        level = block["from"]
+        for row in block["steps"]:
+            starts.append(level)
+            heights.append(row["contribution"])
+            colours.append(OKABE_ITO[0] if row["contribution"] > 0 else OKABE_ITO[1])  # up blue, down orange
+            errors.append(2 * row["se"])
+            level += row["contribution"]
+        starts.append(0.0)
+        heights.append(block["to"])
+        colours.append(OKABE_ITO[7])
+        errors.append(0.0)
+        x = np.arange(len(labels))
+        ax.bar(x, heights, bottom=starts, color=colours, width=0.6)
+        ax.errorbar(x, np.array(starts) + np.array(heights), yerr=errors, fmt="none", ecolor="0.3", capsize=3)
+        ax.set_xticks(x, labels, fontsize=8, rotation=20)
+        ax.legend(handles=[matplotlib.patches.Patch(color=OKABE_ITO[0], label="step raises it"),
+                           matplotlib.patches.Patch(color=OKABE_ITO[1], label="step lowers it")],
+                  frameon=False, fontsize=8, loc="best")
+        money = metric not in ("solvency_ratio", "core_ratio", "exhaustion_probability")
+        if money:
+            ax.yaxis.set_major_formatter(MILLIONS)
+        _style(ax, "", f"{metric.replace('_', ' ')}" + (" (CNY million)" if money else ""),
+               f"{metric.replace('_', ' ')}: {document['from']} -> {document['to']}, step by step (±2 paired SE)")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -167,6 +167,27 @@ def fit_document(result) -> dict:
     }
 
 
+def attribution_lines(doc: dict) -> list[str]:
+    """The analysis of change: per metric, each step's contribution with its paired SE."""
+    lines = [f"Analysis of change {doc['from']} -> {doc['to']} ({doc['years']:,} years, common random numbers; "
+             f"steps in this order: {', '.join(doc['order'])})"]
+    for metric, block in doc["metrics"].items():
+        if block is None:
+            lines.append(f"\n{metric}: not defined for these scenarios")
+            continue
+        money = metric not in ("solvency_ratio", "core_ratio", "exhaustion_probability")
+
+        def show(x: float, money: bool = money) -> str:
+            return f"{x / 1e6:12,.2f} M" if money else f"{x:12.4f}  "
+
+        lines.append(f"\n{metric}: {show(block['from']).strip()} -> {show(block['to']).strip()}")
+        for row in block["steps"]:
+            mark = "" if row["changed"] else "   (unchanged)"
+            lines.append(f"  {row['step']:14}{show(row['contribution'])} ± {show(row['se']).strip()}{mark}")
+        lines.append(f"  {'total':14}{show(block['total'])} ± {show(block['total_se']).strip()}")
+    return lines
+
+
 def reverse_line(shock: str, found: dict, metric: str, value: float) -> str:
     """One shock's answer of a reverse stress test."""
     if found["found"]:

@@ -53,3 +53,108 @@ def test_good_settings_load(tmp_path):
     scenario = load_scenario(path)
     assert scenario.capital_spec.factor_premium_sd == 0.1
     assert scenario.reserves["risk_adjustment_confidence"] == 0.9
+
+
+# --------------------------------------------------------------------------------------------------
+# Analysis of change (item 3): calibrated_fixed -> a variant with three changes, 2,000 years.
+
+
+@pytest.fixture(scope="module")
+def changed(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("attribution")
+    path = folder / "changed.toml"
+    path.write_text('name = "changed"\nextends = "calibrated_fixed"\n[shocks]\nfrequency = { US = 1.5 }\n'
+                    'severity = { "*" = 1.2 }\n[capital]\navailable_cny = 9.0e7\n')
+    return load_scenario(path)
+
+
+@pytest.fixture(scope="module")
+def document(changed):
+    import jax
+
+    from leisim.app import load_portfolio
+    from leisim.scenarios import attribution
+
+    return attribution.attribute(load_scenario("calibrated_fixed"), changed, load_portfolio(None),
+                                 key=jax.random.key(5), years=2000, chunk_size=2000,
+                                 metrics=("required_capital", "solvency_ratio", "gross_mean", "expected_result"))
+
+
+@pytest.mark.slow
+def test_steps_add_up_and_unchanged_steps_are_zero(document):
+    # calibrated_fixed holds no own funds: its solvency ratio is undefined, so is the ratio's attribution.
+    assert document["metrics"]["solvency_ratio"] is None
+    for metric, block in document["metrics"].items():
+        if block is None:
+            continue
+        assert sum(r["contribution"] for r in block["steps"]) == pytest.approx(block["total"], abs=1e-9), metric
+        changed_steps = {r["step"] for r in block["steps"] if r["changed"]}
+        assert changed_steps == {"frequency", "severity", "other"}, metric
+        assert all(r["contribution"] == 0.0 for r in block["steps"] if not r["changed"])
+    # The own-funds change is "other" alone: it moves neither the SCR nor the expected result.
+    for metric in ("required_capital", "expected_result"):
+        steps = {r["step"]: r for r in document["metrics"][metric]["steps"]}
+        assert steps["other"]["contribution"] == 0.0
+    expected = {r["step"]: r for r in document["metrics"]["expected_result"]["steps"]}
+    assert expected["frequency"]["contribution"] < -4 * expected["frequency"]["se"]  # more disputes, worse result
+
+
+@pytest.mark.slow
+def test_each_step_is_the_stress_difference_of_its_scenarios(changed, document):
+    """Independently of the attribution's bookkeeping: the frequency step alone, run as a stress scenario
+    against calibrated_fixed on the same key, changes gross_mean by the step's contribution with the same
+    paired SE (stress.compare)."""
+    import jax
+
+    from leisim.app import load_portfolio
+    from leisim.scenarios import stress
+
+    base = load_scenario("calibrated_fixed")
+    only_frequency = base.updated({"shocks": {"frequency": {"US": 1.5}}}, name="frequency only")
+    runs = stress.simulate([base, only_frequency], load_portfolio(None), key=jax.random.key(5), years=2000,
+                           chunk_size=2000, share_within=math.inf)
+    change = stress.compare(runs[0], runs, held_reserve=None)["frequency only"]["change_from_baseline"]
+    step = {r["step"]: r for r in document["metrics"]["gross_mean"]["steps"]}["frequency"]
+    assert step["contribution"] == pytest.approx(change["gross_mean"]["difference"], rel=1e-9)
+    assert step["se"] == pytest.approx(change["gross_mean"]["se"], rel=1e-9)
+    # Gross mean under x1.5 US frequency: the US share of the gross mean rises by half (Poisson cells, no
+    # interaction with severity at this step), within 4 paired SEs.
+    assert step["contribution"] > 4 * step["se"]
+
+
+def test_order_must_name_every_step_once(changed):
+    from leisim.scenarios import attribution
+
+    base = load_scenario("calibrated_fixed")
+    with pytest.raises(InputError, match="every step"):
+        attribution.steps(base, changed, ("frequency", "severity"))
+    with pytest.raises(InputError, match="each step once"):
+        attribution.steps(base, changed, ("frequency", "frequency"))
+    order = ("severity", "frequency", "exposure", "fx", "reinsurance", "default", "parameters", "other")
+    plan = attribution.steps(base, changed, order)
+    assert [name for name, _ in plan] == list(order)
+    assert plan[-1][1].sha256 != base.sha256
+    final = [s for _, s in plan if s is not None][-1]
+    assert {k: v for k, v in final.raw.items() if k not in ("name", "description", "extends")} == \
+        {k: v for k, v in changed.raw.items() if k not in ("name", "description", "extends")}
+
+
+@pytest.mark.slow
+def test_attribute_command(changed, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from leisim.cli import main
+
+    out = tmp_path / "att"
+    result = CliRunner().invoke(main, ["attribute", "calibrated_fixed", changed.source, "--years", "2000",
+                                       "--chunk-size", "2000", "--seed", "5", "--out", str(out), "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc == json.loads((out / "attribution.json").read_text())
+    assert (out / "attribution.png").stat().st_size > 10_000
+    assert doc["order"] == ["exposure", "frequency", "severity", "fx", "reinsurance", "default", "parameters", "other"]
+    bad = CliRunner().invoke(main, ["attribute", "calibrated_fixed", changed.source, "--metric", "sharpe",
+                                    "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "--metric" in bad.stderr and not (tmp_path / "bad").exists()
