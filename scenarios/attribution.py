@@ -64,7 +64,7 @@ def _set(table: dict, path: tuple[str, ...], value: Any) -> None:
 
 
 def _other_paths(a: dict, b: dict, named: set[tuple[str, ...]]) -> list[tuple[str, ...]]:
-    paths = []
+    paths: list[tuple[str, ...]] = []
     for key in sorted(set(a) | set(b)):
         if key in IGNORED:
             continue
@@ -126,11 +126,13 @@ def attribute(a: Scenario, b: Scenario, portfolio: Portfolio, *, key: jax.Array,
     out: dict[str, Any] = {"from": a.name, "to": b.name, "from_sha256": a.sha256, "to_sha256": b.sha256,
                            "years": int(n), "order": [name for name, _ in plan], "metrics": {}}
     for metric in metrics:
-        values = [e.get(metric) for e in evaluated]
-        if any(v is None for v in values):
+        given = [e.get(metric) for e in evaluated]
+        if any(v is None for v in given):
             out["metrics"][metric] = None  # e.g. a solvency ratio without [capital] available_cny
             continue
-        rows, k = [], 0
+        values = [float(v) for v in given if v is not None]
+        rows: list[dict[str, Any]] = []
+        k = 0
         for name, scenario in plan:
             if scenario is None:
                 rows.append({"step": name, "contribution": 0.0, "se": 0.0, "changed": False})
@@ -143,7 +145,7 @@ def attribute(a: Scenario, b: Scenario, portfolio: Portfolio, *, key: jax.Array,
         out["metrics"][metric] = {
             "from": float(values[0]), "to": float(values[-1]), "total": float(values[-1] - values[0]),
             "total_se": float(total_if.std() / math.sqrt(n)), "steps": rows,
-            "residual": float(values[-1] - values[0] - sum(r["contribution"] for r in rows)),
+            "residual": values[-1] - values[0] - math.fsum(float(r["contribution"]) for r in rows),
         }
     _check(out)
     out["method"] = ("steps applied one at a time in the stated order (each takes its keys from the second "

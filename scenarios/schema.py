@@ -380,9 +380,9 @@ def validate(raw: dict, file: str) -> dict:
         ck.number(reserves["held_cny"], "reserves.held_cny", low=0.0, high=MAX_AMOUNT_CNY)
     if "risk_adjustment_confidence" in reserves:
         ck.number(reserves["risk_adjustment_confidence"], "reserves.risk_adjustment_confidence", low=0.5, high=0.9999)
-    for key in ("cost_of_capital_rate", "discount_rate"):
-        if key in reserves:
-            ck.number(reserves[key], f"reserves.{key}", low=0.0, high=1.0)
+    for rate in ("cost_of_capital_rate", "discount_rate"):
+        if rate in reserves:
+            ck.number(reserves[rate], f"reserves.{rate}", low=0.0, high=1.0)
     return raw
 
 

@@ -151,16 +151,17 @@ def summarize_runs(runs, *, held: float | None = None, risk_adjustment_spec: dic
             start += p.shape[0]
         return paid, left
 
-    quantiles, capital = [], []
+    rows: list[np.ndarray] = []
+    capital: list[tuple[float, float]] = []
     for k in range(n_dev):
         paid, left = two_columns(k)
-        quantiles.append(np.quantile(paid, (0.5, 0.995), overwrite_input=True))
+        rows.append(np.quantile(paid, (0.5, 0.995), overwrite_input=True))
         left.sort()  # capital against the outstanding at year-end k: its 99.5% VaR minus its mean
         value_at_risk = metrics.var(left, 0.995)
         capital.append((value_at_risk - float(left.mean()),
                         math.sqrt(metrics.var_se(left, 0.995) ** 2 + metrics.sd(left) ** 2 / n)))
         del paid, left
-    quantiles = np.array(quantiles)
+    quantiles = np.array(rows)
     run_off = column(lambda p, o, w: outstanding(p)[:, 0])
     run_off.sort()  # every figure below depends on the sorted run-off only
     expected_outstanding = float(run_off.mean())
