@@ -354,8 +354,10 @@ def stress(names, baseline_ref, portfolio_dir, years, seed, out_dir, chunk_size,
 @_portfolio("The portfolio folder [default: the one the run recorded].")
 @click.option("--checks", "checks_path", type=click.Path(path_type=Path), default=None,
               help="A `leisim check` checks.json [default: checks.json beside the run's posterior, if any].")
+@click.option("--attribution", "attribution_dir", type=click.Path(path_type=Path), default=None,
+              help="A `leisim attribute` output folder [default: results/attribution, if it exists].")
 @_json_option
-def report(run_dir, out_file, stress_dir, portfolio_dir, checks_path):
+def report(run_dir, out_file, stress_dir, portfolio_dir, checks_path, attribution_dir):
     """Write the capital-adequacy report: one self-contained HTML file from a run's outputs.
 
     RUN_DIR is a `leisim simulate` output folder [default: results/baseline, where `leisim simulate`
@@ -364,7 +366,7 @@ def report(run_dir, out_file, stress_dir, portfolio_dir, checks_path):
     from . import report as report_mod
 
     page = report_mod.build(run_dir, stress_dir=stress_dir, portfolio_dir=portfolio_dir, checks_path=checks_path,
-                            notify=_warn)
+                            attribution_dir=attribution_dir, notify=_warn)
     out_file = out_file or run_dir / "report.html"
     atomic_write(out_file, page)
     _emit_json({"report": str(out_file), "bytes": len(page.encode()), "run_dir": str(run_dir),
@@ -436,6 +438,41 @@ def check(posterior_path, history_dir, out_dir, years, seed, overwrite):
                               notify=_info)
     _echo(text.checks_lines(doc))
     _echo([f"\nWrote {doc['_written'][0]}, {doc['_written'][1].name}"])
+    if not doc["pass"]:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--history", "history_dir", type=click.Path(path_type=Path), default=None,
+              help="A dispute-history folder [default: the shipped synthetic history, where the truth is known].")
+@click.option("--holdout-years", type=click.IntRange(min=1), default=2, show_default=True,
+              help="The last N years of the history are held out: the models are fitted on the years before.")
+@click.option("--years", type=click.IntRange(1000, 200_000), default=2000, show_default=True,
+              help="Replicated years per held-out year.")
+@click.option("--chains", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--warmup", type=click.IntRange(min=10), default=FIT_DEFAULTS.warmup, show_default=True)
+@click.option("--samples", type=click.IntRange(min=10), default=FIT_DEFAULTS.samples, show_default=True)
+@click.option("--frequency-family", type=click.Choice(["negative_binomial", "poisson"]), default="negative_binomial",
+              show_default=True, help="poisson: the misspecified frequency model, to see the backtest reject it.")
+@_seed()
+@_out(Path("results/backtest"))
+@_overwrite("Replace a backtest leisim wrote there before.")
+@_json_option
+def backtest(history_dir, holdout_years, years, chains, warmup, samples, frequency_family, seed, out_dir, overwrite):
+    """Backtest against experience: fit on the history up to year T, then score each held-out year's dispute
+    counts (by country x type, by year), campaigns and costs against their predictive distributions: PIT values,
+    coverage of the 50 / 90% intervals, pass / fail per check with its stated tolerance. Exit status 1 if a check
+    fails."""
+    doc = app.backtest_to_folder(out_dir, history_dir, holdout_years=holdout_years, seed=seed, years=years,
+                                 chains=chains, warmup=warmup, samples=samples, frequency_family=frequency_family,
+                                 overwrite=overwrite, notify=_info)
+    _emit_json(doc)
+    _echo(text.checks_lines(doc))
+    for level, block in doc["calibration"].items():
+        _echo([f"pooled {float(level):.0%} coverage of held-out counts: {block['covered']} of {block['n']} "
+               f"(binomial band {block['lower_bound']}-{block['upper_bound']}): "
+               + ("PASS" if block["pass"] else "FAIL" if block["pass"] is False else "n/a")])
+    _echo([f"\nWrote {out_dir}/backtest.json, backtest.png, posterior.nc"])
     if not doc["pass"]:
         sys.exit(1)
 

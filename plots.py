@@ -117,32 +117,37 @@ def gross_vs_net(summary: dict, path: Path) -> None:
 
 
 def layer_usage(dataset, summary: dict, path: Path) -> None:
-    """Each contract's annual recovery as a share of its aggregate cover, by return period."""
+    """Each layer's annual recovery as a share of its aggregate cover, by return period (one scale: 0-1);
+    proportional contracts, which have no cover, on a panel of their own (ceded CNY)."""
     contracts = summary["reinsurance"]["contracts"]
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
+    layered = [i for i, c in enumerate(contracts) if c["aggregate_cover"] is not None]
+    proportional = [i for i, c in enumerate(contracts) if c["aggregate_cover"] is None]
+    panels = [p for p in (layered, proportional) if p]
+    fig, axes = plt.subplots(1, len(panels), figsize=(8 if len(panels) == 1 else 12, 4.5), dpi=120, squeeze=False)
     years = dataset.sizes["year"]
     # At most 400 return periods from 2 years to the number of years (log-spaced): the i-th
     # smallest of n years is exceeded with probability (n - i) / n.
     rank = np.unique(np.round(years - years / np.geomspace(2.0, years, 400)).astype(np.int64))
     rank = rank[(rank >= 0) & (rank < years)]
     periods = years / (years - rank)
-    for i, (c, colour) in enumerate(zip(contracts, OKABE_ITO * 4)):
-        due = dataset["ceded_due_by_contract"][:, i].values
-        mean = due.mean()
-        due.sort()
-        due = due[rank]
-        cover = c["aggregate_cover"]
-        if cover is None:  # a quota share: relative to its mean
-            usage, label = due / max(mean, 1e-300), f"{c['name']} (x its mean)"
+    for ax, indices in zip(axes[0], panels):
+        for i in indices:
+            due = np.sort(dataset["ceded_due_by_contract"][:, i].values)[rank]
+            cover = contracts[i]["aggregate_cover"]
+            ax.plot(periods, due / cover if cover is not None else due, color=OKABE_ITO[i % len(OKABE_ITO)],
+                    label=contracts[i]["name"])
+        ax.set_xscale("log")
+        ax.legend(frameon=False, fontsize=8)
+        if indices is layered:
+            ax.set_ylim(0, 1.05)
+            exhausted = [contracts[i] for i in layered if contracts[i]["probability_exhausted"]]
+            finding = (f"{exhausted[0]['name']} is exhausted once in "
+                       f"{1 / exhausted[0]['probability_exhausted']:,.0f} years" if exhausted
+                       else "no layer is exhausted in the simulated years")
+            _style(ax, "return period (years)", "annual ceded / aggregate cover", f"Layer usage: {finding}")
         else:
-            usage, label = due / cover, f"{c['name']} (share of aggregate cover)"
-        ax.plot(periods, usage, color=colour, label=label)
-    ax.set_xscale("log")
-    ax.legend(frameon=False, fontsize=8)
-    exhausted = [c for c in contracts if c["probability_exhausted"]]
-    finding = (f"{exhausted[0]['name']} is exhausted once in {1 / exhausted[0]['probability_exhausted']:,.0f} years"
-               if exhausted else "no layer is exhausted in the simulated years")
-    _style(ax, "return period (years)", "annual ceded / aggregate cover", f"Layer usage: {finding}")
+            ax.yaxis.set_major_formatter(MILLIONS)
+            _style(ax, "return period (years)", "annual ceded (CNY million)", "Proportional cessions")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -153,10 +158,13 @@ def capital_allocation(summary: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.5), dpi=120, gridspec_kw={"width_ratios": [3, 2]})
     for ax, key, title in ((axes[0], "by_country", "by country"), (axes[1], "by_dispute_type", "by dispute type")):
         rows = sorted(alloc[key].items(), key=lambda kv: kv[1]["capital"])
-        names = [k for k, _ in rows]
+        # Reinstatement premiums are a cost of the program, not a country or a dispute type: named as such.
+        names = ["reinstatement premiums (program)" if k == "reinstatement_premiums" else k.replace("_", " ")
+                 for k, _ in rows]
         value = np.array([v["capital"] for _, v in rows])
         se = np.array([v["se"] for _, v in rows])
-        ax.barh(np.arange(len(names)), value, xerr=2 * se, color=OKABE_ITO[0], ecolor="0.3", capsize=2)
+        colours = [OKABE_ITO[1] if k == "reinstatement_premiums" else OKABE_ITO[0] for k, _ in rows]
+        ax.barh(np.arange(len(names)), value, xerr=2 * se, color=colours, ecolor="0.3", capsize=2)
         ax.set_yticks(np.arange(len(names)), names, fontsize=8)
         ax.xaxis.set_major_formatter(MILLIONS)
         _style(ax, "capital (CNY million)", "", title)
@@ -178,6 +186,7 @@ def payment_pattern(summary: dict, path: Path) -> None:
     dev = np.array(res["development_year"])
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
     ax.bar(dev, pattern["expected_payments"], color=OKABE_ITO[0], label="expected payments")
+    ax.set_xticks(dev)
     ax.plot(dev, pattern["payments_q0.995"], color=OKABE_ITO[3], marker="o", ls="--", label="99.5% quantile")
     ax.yaxis.set_major_formatter(MILLIONS)
     ax2 = ax.twinx()
@@ -188,7 +197,7 @@ def payment_pattern(summary: dict, path: Path) -> None:
     lines2 = ax2.get_legend_handles_labels()
     ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], frameon=False, loc="center right")
     paid_first = pattern["cumulative_share"][0] if pattern["cumulative_share"] else 0.0
-    _style(ax, "development year (0 = underwriting year)", "payments (CNY million)",
+    _style(ax, "development year (0 = underwriting year)", "gross payments in the year (CNY million)",
            f"Only {paid_first:.0%} is paid in the underwriting year: reserve "
            f"{res['expected_outstanding'] / 1e6:,.1f}M CNY at its end")
     fig.tight_layout()

@@ -15,6 +15,7 @@ import datetime as dt
 import html
 import json
 import math
+import re
 from pathlib import Path
 
 # The judgment calls a reader must know about (docs/CALIBRATION.md "Not found (judgment)" and the
@@ -103,7 +104,11 @@ text-align:right}th:first-child,td:first-child{text-align:left}thead th{backgrou
 .pass{color:#007a4d;font-weight:bold}.fail{color:#b2182b;font-weight:bold}
 figure{margin:.8rem 0}img{max-width:100%;height:auto}.small{font-size:.85rem;color:#444}
 code{font-size:.85rem;word-break:break-all}
-@media print{body{max-width:none;margin:0;font-size:10pt}h2{page-break-after:avoid}figure,table{page-break-inside:avoid}}
+nav.toc ol{columns:2;font-size:.9rem}nav.toc a{color:#0072B2;text-decoration:none}
+@page{size:A4;margin:16mm 14mm 18mm 14mm;@bottom-right{content:"page " counter(page) " of " counter(pages);font-size:9pt;
+color:#444}@bottom-left{content:"leisim capital-adequacy report";font-size:9pt;color:#444}}
+@media print{body{max-width:none;margin:0;font-size:10pt}h2,h3{break-after:avoid;page-break-after:avoid}
+figure,table,.keep{break-inside:avoid;page-break-inside:avoid}nav.toc{break-after:page}}
 """
 
 
@@ -132,8 +137,82 @@ def _verdict(ok: bool | None) -> str:
     return '<span class="pass">PASS</span>' if ok else '<span class="fail">FAIL</span>'
 
 
+def _validation(s: dict, figures: dict[str, bytes], attribution: dict | None) -> list[str]:
+    """The validation section (issue 20): model drift against the factor charge, the IFRS 17 risk
+    adjustment and, when a `leisim attribute` run is given, the analysis of change."""
+    parts = ["<h2>Validation</h2><p>What a supervisor's validation record asks of an internal model beside its "
+             "results: stability against a simpler measure (model drift, PRA SS15/16), the confidence level of the "
+             "IFRS 17 risk adjustment (para 119) and the analysis of change between runs (Delegated Regulation "
+             "2015/35 Art 242).</p>"]
+    drift = s.get("drift")
+    if drift:
+        f = drift["factor"]
+        parts.append("<h3>Model drift: internal model against the factor charge</h3>"
+                     f"<p>Factor charge: {f['multiplier']:g} x sd x volume, sd {f['premium_sd']:.1%} (premium risk) and "
+                     f"{f['reserve_sd']:.1%} (reserve risk), correlation {f['correlation']:g} (Solvency II standard "
+                     "formula, legal expenses). A ratio that moves from run to run without a change in the book is "
+                     "drift to explain.</p>")
+        rows = []
+        for part, label in (("premium", "premium (underwriting year)"), ("reserve", "reserve (one-year)"),
+                            ("combined", "combined")):
+            ratio = drift["ratio"].get(part)
+            rows.append([label, _v(s, f"drift|internal|{part}"), _v(s, f"drift|factor|{part}"),
+                         "n/a" if ratio is None else _v(s, f"drift|ratio|{part}", "x")])
+        parts.append(_table(["capital", "internal model (CNY million)", "factor charge (CNY million)", "ratio"], rows))
+    ra = _get(s, "reserves|risk_adjustment")
+    if ra:
+        coc = ra["cost_of_capital"]
+        parts.append("<h3>IFRS 17 risk adjustment</h3>"
+                     f"<p>{html.escape(ra['basis'])}.</p>"
+                     + _table(["measure", "risk adjustment (CNY million)", "± SE", "confidence level"], [
+                         [f"at {ra['confidence_level']:.0%} confidence", _v(s, "reserves|risk_adjustment|at_confidence"),
+                          _v(s, "reserves|risk_adjustment|at_confidence_se"), f"{ra['confidence_level']:.1%}"],
+                         [f"cost of capital ({coc['rate']:.0%} a year)",
+                          _v(s, "reserves|risk_adjustment|cost_of_capital|risk_adjustment"),
+                          _v(s, "reserves|risk_adjustment|cost_of_capital|risk_adjustment_se")
+                          if coc.get("risk_adjustment_se") is not None else "n/a",
+                          _v(s, "reserves|risk_adjustment|cost_of_capital|equivalent_confidence_level", "%") + " ± "
+                          + _v(s, "reserves|risk_adjustment|cost_of_capital|equivalent_confidence_level_se", "%")],
+                     ]))
+    if attribution:
+        parts.append(f"<h3>Analysis of change: {html.escape(str(attribution['from']))} to "
+                     f"{html.escape(str(attribution['to']))}</h3><p>Steps applied one at a time in this order: "
+                     f"{html.escape(', '.join(attribution['order']))}; every step on the same "
+                     f"{attribution['years']:,} simulated years, ± paired standard errors; the steps add up to the "
+                     "total.</p>")
+        for metric, block in attribution["metrics"].items():
+            if not block:
+                continue
+            unit = "x" if metric in ("solvency_ratio", "core_ratio") else "%" if metric == "exhaustion_probability" \
+                else "M"
+            rows = [[html.escape(r["step"]), _fmt(r["contribution"], unit), _fmt(r["se"], unit)]
+                    for r in block["steps"] if r["changed"]]
+            rows.append(["<b>total</b>", _fmt(block["total"], unit), _fmt(block["total_se"], unit)])
+            parts.append(f"<div class='keep'><p><b>{html.escape(metric.replace('_', ' '))}</b>: "
+                         f"{_fmt(block['from'], unit)} to {_fmt(block['to'], unit)}</p>"
+                         + _table(["step", "contribution", "± SE"], rows) + "</div>")
+        parts.append(_img(figures, "attribution.png", "analysis of change, waterfall"))
+    return parts
+
+
+def _contents(parts: list[str]) -> list[str]:
+    """Number the h2 headings, give them anchors, and put a contents list after the first page's notice."""
+    titles = []
+
+    def anchor(match: re.Match) -> str:
+        titles.append(match.group(1))
+        return f"<h2 id='s{len(titles)}'>{len(titles)}. {match.group(1)}</h2>"
+
+    parts = [re.sub(r"<h2>(.*?)</h2>", anchor, p) for p in parts]
+    toc = ("<nav class='toc'><h2 class='toc'>Contents</h2><ol>"
+           + "".join(f"<li><a href='#s{i}'>{t}</a></li>" for i, t in enumerate(titles, 1)) + "</ol></nav>")
+    at = next((i + 1 for i, p in enumerate(parts) if "class='synthetic'" in p), 2)
+    return parts[:at] + [toc] + parts[at:]
+
+
 def render(summary: dict, *, figures: dict[str, bytes], stress: dict | None = None, reverse: dict | None = None,
-           diagnostics: dict | None = None, portfolio: dict | None = None, checks: dict | None = None) -> str:
+           diagnostics: dict | None = None, portfolio: dict | None = None, checks: dict | None = None,
+           attribution: dict | None = None) -> str:
     """The report's HTML. ``diagnostics``: the fit's table and attributes; ``portfolio``: summary tables."""
     s = summary
     cap, res, ri = s["capital"], s["reserves"], s["reinsurance"]
@@ -411,12 +490,15 @@ def render(summary: dict, *, figures: dict[str, bytes], stress: dict | None = No
                      "breached (bisection on common random numbers).</p>"
                      + _table(["shock", "multiplier", "± SE", "target"], rows))
 
+    parts += _validation(s, figures, attribution)
+
     # 9. Limitations and provenance.
     parts.append("<h2>Limitations and judgment calls</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in LIMITATIONS)
                  + "</ul>")
     rows = [[html.escape(k), f"<code>{html.escape(str(v))}</code>"] for k, v in prov.items()]
     parts.append("<h2>Provenance</h2><p>Re-running the command line below with the same versions reproduces "
                  "summary.json exactly (the seed fixes every random number).</p>" + _table(["item", "value"], rows))
+    parts = _contents(parts)
     parts.append("</body></html>")
     return "\n".join(p for p in parts if p)
 
@@ -486,7 +568,7 @@ def load_json(path) -> dict | None:
 
 
 def build(run_dir: Path, *, stress_dir: Path | None = None, portfolio_dir: Path | None = None,
-          checks_path: Path | None = None, notify=lambda message: None) -> str:
+          checks_path: Path | None = None, attribution_dir: Path | None = None, notify=lambda message: None) -> str:
     """The report's HTML from a run's output folder (and a stress folder, a portfolio, posterior checks).
 
     ``stress_dir`` None: results/stress when it holds a stress run. ``checks_path`` None: checks.json
@@ -535,9 +617,17 @@ def build(run_dir: Path, *, stress_dir: Path | None = None, portfolio_dir: Path 
             checks = None
     if checks is not None and checks_path is not None and (checks_path.parent / "checks.png").is_file():
         figures["checks.png"] = (checks_path.parent / "checks.png").read_bytes()
+    if attribution_dir is None and Path("results/attribution/attribution.json").is_file():
+        attribution_dir = Path("results/attribution")
+    attribution = load_json(attribution_dir / "attribution.json") if attribution_dir else None
+    if attribution_dir is not None and (attribution is None or "metrics" not in attribution):
+        raise InputError("no attribution.json here: give the --out folder of `leisim attribute`",
+                         file=str(attribution_dir))
+    if attribution_dir is not None and (attribution_dir / "attribution.png").is_file():
+        figures["attribution.png"] = (attribution_dir / "attribution.png").read_bytes()
     try:
         return render(summary, figures=figures, stress=stress, reverse=reverse, diagnostics=diagnostics,
-                      portfolio=portfolio, checks=checks)
+                      portfolio=portfolio, checks=checks, attribution=attribution)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
         # A hand-edited or foreign summary.json / stress.json: say which files, not a traceback.
         sources = [str(summary_path)] + [str(stress_dir / n) for n in ("stress.json", "reverse.json")

@@ -90,7 +90,7 @@ def test_the_report_says_what_a_regulator_needs_to_read(run_dir):
     out, stress_dir = run_dir
     page = (out / "report.html").read_text()
     stress = json.loads((stress_dir / "stress.json").read_text())
-    first_page = page[:page.index("<h2>The portfolio")]
+    first_page = page[:page.index("The portfolio</h2>")]
     assert "Synthetic data." in first_page  # the embedded data are synthetic, said up front
     # The worst stress scenario is named in the executive summary, with its verdict.
     assert "worst for solvency is <b>legal_cost_inflation</b>" in first_page
@@ -98,6 +98,9 @@ def test_the_report_says_what_a_regulator_needs_to_read(run_dir):
     assert "Stressed levels" in page and "Change from the baseline" in page
     assert "P(reserve covers run-off)" in page and "Reserve adequacy<" not in page
     assert "Posterior predictive checks" in page and "Why this definition" in page
+    # Issue 20: a contents list, numbered sections, A4 pages with page numbers, the validation section.
+    assert "<nav class='toc'>" in page and "@page{size:A4" in page and "counter(page)" in page
+    assert "Validation</h2>" in page and "Model drift" in page and "IFRS 17 risk adjustment" in page
 
 
 @pytest.mark.slow
