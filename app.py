@@ -961,6 +961,145 @@ def fit_checks(history, fitted, out_dir: Path, *, seed: int, posterior_path: Pat
     return doc, list(paths) + doc["_written"]
 
 
+def split_history(history_dir: Path, cutoff: int, training: Path, holdout: Path) -> None:
+    """Copy a history folder's rows into two folders: years up to ``cutoff``, and after it."""
+    import csv
+
+    from .models.history import CAMPAIGN_COLUMNS, DISPUTE_COLUMNS, EXPOSURE_COLUMNS
+
+    for name, columns in (("exposures.csv", EXPOSURE_COLUMNS), ("disputes.csv", DISPUTE_COLUMNS),
+                          ("campaigns.csv", CAMPAIGN_COLUMNS)):
+        source = history_dir / name
+        with open(source, newline="") as f:
+            reader = csv.DictReader(f)
+            fields = reader.fieldnames or list(columns)
+            rows = list(reader)
+        for target, keep in ((training, lambda y: y <= cutoff), (holdout, lambda y: y > cutoff)):
+            target.mkdir(parents=True, exist_ok=True)
+            with open(target / name, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(r for r in rows if keep(int(r["year"])))
+
+
+BACKTEST_CHECKS = ("disputes_by_country_and_type", "disputes_by_year", "campaigns_by_year")
+BACKTEST_TOLERANCE = 0.01  # two-sided: a calibrated model's pooled coverage falls outside with probability ~1%
+
+
+def backtest_calibration(checks: dict) -> dict:
+    """Pooled coverage of the held-out counts by their 50 / 90% predictive intervals against Binomial(n, level):
+    passes if the number inside is within the two-sided ``BACKTEST_TOLERANCE`` band of the binomial (a
+    one-sided floor alone would pass a model whose intervals are far too wide)."""
+    from scipy import stats
+
+    out = {}
+    for level in ("0.5", "0.9"):
+        inside = [v for name in BACKTEST_CHECKS if name in checks for v in checks[name]["intervals"][level]["inside"]]
+        n, covered = len(inside), int(sum(inside))
+        p = float(level)
+        low = int(stats.binom.ppf(BACKTEST_TOLERANCE / 2, n, p)) if n else 0
+        high = int(stats.binom.isf(BACKTEST_TOLERANCE / 2, n, p)) if n else 0
+        out[level] = {"n": n, "covered": covered, "coverage": covered / n if n else None, "lower_bound": low,
+                      "upper_bound": high, "pass": bool(low <= covered <= high) if n else None,
+                      "rule": f"covered within the central {1 - BACKTEST_TOLERANCE:.0%} of Binomial(n, {level})"}
+    return out
+
+
+def backtest_to_folder(out_dir: Path, history_dir: Path | None, *, holdout_years: int, seed: int, years: int = 2000,
+                       chains: int = 2, warmup: int | None = None, samples: int | None = None,
+                       frequency_family: str = "negative_binomial", overwrite: bool = False,
+                       notify: Notify | None = None) -> dict:
+    """`leisim backtest`: fit the models on the history up to year T (all but the last ``holdout_years``), then
+    score the held-out years' counts, campaigns and costs against their predictive distributions (the posterior
+    predictive checks of scenarios/ppc.py on the held-out years alone): PIT values, coverage of the 50 / 90%
+    intervals, pass / fail per check, and the pooled calibration (:func:`backtest_calibration`)."""
+    import tempfile
+
+    from .models import fit as fitting
+    from .models.history import default_history_dir, load_history
+    from .models.posterior import load_posterior, write_tree
+    from .models.settings import FIT_DEFAULTS
+    from .runtime import setup_jax
+    from .scenarios import ppc
+
+    source = Path(history_dir) if history_dir is not None else default_history_dir()
+    history = load_history(source)
+    if not 1 <= holdout_years < len(history.years):
+        raise InputError(f"the history has {len(history.years)} years ({history.years[0]}-{history.years[-1]}): "
+                         "hold out at least one and leave at least one to fit", field="--holdout-years",
+                         value=holdout_years)
+    cutoff = history.years[-holdout_years - 1]
+    outputs.guard_output_folder(out_dir, overwrite=overwrite, what="a backtest", inputs=[str(source)])
+    setup_jax()
+    settings = fitting.FitSettings(chains=chains, warmup=warmup or FIT_DEFAULTS.warmup,
+                                   samples=samples or FIT_DEFAULTS.samples, seed=seed,
+                                   frequency_family=frequency_family)
+    lock = outputs.lock_output(out_dir)
+    try:
+        with tempfile.TemporaryDirectory() as tmp, atomic_directory(out_dir) as staging:
+            split_history(source, cutoff, Path(tmp) / "training", Path(tmp) / "holdout")
+            training, holdout = load_history(Path(tmp) / "training"), load_history(Path(tmp) / "holdout")
+            require_disputes(training)
+            if notify is not None:
+                notify(f"Backtest: fitting {training.years[0]}-{cutoff}, scoring {holdout.years[0]}-"
+                       f"{holdout.years[-1]} ({settings.chains} chains x ({settings.warmup} + {settings.samples}))")
+            result = fitting.fit(training, settings)
+            tree = fitting.to_datatree(result, training, provenance={"leisim_command": "leisim backtest"})
+            write_tree(tree, staging / "posterior.nc")
+            doc = ppc.predictive_checks(holdout, load_posterior(staging / "posterior.nc"), seed=seed, years=years)
+            doc["calibration"] = backtest_calibration(doc["checks"])
+            doc["pass"] = bool(doc["pass"] and all(v["pass"] is not False for v in doc["calibration"].values()))
+            doc |= {"history": display_path(source), "training_years": [training.years[0], cutoff],
+                    "holdout_years": [holdout.years[0], holdout.years[-1]], "frequency_family": frequency_family,
+                    "fit": {"divergences": int(result.divergences), "warnings": list(result.warnings),
+                            "settings": dataclasses.asdict(settings)}}
+            outputs.write_marker(staging, "backtest")
+            (staging / "backtest.json").write_text(json_text(doc))
+            ppc.plot_checks(doc, staging / "backtest.png")
+    finally:
+        outputs.release(lock)
+    return doc
+
+
+def sbc_to_folder(out_dir: Path, history_dir: Path | None, *, replicates: int, seed: int, warmup: int, samples: int,
+                  design_years: int | None = None, overwrite: bool = False, notify: Notify | None = None) -> dict:
+    """`leisim sbc`: simulation-based calibration of the frequency model (models/sbc.py) on a history's design
+    (its exposures, sectors, years and campaign targets), sbc.json and the rank histograms written."""
+    import jax
+
+    from .models import sbc
+    from .models.frequency import FrequencyData
+    from .models.history import default_history_dir, load_history
+    from .models.settings import FitSettings
+    from .runtime import setup_jax
+
+    source = Path(history_dir) if history_dir is not None else default_history_dir()
+    history = load_history(source)
+    outputs.guard_output_folder(out_dir, overwrite=overwrite, what="a calibration", inputs=[str(source)])
+    setup_jax()
+    data = FrequencyData.from_history(history)
+    if design_years is not None:
+        if not 1 <= design_years <= len(history.years):
+            raise InputError(f"the history has {len(history.years)} years", field="--design-years",
+                             value=design_years)
+        data = sbc.small_design(data, design_years)
+    if notify is not None:
+        notify(f"Simulation-based calibration: {replicates} prior draws, each simulated and fitted "
+               f"({warmup} + {samples} NUTS steps), vectorised")
+    doc = sbc.calibrate(data, key=jax.random.key(seed), replicates=replicates,
+                        settings=FitSettings(chains=1, warmup=warmup, samples=samples, seed=seed, max_tree_depth=7))
+    doc |= {"history": display_path(source), "design_years": design_years or len(history.years), "seed": seed}
+    lock = outputs.lock_output(out_dir)
+    try:
+        with atomic_directory(out_dir) as staging:
+            outputs.write_marker(staging, "sbc")
+            (staging / "sbc.json").write_text(json_text(doc))
+            sbc.plot(doc, staging / "sbc.png")
+    finally:
+        outputs.release(lock)
+    return doc
+
+
 def check_to_folder(posterior_path: Path | None, history_dir: Path | None, out_dir: Path, *, years: int, seed: int,
                     overwrite: bool, notify: Notify | None = None) -> dict:
     """`leisim check`: the posterior predictive checks of a posterior file [default: the shipped one]

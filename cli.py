@@ -477,6 +477,35 @@ def backtest(history_dir, holdout_years, years, chains, warmup, samples, frequen
         sys.exit(1)
 
 
+@main.command()
+@click.option("--history", "history_dir", type=click.Path(path_type=Path), default=None,
+              help="The history whose design (exposures, sectors, years, campaign targets) the data are simulated on "
+                   "[default: the shipped one].")
+@click.option("--replicates", type=click.IntRange(min=10), default=100, show_default=True,
+              help="Prior draws, each simulated and fitted.")
+@click.option("--design-years", type=click.IntRange(min=1), default=None,
+              help="Use the history's first N years only (a smaller design fits faster) [default: all].")
+@click.option("--warmup", type=click.IntRange(min=10), default=200, show_default=True)
+@click.option("--samples", type=click.IntRange(min=20), default=200, show_default=True)
+@_seed()
+@_out(Path("results/sbc"))
+@_overwrite("Replace a calibration leisim wrote there before.")
+@_json_option
+def sbc(history_dir, replicates, design_years, warmup, samples, seed, out_dir, overwrite):
+    """Simulation-based calibration (Talts et al. 2018) of the frequency model: parameters drawn from the prior,
+    data simulated, the model fitted, the rank of each true value among the posterior draws; rank histograms and a
+    chi-square test of uniformity per parameter. Exit status 1 if one fails."""
+    doc = app.sbc_to_folder(out_dir, history_dir, replicates=replicates, seed=seed, warmup=warmup, samples=samples,
+                            design_years=design_years, overwrite=overwrite, notify=_info)
+    _emit_json(doc)
+    for name, block in doc["parameters"].items():
+        _echo([f"{name:26} ranks {block['histogram']}  p = {block['p_value']:.3g}  "
+               + ("PASS" if block["pass"] else "FAIL")])
+    _echo([f"\nWrote {out_dir}/sbc.json, sbc.png"])
+    if not doc["pass"]:
+        sys.exit(1)
+
+
 @main.group()
 def data() -> None:
     """The embedded synthetic data."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from leisim.errors import InputError
@@ -158,3 +159,83 @@ def test_attribute_command(changed, tmp_path):
     bad = CliRunner().invoke(main, ["attribute", "calibrated_fixed", changed.source, "--metric", "sharpe",
                                     "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "--metric" in bad.stderr and not (tmp_path / "bad").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# Backtest against experience (item 1).
+
+
+def test_backtest_calibration_band_is_the_binomial():
+    from scipy import stats
+
+    from leisim.app import backtest_calibration
+
+    inside = [True] * 27 + [False] * 3  # 30 held-out counts, 27 inside their 90% intervals
+    checks = {"disputes_by_country_and_type": {"intervals": {"0.5": {"inside": inside[:20] + [False] * 10},
+                                                             "0.9": {"inside": inside}}}}
+    out = backtest_calibration(checks)
+    block = out["0.9"]
+    assert (block["n"], block["covered"]) == (30, 27)
+    assert block["lower_bound"] == stats.binom.ppf(0.005, 30, 0.9) and block["upper_bound"] == stats.binom.isf(0.005, 30, 0.9)
+    assert block["pass"]
+    assert not backtest_calibration({"disputes_by_year": {"intervals": {"0.5": {"inside": [True] * 30},
+                                                                         "0.9": {"inside": [False] * 30}}}})["0.9"]["pass"]
+    # Far too wide intervals (everything inside the 50% ones) fail too: the band is two-sided.
+    assert not backtest_calibration({"disputes_by_year": {"intervals": {"0.5": {"inside": [True] * 40},
+                                                                         "0.9": {"inside": [True] * 40}}}})["0.5"]["pass"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["negative_binomial", "poisson"])
+def test_backtest_on_the_shipped_history(family, tmp_path):
+    """The shipped synthetic history is drawn from the model (NB1 counts, campaigns): held out its last two
+    years, the fitted model's 90% intervals cover them at a rate inside the 99% binomial band, and every check
+    passes; the Poisson model (no over-dispersion) must fail the backtest."""
+    from leisim import app
+
+    doc = app.backtest_to_folder(tmp_path / family, None, holdout_years=2, seed=1, years=1000, chains=1, warmup=150,
+                                 samples=150, frequency_family=family)
+    assert doc["holdout_years"] == [2024, 2025] and doc["training_years"][1] == 2023
+    assert (tmp_path / family / "backtest.json").is_file() and (tmp_path / family / "backtest.png").is_file()
+    if family == "negative_binomial":
+        assert doc["calibration"]["0.9"]["pass"], doc["calibration"]
+        assert doc["pass"], {k: v["pass"] for k, v in doc["checks"].items()}
+    else:
+        assert not doc["pass"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Simulation-based calibration (item 2), at a size CI can afford: the shipped history's first two years
+# as the design, 30 replicates (~3-7 minutes on 2 cores).
+
+
+@pytest.mark.slow
+def test_sbc_ranks_are_uniform(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from leisim.cli import main
+
+    out = tmp_path / "sbc"
+    result = CliRunner().invoke(main, ["sbc", "--replicates", "30", "--design-years", "2", "--warmup", "100",
+                                       "--samples", "120", "--seed", "3", "--out", str(out), "--json", "-q"])
+    doc = json.loads(result.stdout)
+    assert doc == json.loads((out / "sbc.json").read_text()) and (out / "sbc.png").is_file()
+    for name, block in doc["parameters"].items():
+        ranks = np.array(block["ranks"])
+        assert ranks.min() >= 0 and ranks.max() <= doc["posterior_draws"], name
+        assert sum(block["histogram"]) == doc["replicates"]
+    assert result.exit_code == 0 and doc["pass"], {k: v["p_value"] for k, v in doc["parameters"].items()}
+
+
+def test_sbc_detects_a_miscalibrated_posterior():
+    """The rank test itself: ranks of truths drawn from N(0, 1) among draws from N(0.8, 1) (a biased
+    posterior) or N(0, 0.5) (an overconfident one) fail; among draws from N(0, 1) they pass."""
+    from leisim.models.sbc import rank_test
+
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=200)
+    for shift, scale, expect in ((0.0, 1.0, True), (0.8, 1.0, False), (0.0, 0.5, False)):
+        draws = rng.normal(shift, scale, size=(200, 40))
+        assert rank_test((draws < truth[:, None]).sum(axis=1), 40, 6)["pass"] == expect, (shift, scale)
