@@ -356,8 +356,12 @@ def stress(names, baseline_ref, portfolio_dir, years, seed, out_dir, chunk_size,
               help="A `leisim check` checks.json [default: checks.json beside the run's posterior, if any].")
 @click.option("--attribution", "attribution_dir", type=click.Path(path_type=Path), default=None,
               help="A `leisim attribute` output folder [default: results/attribution, if it exists].")
+@click.option("--backtest", "backtest_dir", type=click.Path(path_type=Path), default=None,
+              help="A `leisim backtest` output folder [default: results/backtest, if it exists].")
+@click.option("--sbc", "sbc_dir", type=click.Path(path_type=Path), default=None,
+              help="A `leisim sbc` output folder [default: results/sbc, if it exists].")
 @_json_option
-def report(run_dir, out_file, stress_dir, portfolio_dir, checks_path, attribution_dir):
+def report(run_dir, out_file, stress_dir, portfolio_dir, checks_path, attribution_dir, backtest_dir, sbc_dir):
     """Write the capital-adequacy report: one self-contained HTML file from a run's outputs.
 
     RUN_DIR is a `leisim simulate` output folder [default: results/baseline, where `leisim simulate`
@@ -366,7 +370,8 @@ def report(run_dir, out_file, stress_dir, portfolio_dir, checks_path, attributio
     from . import report as report_mod
 
     page = report_mod.build(run_dir, stress_dir=stress_dir, portfolio_dir=portfolio_dir, checks_path=checks_path,
-                            attribution_dir=attribution_dir, notify=_warn)
+                            attribution_dir=attribution_dir, backtest_dir=backtest_dir, sbc_dir=sbc_dir,
+                            notify=_warn)
     out_file = out_file or run_dir / "report.html"
     atomic_write(out_file, page)
     _emit_json({"report": str(out_file), "bytes": len(page.encode()), "run_dir": str(run_dir),

@@ -137,13 +137,36 @@ def _verdict(ok: bool | None) -> str:
     return '<span class="pass">PASS</span>' if ok else '<span class="fail">FAIL</span>'
 
 
-def _validation(s: dict, figures: dict[str, bytes], attribution: dict | None) -> list[str]:
+def _validation(s: dict, figures: dict[str, bytes], attribution: dict | None, backtest: dict | None = None,
+                sbc: dict | None = None) -> list[str]:
     """The validation section (issue 20): model drift against the factor charge, the IFRS 17 risk
     adjustment and, when a `leisim attribute` run is given, the analysis of change."""
     parts = ["<h2>Validation</h2><p>What a supervisor's validation record asks of an internal model beside its "
              "results: stability against a simpler measure (model drift, PRA SS15/16), the confidence level of the "
              "IFRS 17 risk adjustment (para 119) and the analysis of change between runs (Delegated Regulation "
              "2015/35 Art 242).</p>"]
+    if backtest:
+        parts.append(f"<h3>Backtest against experience</h3><p>Fitted on {backtest['training_years'][0]}-"
+                     f"{backtest['training_years'][1]} of {html.escape(str(backtest.get('history', '')))}, scored on the "
+                     f"held-out years {backtest['holdout_years'][0]}-{backtest['holdout_years'][1]} "
+                     f"(frequency model: {html.escape(str(backtest.get('frequency_family', '')))}).</p>")
+        rows = [[html.escape(name), _verdict(block.get("pass")), html.escape(str(block.get("rule", "")))]
+                for name, block in backtest["checks"].items()]
+        for level, block in backtest.get("calibration", {}).items():
+            rows.append([f"pooled {float(level):.0%} coverage: {block['covered']} of {block['n']} "
+                         f"(band {block['lower_bound']}-{block['upper_bound']})", _verdict(block.get("pass")),
+                         html.escape(block["rule"])])
+        parts.append(_table(["check", "verdict", "rule"], rows))
+        parts.append(_img(figures, "backtest.png", "backtest: held-out years against their predictive intervals"))
+    if sbc:
+        rows = [[html.escape(name), str(block["histogram"]), f"{block['p_value']:.3g}", _verdict(block["pass"])]
+                for name, block in sbc["parameters"].items()]
+        parts.append(f"<h3>Simulation-based calibration</h3><p>{sbc['replicates']} prior draws of the frequency "
+                     f"model, each simulated and refitted; the rank of the true value among "
+                     f"{sbc['posterior_draws']} posterior draws is uniform if the model and sampler are right "
+                     f"(Talts et al. 2018). {html.escape(sbc['rule'])}.</p>"
+                     + _table(["parameter", "rank histogram", "p-value", "verdict"], rows))
+        parts.append(_img(figures, "sbc.png", "simulation-based calibration: rank histograms"))
     drift = s.get("drift")
     if drift:
         f = drift["factor"]
@@ -212,7 +235,7 @@ def _contents(parts: list[str]) -> list[str]:
 
 def render(summary: dict, *, figures: dict[str, bytes], stress: dict | None = None, reverse: dict | None = None,
            diagnostics: dict | None = None, portfolio: dict | None = None, checks: dict | None = None,
-           attribution: dict | None = None) -> str:
+           attribution: dict | None = None, backtest: dict | None = None, sbc: dict | None = None) -> str:
     """The report's HTML. ``diagnostics``: the fit's table and attributes; ``portfolio``: summary tables."""
     s = summary
     cap, res, ri = s["capital"], s["reserves"], s["reinsurance"]
@@ -490,7 +513,7 @@ def render(summary: dict, *, figures: dict[str, bytes], stress: dict | None = No
                      "breached (bisection on common random numbers).</p>"
                      + _table(["shock", "multiplier", "± SE", "target"], rows))
 
-    parts += _validation(s, figures, attribution)
+    parts += _validation(s, figures, attribution, backtest, sbc)
 
     # 9. Limitations and provenance.
     parts.append("<h2>Limitations and judgment calls</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in LIMITATIONS)
@@ -568,7 +591,8 @@ def load_json(path) -> dict | None:
 
 
 def build(run_dir: Path, *, stress_dir: Path | None = None, portfolio_dir: Path | None = None,
-          checks_path: Path | None = None, attribution_dir: Path | None = None, notify=lambda message: None) -> str:
+          checks_path: Path | None = None, attribution_dir: Path | None = None, backtest_dir: Path | None = None,
+          sbc_dir: Path | None = None, notify=lambda message: None) -> str:
     """The report's HTML from a run's output folder (and a stress folder, a portfolio, posterior checks).
 
     ``stress_dir`` None: results/stress when it holds a stress run. ``checks_path`` None: checks.json
@@ -625,9 +649,19 @@ def build(run_dir: Path, *, stress_dir: Path | None = None, portfolio_dir: Path 
                          file=str(attribution_dir))
     if attribution_dir is not None and (attribution_dir / "attribution.png").is_file():
         figures["attribution.png"] = (attribution_dir / "attribution.png").read_bytes()
+    extra = {}
+    for name, folder, key in (("backtest", backtest_dir, "checks"), ("sbc", sbc_dir, "parameters")):
+        if folder is None and Path(f"results/{name}/{name}.json").is_file():
+            folder = Path(f"results/{name}")
+        doc = load_json(folder / f"{name}.json") if folder else None
+        if folder is not None and (doc is None or key not in doc):
+            raise InputError(f"no {name}.json here: give the --out folder of `leisim {name}`", file=str(folder))
+        if folder is not None and (folder / f"{name}.png").is_file():
+            figures[f"{name}.png"] = (folder / f"{name}.png").read_bytes()
+        extra[name] = doc
     try:
         return render(summary, figures=figures, stress=stress, reverse=reverse, diagnostics=diagnostics,
-                      portfolio=portfolio, checks=checks, attribution=attribution)
+                      portfolio=portfolio, checks=checks, attribution=attribution, **extra)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
         # A hand-edited or foreign summary.json / stress.json: say which files, not a traceback.
         sources = [str(summary_path)] + [str(stress_dir / n) for n in ("stress.json", "reverse.json")

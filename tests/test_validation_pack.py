@@ -239,3 +239,17 @@ def test_sbc_detects_a_miscalibrated_posterior():
     for shift, scale, expect in ((0.0, 1.0, True), (0.8, 1.0, False), (0.0, 0.5, False)):
         draws = rng.normal(shift, scale, size=(200, 40))
         assert rank_test((draws < truth[:, None]).sum(axis=1), 40, 6)["pass"] == expect, (shift, scale)
+
+
+def test_report_validation_section_shows_backtest_and_sbc():
+    from leisim import report
+
+    backtest = {"training_years": [2019, 2023], "holdout_years": [2024, 2025], "history": "h", "frequency_family":
+                "poisson", "checks": {"disputes_by_year": {"pass": False, "rule": "r1"}},
+                "calibration": {"0.9": {"covered": 10, "n": 30, "lower_bound": 22, "upper_bound": 30, "pass": False,
+                                        "rule": "r2"}}}
+    sbc = {"replicates": 30, "posterior_draws": 30, "rule": "chi-square", "parameters": {
+        "mu_type[0]": {"histogram": [5, 5, 5, 5, 5, 5], "p_value": 1.0, "pass": True}}}
+    html = "".join(report._validation({}, {}, None, backtest, sbc))
+    assert "Backtest against experience" in html and "pooled 90% coverage: 10 of 30" in html
+    assert html.count("FAIL") == 2 and "Simulation-based calibration" in html and "mu_type[0]" in html
