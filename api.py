@@ -179,7 +179,8 @@ def reverse_stress(target: str = "solvency_ratio=1.0", *, shocks: Sequence[str] 
 @dataclasses.dataclass
 class Fit:
     """A fitted posterior: ``tree`` (an xarray DataTree with ArviZ's groups: posterior, sample_stats,
-    observed_data; ``arviz.from_datatree(fit.tree)`` reads it), ``result`` (draws, diagnostics)."""
+    observed_data, log_likelihood, posterior_predictive, prior_predictive; ``arviz.from_datatree(fit.tree)``
+    reads it), ``result`` (draws, diagnostics)."""
 
     tree: Any  # xarray.DataTree
     result: Any  # models.fit.FitResult

@@ -32,6 +32,7 @@ type means are centred a notch lower for the typical country [J] with sd 1.5 on 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -46,6 +47,9 @@ from .truth import CAMPAIGN_KINDS, DISPUTE_TYPES, REFERENCE_SECTOR
 
 PRIOR_LOG_RATE_MEAN = {"patent": math.log(8e-5), "trademark": math.log(2e-5), "trade_secret": math.log(5e-6)}
 PRIOR_LOG_RATE_SD = 1.5
+# FitSettings.frequency_family "poisson": NB1 with this dispersion index is Poisson to 1e-4 (Var = mean (1 + 1e-4)),
+# kept as an NB1 so that the posterior file and the simulator read it as every other fit.
+POISSON_DISPERSION = 1e-4
 PRIOR_CAMPAIGN_LOG_RATE = {"schedule_a": math.log(2e-3), "itc_337": math.log(3e-5)}  # [J] per CNY million of target
 
 
@@ -106,8 +110,16 @@ class FrequencyData:
         )
 
 
-def frequency_model(data: FrequencyData, *, observed: bool = True) -> None:
-    """The NumPyro model. ``observed=False`` samples the prior predictive."""
+def _joint(law: dist.Distribution, event_dims: int, pointwise: bool) -> dist.Distribution:
+    """``law`` as one event (the sampler's form) or, ``pointwise``, one log-density per observation."""
+    return law if pointwise else law.to_event(event_dims)
+
+
+def frequency_model(data: FrequencyData, *, observed: bool = True, pointwise: bool = False,
+                    family: str = "negative_binomial") -> None:
+    """The NumPyro model. ``observed=False`` samples the prior predictive; ``pointwise=True`` keeps one
+    log-density per observation at the observed sites (the same joint density), for
+    :func:`numpyro.infer.log_likelihood`."""
     n_countries, n_types = len(data.country_region), len(DISPUTE_TYPES)
     mu = numpyro.sample("mu_type", dist.Normal(jnp.array([PRIOR_LOG_RATE_MEAN[t] for t in DISPUTE_TYPES]),
                                                 PRIOR_LOG_RATE_SD))
@@ -123,12 +135,15 @@ def frequency_model(data: FrequencyData, *, observed: bool = True) -> None:
     z_year = numpyro.sample("z_year", dist.Normal(0.0, 1.0).expand([data.n_years]).to_event(1))
     gamma = numpyro.deterministic("year_effect", sigma_year * z_year)
     # NB1 dispersion index per type: Var = mean (1 + delta). Prior median 0.5, wide [J].
-    delta = numpyro.sample("dispersion", dist.LogNormal(math.log(0.5), 1.0).expand([n_types]).to_event(1))
+    if family == "poisson":  # the misspecified model the backtest must reject: no over-dispersion
+        delta = numpyro.deterministic("dispersion", jnp.full(n_types, POISSON_DISPERSION))
+    else:
+        delta = numpyro.sample("dispersion", dist.LogNormal(math.log(0.5), 1.0).expand([n_types]).to_event(1))
 
     sector = jnp.where(data.sector < 0, max(data.n_sectors, 1), data.sector)  # the reference row
     log_mean = alpha[data.country, data.dispute_type] + beta[sector, data.dispute_type] + gamma[data.year] + data.log_exposure
     mean = jnp.exp(log_mean)
-    numpyro.sample("disputes", dist.NegativeBinomial2(mean, mean / delta[data.dispute_type]).to_event(1),
+    numpyro.sample("disputes", _joint(dist.NegativeBinomial2(mean, mean / delta[data.dispute_type]), 1, pointwise),
                    obs=data.count if observed else None)
 
     n_kinds = len(CAMPAIGN_KINDS)
@@ -138,12 +153,12 @@ def frequency_model(data: FrequencyData, *, observed: bool = True) -> None:
     camp_k = numpyro.sample("campaign_concentration", dist.LogNormal(0.0, 1.0).expand([n_kinds]).to_event(1))
     has_target = data.campaign_log_target > -20
     log_camp = jnp.where(has_target, camp_rate[None, :] + gamma[:, None] + data.campaign_log_target, -30.0)
-    numpyro.sample("campaigns", dist.Poisson(jnp.exp(log_camp)).to_event(2),
+    numpyro.sample("campaigns", _joint(dist.Poisson(jnp.exp(log_camp)), 2, pointwise),
                    obs=data.campaign_count if observed else None)
     if data.campaign_extra.shape[0]:
         kind = data.campaign_kind
         size_law = dist.NegativeBinomial2(camp_mean[kind], camp_k[kind]).mask(data.campaign_weight > 0)
-        numpyro.sample("campaign_extra", size_law.to_event(1), obs=data.campaign_extra if observed else None)
+        numpyro.sample("campaign_extra", _joint(size_law, 1, pointwise), obs=data.campaign_extra if observed else None)
 
 
 jax.tree_util.register_dataclass(
@@ -151,3 +166,8 @@ jax.tree_util.register_dataclass(
     data_fields=["country", "dispute_type", "sector", "year", "log_exposure", "count", "country_region",
                  "campaign_count", "campaign_log_target", "campaign_extra", "campaign_kind", "campaign_weight"],
     meta_fields=["n_regions", "n_sectors", "n_years", "regions", "free_sectors"])
+
+
+# The same model without over-dispersion (FitSettings.frequency_family = "poisson"), one function object so
+# that its compiled sampler is cached like the model's.
+poisson_frequency_model = functools.partial(frequency_model, family="poisson")

@@ -43,6 +43,7 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from jax.scipy.special import log_ndtr, logsumexp
+from scipy import stats
 
 from ..vocabulary import STAGES
 from .history import History
@@ -131,8 +132,14 @@ def _log_density(log_x, mu, sigma):
     return -0.5 * z * z - jnp.log(sigma) - 0.5 * math.log(2 * math.pi) - log_x
 
 
-def severity_model(data: SeverityData) -> None:
-    """The NumPyro model (likelihood through ``numpyro.factor``: truncated, censored mixtures)."""
+def severity_model(data: SeverityData, *, pointwise: bool = False) -> None:
+    """The NumPyro model (likelihood through ``numpyro.factor``: truncated, censored mixtures).
+
+    ``pointwise=True`` keeps one log-likelihood term per observation in each factor (the same joint
+    density), for :func:`numpyro.infer.log_likelihood`; the sampler sums them.
+    """
+    # The sampler's factors stay scalar sums, exactly as fitted (the shipped posterior's draws).
+    total = (lambda terms: terms) if pointwise else jnp.sum
     n_types, n_c = len(DISPUTE_TYPES), data.n_countries
     nu = numpyro.sample("stage_logit", dist.Normal(jnp.asarray(PRIOR_STAGE_LOGIT), 1.0).expand([n_types, N_STAGES - 1]).to_event(2))
     tau_stage = numpyro.sample("tau_stage", dist.HalfNormal(0.5))
@@ -162,7 +169,7 @@ def severity_model(data: SeverityData) -> None:
     later = jnp.arange(N_STAGES)[None, :] >= data.stage[:, None]
     still_open = logsumexp(jnp.where(later, lp_all + _log_survival(data.log_cost[:, None], mu_all, sigma), -jnp.inf), axis=1)
     closed_term = jnp.where(data.censored, at_limit, seen)
-    numpyro.factor("disputes", jnp.sum(data.weight * (jnp.where(data.closed, closed_term, still_open) - log_norm)))
+    numpyro.factor("disputes", total(data.weight * (jnp.where(data.closed, closed_term, still_open) - log_norm)))
 
     # Durations: closed are exact, open are right-censored (stage not yet known: stages >= s0).
     delta = numpyro.sample("duration_log_median", dist.Normal(jnp.asarray(PRIOR_DURATION), 0.5).to_event(1))
@@ -171,14 +178,14 @@ def severity_model(data: SeverityData) -> None:
     weights = jnp.where(later, lp_all, -jnp.inf)
     open_so_far = (logsumexp(weights + _log_survival(data.log_duration[:, None], delta[None, :], sigma_duration), axis=1)
                    - logsumexp(weights, axis=1))
-    numpyro.factor("durations", jnp.sum(data.weight * jnp.where(data.closed, exact, open_so_far)))
+    numpyro.factor("durations", total(data.weight * jnp.where(data.closed, exact, open_so_far)))
 
     # Fee shifting: who wins a decided case where the loser pays.
     win_mu = numpyro.sample("win_logit_mean", dist.Normal(math.log(0.62 / 0.38), 0.7))
     tau_win = numpyro.sample("tau_win", dist.HalfNormal(0.5))
     z_win = numpyro.sample("z_win", dist.Normal(0.0, 1.0).expand([n_c]).to_event(1))
     p_win = numpyro.deterministic("win_probability", jax.nn.sigmoid(win_mu + tau_win * z_win))
-    numpyro.factor("outcomes", jnp.sum(jnp.where(
+    numpyro.factor("outcomes", total(jnp.where(
         data.decided, data.won * jnp.log(p_win[c]) + (1 - data.won) * jnp.log1p(-p_win[c]), 0.0)))
 
     # Campaign disputes.
@@ -191,8 +198,43 @@ def severity_model(data: SeverityData) -> None:
         mu_k, s_k = zeta[k], campaign_sigma[k]
         term = jnp.where(data.campaign_censored, _log_survival(data.campaign_log_cost, mu_k, s_k),
                          _log_density(data.campaign_log_cost, mu_k, s_k))
-        numpyro.factor("campaign_disputes", jnp.sum(
+        numpyro.factor("campaign_disputes", total(
             data.campaign_weight * (term - _log_survival(data.campaign_log_deductible, mu_k, s_k))))
+
+
+def _truncated_lognormal(rng: np.random.Generator, log_low: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Lognormal draws conditioned on exceeding ``exp(log_low)`` (the deductible's truncation), by
+    inverting the survival function: exact however far the deductible lies in the tail."""
+    alpha = (log_low - mu) / sigma
+    tail = np.maximum(stats.norm.sf(alpha), np.finfo(float).tiny)
+    z = np.maximum(stats.norm.isf((1.0 - rng.random(np.shape(mu))) * tail), alpha)
+    return np.exp(mu + sigma * z)
+
+
+def replicate(rng: np.random.Generator, draws: dict[str, np.ndarray], data: SeverityData) -> dict[str, np.ndarray]:
+    """Replicated observations under parameter draws [draw, ...] (the posterior and prior predictive).
+
+    Per draw: each dispute's cost given its recorded stage, above its deductible and, where the
+    recorded cost is a lower bound (paid at the limit, or open: the cost so far), capped at it as
+    the record is; each dispute's outcome (meaningful where ``data.decided``); each campaign
+    dispute's cost, truncated and censored likewise. Durations are not replicated (an open
+    dispute's final stage is unknown). Returns ``cost_cny`` and ``won`` [draw, dispute] and
+    ``campaign_cost_cny`` [draw, campaign dispute].
+    """
+    c, t, stage = np.asarray(data.country), np.asarray(data.dispute_type), np.asarray(data.stage)
+    mu = np.asarray(draws["log_median"], np.float64)[:, c, t, stage]
+    cost = _truncated_lognormal(rng, np.asarray(data.log_deductible), mu, np.asarray(draws["sigma"], np.float64)[:, stage])
+    lower_bound = np.asarray(data.censored) | ~np.asarray(data.closed)
+    out = {"cost_cny": np.where(lower_bound, np.minimum(cost, np.exp(np.asarray(data.log_cost))), cost),
+           "won": (rng.random(mu.shape) < np.asarray(draws["win_probability"])[:, c]).astype(np.int64)}
+    if np.shape(data.campaign_kind)[0]:
+        k = np.asarray(data.campaign_kind)
+        campaign = _truncated_lognormal(rng, np.asarray(data.campaign_log_deductible),
+                                        np.asarray(draws["campaign_log_median"], np.float64)[:, k],
+                                        np.asarray(draws["campaign_sigma"], np.float64)[:, k])
+        out["campaign_cost_cny"] = np.where(np.asarray(data.campaign_censored),
+                                            np.minimum(campaign, np.exp(np.asarray(data.campaign_log_cost))), campaign)
+    return out
 
 
 # A pytree, so that NUTS can take the data as a traced argument (one compilation per shape).
