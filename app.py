@@ -532,9 +532,39 @@ def _resolved(source: str) -> str:
     return source if source.startswith("<") else str(Path(source).resolve())
 
 
-def dispute_tables(job: Job):
-    """The run's disputes as the dispute loss table (exports.plt_schema), one pyarrow table per chunk."""
-    return None  # TEMP: wired to the engine per-dispute records next
+def dispute_tables(job: Job, *, chunk_years: int = 5_000) -> Iterator:
+    """The run's disputes as the dispute loss table (exports.plt_schema), one pyarrow table per chunk of
+    years: the same years simulated again with each dispute kept (year y draws from fold_in(key, y) alone,
+    so they are the run's disputes exactly: driver.run_dispute_records)."""
+    import jax
+    import pyarrow as pa
+
+    from . import exports
+    from .simulator.driver import run_dispute_records
+    from .vocabulary import STAGES
+
+    comp = job.composition
+    key = jax.random.key(job.seed)
+    countries = np.array(comp.group_country, dtype=object)
+    types = np.array(comp.group_dispute_type, dtype=object)
+    stages = np.array(STAGES if comp.shape.n_stages == len(STAGES) else ("",) * len(STAGES), dtype=object)
+    policies = np.array(job.portfolio.policy_id, dtype=object)
+    schema = exports.plt_schema()
+    devices = devices_for(None)
+    for start in range(0, job.years, chunk_years):
+        ids = np.arange(start, min(start + chunk_years, job.years), dtype=np.int64)
+        rows = run_dispute_records(key, ids, comp.params, comp.shape, chunk_size=min(job.chunk_size, 2_000),
+                                   devices=devices)
+        period = rows.year + 1
+        # Each dispute's index within its period (rows come year by year, in slot order).
+        first = np.searchsorted(rows.year, rows.year, side="left")
+        yield pa.table({
+            "Period": period, "PeriodWeight": np.full(rows.size, 1.0 / job.years), "EventId": rows.event + 1,
+            "DisputeId": np.arange(rows.size) - first + 1, "Campaign": rows.campaign,
+            "PolicyId": policies[rows.policy], "Country": countries[rows.cell], "DisputeType": types[rows.cell],
+            "Stage": stages[rows.stage], "GroundUpLoss": rows.ground_up, "GrossLoss": rows.gross,
+            "CededLoss": rows.ceded, "NetLoss": rows.gross - rows.ceded,
+        }, schema=schema)
 
 
 def outcome(job: Job, store, *, command: str) -> Run:
@@ -983,25 +1013,30 @@ def split_history(history_dir: Path, cutoff: int, training: Path, holdout: Path)
 
 
 BACKTEST_CHECKS = ("disputes_by_country_and_type", "disputes_by_year", "campaigns_by_year")
-BACKTEST_TOLERANCE = 0.01  # two-sided: a calibrated model's pooled coverage falls outside with probability ~1%
+BACKTEST_TOLERANCE = 0.001  # a calibrated model fails each pooled test with about this probability
 
 
 def backtest_calibration(checks: dict) -> dict:
-    """Pooled coverage of the held-out counts by their 50 / 90% predictive intervals against Binomial(n, level):
-    passes if the number inside is within the two-sided ``BACKTEST_TOLERANCE`` band of the binomial (a
-    one-sided floor alone would pass a model whose intervals are far too wide)."""
+    """Pooled calibration of the held-out counts: at each level, the number inside their predictive intervals
+    against the ``BACKTEST_TOLERANCE`` quantile of Binomial(n, level) (one-sided: intervals of small discrete
+    counts hold more than their level, [0, 1] around a mean of 0.3 holds 96%, so over-coverage is reported, not
+    failed), and a Kolmogorov-Smirnov test of the pooled randomised PIT values against U(0, 1)."""
     from scipy import stats
 
-    out = {}
+    out: dict = {}
     for level in ("0.5", "0.9"):
         inside = [v for name in BACKTEST_CHECKS if name in checks for v in checks[name]["intervals"][level]["inside"]]
         n, covered = len(inside), int(sum(inside))
         p = float(level)
-        low = int(stats.binom.ppf(BACKTEST_TOLERANCE / 2, n, p)) if n else 0
-        high = int(stats.binom.isf(BACKTEST_TOLERANCE / 2, n, p)) if n else 0
+        low = int(stats.binom.ppf(BACKTEST_TOLERANCE, n, p)) if n else 0
         out[level] = {"n": n, "covered": covered, "coverage": covered / n if n else None, "lower_bound": low,
-                      "upper_bound": high, "pass": bool(low <= covered <= high) if n else None,
-                      "rule": f"covered within the central {1 - BACKTEST_TOLERANCE:.0%} of Binomial(n, {level})"}
+                      "upper_bound": n, "pass": bool(covered >= low) if n else None,
+                      "rule": f"covered >= the {BACKTEST_TOLERANCE:g} quantile of Binomial(n, {level}) (over-coverage "
+                              "of discrete counts reported, not failed)"}
+    pit = [v for name in BACKTEST_CHECKS if name in checks for v in checks[name].get("pit", [])]
+    ks = float(stats.kstest(pit, "uniform").pvalue) if pit else None
+    out["pit"] = {"n": len(pit), "ks_pvalue": ks, "pass": None if ks is None else bool(ks >= BACKTEST_TOLERANCE),
+                  "rule": f"KS test of the pooled randomised PIT values against U(0, 1): p >= {BACKTEST_TOLERANCE:g}"}
     return out
 
 

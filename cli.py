@@ -474,9 +474,12 @@ def backtest(history_dir, holdout_years, years, chains, warmup, samples, frequen
     _emit_json(doc)
     _echo(text.checks_lines(doc))
     for level, block in doc["calibration"].items():
-        _echo([f"pooled {float(level):.0%} coverage of held-out counts: {block['covered']} of {block['n']} "
-               f"(binomial band {block['lower_bound']}-{block['upper_bound']}): "
-               + ("PASS" if block["pass"] else "FAIL" if block["pass"] is False else "n/a")])
+        verdict = "PASS" if block["pass"] else "FAIL" if block["pass"] is False else "n/a"
+        if level == "pit":
+            _echo([f"pooled PIT of held-out counts: n = {block['n']}, KS p = {block['ks_pvalue']}: {verdict}"])
+        else:
+            _echo([f"pooled {float(level):.0%} coverage of held-out counts: {block['covered']} of {block['n']} "
+                   f"(at least {block['lower_bound']}): {verdict}"])
     _echo([f"\nWrote {out_dir}/backtest.json, backtest.png, posterior.nc"])
     if not doc["pass"]:
         sys.exit(1)

@@ -12,8 +12,10 @@ Three tables, named and shaped after the Open Results Data (ORD) standard of Oas
   ``EPCalc`` 2 (full uncertainty: every parameter draw and year); ``EPType`` 1 = OEP, 2 = OEP TVaR,
   3 = AEP, 4 = AEP TVaR, at the return periods of ``metrics.RETURN_PERIODS`` up to a tenth of the
   years. AEP at T is ``metrics.var`` of the annual totals at 1 - 1/T, so the 200-year AEP is
-  summary.json's 99.5% VaR exactly (gross and net alike); the AEP TVaR its TVaR. OEP: the largest
-  single dispute of each year (summary.json's ``exceedance.oep``); net OEP needs the dispute table.
+  summary.json's 99.5% VaR exactly (gross and net alike); the AEP TVaR its TVaR. Gross OEP: the largest
+  single-dispute payment of each year, before a policy's annual aggregate cuts its disputes pro rata
+  (summary.json's ``exceedance.oep``); net OEP: each year's largest ``NetLoss`` of the dispute table (after
+  that cut and the program's recoveries), written only with the dispute table.
 - ``plt``: the period (dispute) loss table, one row per simulated dispute: ``Period, PeriodWeight,
   EventId`` (disputes that one campaign brought in share it: one loss event to a reinsurer),
   ``DisputeId``, ``Campaign``, ``PolicyId``, ``Country``, ``DisputeType``, ``Stage``, ``GroundUpLoss``,

@@ -153,9 +153,10 @@ def _validation(s: dict, figures: dict[str, bytes], attribution: dict | None, ba
         rows = [[html.escape(name), _verdict(block.get("pass")), html.escape(str(block.get("rule", "")))]
                 for name, block in backtest["checks"].items()]
         for level, block in backtest.get("calibration", {}).items():
-            rows.append([f"pooled {float(level):.0%} coverage: {block['covered']} of {block['n']} "
-                         f"(band {block['lower_bound']}-{block['upper_bound']})", _verdict(block.get("pass")),
-                         html.escape(block["rule"])])
+            label = (f"pooled PIT of the held-out counts (n = {block['n']})" if level == "pit" else
+                     f"pooled {float(level):.0%} coverage: {block['covered']} of {block['n']} "
+                     f"(at least {block['lower_bound']})")
+            rows.append([label, _verdict(block.get("pass")), html.escape(block["rule"])])
         parts.append(_table(["check", "verdict", "rule"], rows))
         parts.append(_img(figures, "backtest.png", "backtest: held-out years against their predictive intervals"))
     if sbc:
