@@ -20,7 +20,7 @@ from typing import Any
 from ..countries import COUNTRIES, CURRENCIES
 from ..errors import InputError
 from ..simulator.capital import CapitalSpec
-from ..simulator.reinsurance import ContractSpec, contract_specs
+from ..simulator.reinsurance import LAYERS, ContractSpec, contract_specs
 from ..vocabulary import DISPUTE_TYPES
 from . import shocks as shock_rules
 from .shocks import Shocks
@@ -132,6 +132,18 @@ REINSURANCE_KEYS = {
     "per_dispute_xl": {
         "retention_cny": ">= 0",
         "limit_cny": "> 0",
+        "reinstatements": 'integer >= 0, or "unlimited" (the default)',
+        "reinstatement_premium": "share of the layer premium per full reinstatement, pro rata to the amount "
+                                 "reinstated (0: free)",
+        "premium_cny": "layer premium",
+        "rate_on_line": "layer premium as a share of limit",
+        "loading": "without premium_cny or rate_on_line: premium = expected loss x (1 + loading)",
+    },
+    # One loss event: a campaign (all the disputes one Schedule A complaint or ITC 337 investigation
+    # brings into the year), else a single dispute; the layer applies to the event's retained total.
+    "per_event_xl": {
+        "retention_cny": ">= 0, per event",
+        "limit_cny": "> 0, per event",
         "reinstatements": 'integer >= 0, or "unlimited" (the default)',
         "reinstatement_premium": "share of the layer premium per full reinstatement, pro rata to the amount "
                                  "reinstated (0: free)",
@@ -286,10 +298,11 @@ def _check_reinsurance(ck: _Checker, contract: Any, path: str) -> dict:
             ck.number(value, where, low=0.0, high=_high(key))
     if kind == "quota_share" and "cession" not in contract:
         ck.fail(f"{path}.cession", "missing: a quota share needs its cession (0-1)")
-    if kind == "per_dispute_xl":
+    if kind in LAYERS:
         for key in ("retention_cny", "limit_cny"):
             if key not in contract:
-                ck.fail(f"{path}.{key}", "missing: a per-dispute excess-of-loss layer needs retention_cny and limit_cny")
+                per = "per-dispute" if kind == "per_dispute_xl" else "per-event"
+                ck.fail(f"{path}.{key}", f"missing: a {per} excess-of-loss layer needs retention_cny and limit_cny")
     if kind == "stop_loss":
         for a, b in (("attachment_cny", "attachment_loss_ratio"), ("limit_cny", "limit_loss_ratio")):
             if (a in contract) == (b in contract):

@@ -25,7 +25,16 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import stored
-from .engine import OVERFLOW_BUFFER, OVERFLOW_TABLE, EngineParams, EngineShape, YearResult, simulate_years
+from .engine import (
+    OVERFLOW_BUFFER,
+    OVERFLOW_TABLE,
+    DisputeSlots,
+    EngineParams,
+    EngineShape,
+    YearResult,
+    dispute_records,
+    simulate_years,
+)
 
 RECOMPUTE_BLOCK = 16  # years per recomputation call (fixed, so it compiles once per buffer size)
 
@@ -298,6 +307,122 @@ def run_year_ids(key: jax.Array, year_ids: np.ndarray, params: EngineParams, sha
     return YearTable.concatenate(chunks)
 
 
+@dataclasses.dataclass(frozen=True)
+class DisputeTable:
+    """The disputes of some simulated years, one row each (valid disputes only), on the host: the years
+    in the order asked, each year's disputes in the kernel's slot order (ordinary, then campaigns')."""
+
+    year: np.ndarray  # int64: the simulated year (its index, as in run_years)
+    event: np.ndarray  # int64: the loss event within its year: 0 .. n - 1 for the year's n ordinary disputes (each
+    #                    its own), then n + c for every dispute of the year's campaign c (shared)
+    campaign: np.ndarray  # bool: a campaign's dispute (Schedule A complaint, ITC 337 investigation)
+    policy: np.ndarray  # int32: index into the portfolio's policies
+    cell: np.ndarray  # int32: the (country, dispute type) group, as YearTable.gross_by_group's columns
+    stage: np.ndarray  # int32: the stage reached (index into vocabulary.STAGES; 0 for single-stage cells)
+    ground_up: np.ndarray  # float64: legal cost before policy terms, CNY
+    gross: np.ndarray  # float64: the insurer's payment after policy terms (pro rata under an aggregate cap), CNY
+    ceded: np.ndarray  # float64: the first program's recoveries attributed to the dispute, after default, CNY
+
+    @property
+    def size(self) -> int:
+        return int(self.year.size)
+
+
+@functools.lru_cache(maxsize=16)
+def _records_kernel(shape: EngineShape, devices: tuple[jax.Device, ...]):
+    """engine.dispute_records compiled once per (shape, devices), years split over ``devices``."""
+    mesh = Mesh(np.array(devices), ("year",))
+    mapped = jax.shard_map(lambda key, year_ids, params: dispute_records(key, year_ids, params, shape), mesh=mesh,
+                           in_specs=(PartitionSpec(), PartitionSpec("year"), PartitionSpec()),
+                           out_specs=PartitionSpec("year"), check_vma=False)
+    return jax.jit(mapped), NamedSharding(mesh, PartitionSpec("year")), NamedSharding(mesh, PartitionSpec())
+
+
+def run_dispute_records(key: jax.Array, year_ids: np.ndarray, params: EngineParams, shape: EngineShape, *,
+                        chunk_size: int = 1_000, devices: Sequence[jax.Device] | None = None) -> DisputeTable:
+    """Every dispute of the given years, exactly as :func:`run_years` simulates them (same key, params, shape).
+
+    Per year, the rows' ``gross`` add up to run_years' ``gross`` and their ``ceded`` to the first program's
+    ``gross - net`` (to rounding: the kernel totals the same amounts in a fixed order); a year past its
+    buffers is recomputed with larger ones, as run_years does, so that every dispute is there. One buffer
+    per year (not the hot path); ``chunk_size`` years per kernel call (memory: about 70 bytes per slot).
+    """
+    require_x64()
+    year_ids = np.asarray(year_ids, dtype=np.int64)
+    if year_ids.ndim != 1 or year_ids.size == 0 or year_ids.min() < 0 or year_ids.max() >= 2**32:
+        raise ValueError("year_ids must be a non-empty 1-D array of indices in [0, 2**32)")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    devices = tuple(devices or run_devices())
+    # The payment pattern changes no amount (its own stream): left out. One buffer per year.
+    shape = shape._replace(flat=(), dev_years=0)
+    grown = [shape]  # the largest buffers the recomputed years needed so far (one compilation per size)
+    chunk_size = min(chunk_size, year_ids.size)
+    batch = rounded_chunk_size(chunk_size, year_ids.size, len(devices))
+    pieces: list[DisputeTable] = []
+    for start in range(0, year_ids.size, chunk_size):
+        ids = year_ids[start:start + chunk_size]
+        slots = _records_of(key, ids, params, shape, devices, batch)
+        todo = np.flatnonzero(slots["overflow"])
+        tried = None
+        while todo.size:  # as _recompute_overflows: grown buffers, kept for the next chunks
+            grown[0] = _grow(grown[0], int(slots["events"][todo].max()),
+                             int((slots["disputes"] - slots["campaign_disputes"])[todo].max()),
+                             int(slots["campaigns"][todo].max()), int(slots["campaign_disputes"][todo].max()))
+            if grown[0] == tried:  # cannot happen: an overflowing year reports a count beyond its buffer
+                raise RuntimeError(f"years {ids[todo].tolist()} overflow buffers that hold their counts")
+            tried = grown[0]
+            again = _records_of(key, ids[todo], params, grown[0]._replace(batch_years=RECOMPUTE_BLOCK), devices,
+                                -(-RECOMPUTE_BLOCK // len(devices)) * len(devices))
+            slots = _merged(slots, todo, again)
+            todo = todo[slots["overflow"][todo] != 0]
+        pieces.append(_table_of(slots, ids))
+    return DisputeTable(**{f.name: np.concatenate([getattr(p, f.name) for p in pieces])
+                           for f in dataclasses.fields(DisputeTable)})
+
+
+def _records_of(key: jax.Array, ids: np.ndarray, params: EngineParams, shape: EngineShape,
+                devices: tuple[jax.Device, ...], batch: int) -> dict[str, np.ndarray]:
+    """engine.dispute_records of ``ids`` on the host (DisputeSlots' fields), in calls of ``batch`` years
+    (padded with the first)."""
+    kernel, year_sharding, replicated = _records_kernel(shape, devices)
+    key, params = _replicate((key, params), replicated)
+    parts = []
+    for start in range(0, ids.size, batch):
+        block = ids[start:start + batch]
+        padded = np.full(batch, block[0], np.uint32)
+        padded[: block.size] = block
+        out = kernel(key, _global_array(padded, year_sharding), params)
+        parts.append(_to_host(out, block.size))
+    return {name: np.concatenate([np.asarray(getattr(p, name)) for p in parts]) for name in DisputeSlots._fields}
+
+
+def _merged(slots: dict[str, np.ndarray], rows: np.ndarray, again: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``slots`` with years ``rows`` replaced by their recomputation (wider slots: the rest padded as empty)."""
+    n_slots = max(slots["valid"].shape[1], again["valid"].shape[1])
+
+    def widened(x: np.ndarray) -> np.ndarray:
+        if x.ndim == 1 or x.shape[1] == n_slots:
+            return x.copy()
+        return np.concatenate([x, np.zeros((x.shape[0], n_slots - x.shape[1]), x.dtype)], axis=1)
+
+    out = {}
+    for name, old in slots.items():
+        out[name] = widened(old)
+        out[name][rows] = widened(again[name])
+    return out
+
+
+def _table_of(slots: dict[str, np.ndarray], ids: np.ndarray) -> DisputeTable:
+    """The valid slots, year by year (row-major: each year's slots in order)."""
+    valid = slots["valid"].astype(bool)
+    year = np.broadcast_to(ids[:, None], valid.shape)
+    types = {"event": np.int64, "campaign": bool, "policy": np.int32, "cell": np.int32, "stage": np.int32,
+             "ground_up": np.float64, "gross": np.float64, "ceded": np.float64}
+    return DisputeTable(year=year[valid].astype(np.int64),
+                        **{name: slots[name][valid].astype(dtype) for name, dtype in types.items()})
+
+
 def run_devices(limit: int | None = None) -> tuple[jax.Device, ...]:
     """The devices a run uses: all of them (every process's, under ``jax.distributed``), or the
     first ``limit`` local ones."""
@@ -334,13 +459,14 @@ def _replicate(tree, sharding: NamedSharding):
     return jax.tree_util.tree_map(put, tree)
 
 
-def _to_host(out: YearResult, n: int) -> YearResult:
-    """The first ``n`` years of a kernel result as NumPy arrays (gathered from every process)."""
+def _to_host(out, n: int):
+    """The first ``n`` years of a kernel result (a YearResult, DisputeSlots) as NumPy arrays (gathered
+    from every process)."""
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
         out = multihost_utils.process_allgather(out, tiled=True)
-    return YearResult(*(np.asarray(field)[:n] for field in out))  # type: ignore[arg-type]  # host copies
+    return type(out)(*(np.asarray(field)[:n] for field in out))  # host copies
 
 
 def _recompute_overflows(out: YearResult, key, params, grown: list[EngineShape], devices, ids: np.ndarray) -> YearTable:

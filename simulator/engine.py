@@ -69,7 +69,7 @@ from jax.scipy.special import ndtri
 
 from ..vocabulary import STAGES, TRIAL  # noqa: F401 - litigation stages (re-exported); from TRIAL on, fee shifting applies
 from .ordered import pairwise_sum, segment_total, settled
-from .reinsurance import Programs, cede, default_uniforms
+from .reinsurance import PER_EVENT_XL, Programs, cede, default_uniforms
 
 # Severity families. The code is the index in FAMILIES. Lifecycle stages are lognormal.
 FAMILIES = ("lognormal", "gamma", "pareto")
@@ -530,6 +530,11 @@ class Disputes(NamedTuple):
     cell: jax.Array
     cost: jax.Array  # ground-up, CNY (float32)
     stage: jax.Array
+    # The loss event (per-event reinsurance, the dispute records): an ordinary dispute's own index
+    # among the year's ordinary disputes; for a campaign's disputes, the year's ordinary count plus the
+    # campaign's index in the year (one event per Schedule A complaint or ITC 337 investigation). Any
+    # value in empty slots.
+    event: jax.Array
     deductible: jax.Array
     coinsurance: jax.Array
     limit: jax.Array
@@ -566,6 +571,7 @@ class Recoveries(NamedTuple):
     recovered: jax.Array  # [program, contract]
     net: jax.Array  # [program]
     net_by_group: jax.Array  # [cell], the first program's
+    by_slot: jax.Array  # [slot] the first program's recoveries attributed to each dispute
 
 
 def _year_shocks(key: jax.Array, year: jax.Array, params: EngineParams, shape: EngineShape) -> YearShocks:
@@ -650,32 +656,36 @@ def _ordinary_disputes(keys: tuple[jax.Array, ...], shocks: YearShocks, params: 
     cell = row[:, ROW_CELL].astype(jnp.int32)
     cost, stage = _dispute_costs(k_sev, valid.shape[0], cell, u_cost, shocks.draw, shocks.fx_factor, params, shape)
     disputes = Disputes(valid=valid, policy=row[:, ROW_POLICY].astype(jnp.int32), cell=cell, cost=cost, stage=stage,
-                        deductible=row[:, ROW_DEDUCTIBLE], coinsurance=row[:, ROW_COINSURANCE], limit=row[:, ROW_LIMIT])
+                        event=jnp.arange(valid.shape[0], dtype=jnp.int32), deductible=row[:, ROW_DEDUCTIBLE],
+                        coinsurance=row[:, ROW_COINSURANCE], limit=row[:, ROW_LIMIT])
     none = jnp.int32(0)
     return disputes, Counts(n_events, n_disputes, none, none, overflow)
 
 
-def _campaign_disputes(keys: tuple[jax.Array, jax.Array], shocks: YearShocks, params: EngineParams,
-                       shape: EngineShape) -> tuple[Disputes, jax.Array, jax.Array, jax.Array]:
+def _campaign_disputes(keys: tuple[jax.Array, jax.Array], shocks: YearShocks, n_ordinary: jax.Array,
+                       params: EngineParams, shape: EngineShape) -> tuple[Disputes, jax.Array, jax.Array, jax.Array]:
     """4. Campaigns (Schedule A complaints, ITC investigations) and the disputes each brings.
 
-    Returns the campaign disputes' slots, the number of campaigns and of their disputes, and whether a
-    campaign's size fell past its CDF table (the year is then recomputed with ``exact_tails``).
+    Returns the campaign disputes' slots (events numbered from ``n_ordinary``, the year's ordinary
+    disputes), the number of campaigns and of their disputes, and whether a campaign's size fell past
+    its CDF table (the year is then recomputed with ``exact_tails``).
     """
     k_camp, k_camp_sev = keys
     real = _real(shape)
     campaigns = _year_campaigns(k_camp, shocks, params, shape)
     n_campaigns, kind, cum_hits, n_campaign_disputes, past_table, k_pick = campaigns
     hit_slot = jnp.arange(shape.campaign_dispute_buffer, dtype=jnp.int32)
-    hit_kind = kind[jnp.minimum(jnp.searchsorted(cum_hits, hit_slot, side="right", method="scan_unrolled"),
-                                shape.campaign_buffer - 1)]
+    campaign = jnp.minimum(jnp.searchsorted(cum_hits, hit_slot, side="right", method="scan_unrolled"),
+                           shape.campaign_buffer - 1).astype(jnp.int32)
+    hit_kind = kind[campaign]
     hit_word = jax.random.bits(k_pick, (shape.campaign_dispute_buffer,), dtype=jnp.uint64)
     policy, cell = _campaign_targets(hit_word, hit_kind, params)
     cost, stage = _dispute_costs(k_camp_sev, shape.campaign_dispute_buffer, cell, _high_uniform(hit_word, real),
                                  shocks.draw, shocks.fx_factor, params, shape)
     terms = params.policy_terms[policy]
     disputes = Disputes(valid=hit_slot < n_campaign_disputes, policy=policy, cell=cell, cost=cost, stage=stage,
-                        deductible=terms[:, 0], coinsurance=terms[:, 1], limit=terms[:, 2])
+                        event=n_ordinary.astype(jnp.int32) + campaign, deductible=terms[:, 0], coinsurance=terms[:, 1],
+                        limit=terms[:, 2])
     return disputes, n_campaigns, n_campaign_disputes, past_table
 
 
@@ -737,19 +747,26 @@ def _policy_terms(disputes: Disputes, params: EngineParams, shape: EngineShape) 
                    largest=jnp.max(jnp.minimum(paid, aggregate)))
 
 
-def _reinsure(key: jax.Array, payouts: Payouts, cell: jax.Array, params: EngineParams,
+def _reinsure(key: jax.Array, payouts: Payouts, disputes: Disputes, params: EngineParams,
               shape: EngineShape) -> Recoveries:
     """7. Every reinsurance program on the same disputes (common random numbers), in inuring order."""
     if shape.n_reinsurers == 0:
         # lax.map's batching cannot reshape empty outputs: one-element placeholders, never read.
         nothing = jnp.zeros((1, 1), jnp.float64)
-        return Recoveries(due=nothing, recovered=nothing, net=jnp.zeros(1, jnp.float64), net_by_group=payouts.by_cell)
+        return Recoveries(due=nothing, recovered=nothing, net=jnp.zeros(1, jnp.float64), net_by_group=payouts.by_cell,
+                          by_slot=jnp.zeros_like(payouts.amount))
     assert params.programs is not None  # set with the programs' shape
+    event = None
+    if any(PER_EVENT_XL in program for program in shape.program_kinds):  # static: traced only when used
+        n_slots = disputes.valid.shape[0]
+        # Empty slots share one event of their own (nothing retained); a valid id is below the slot count
+        # but in a year past its buffers (recomputed anyway), hence the clip.
+        event = jnp.where(disputes.valid, jnp.clip(disputes.event, 0, n_slots - 1), n_slots)
     ceded = cede(default_uniforms(key, shape.n_reinsurers), payouts.amount, payouts.gross, params.programs,
-                 shape.program_kinds, functools.partial(slot_total, shape=shape))
-    recovered_by_cell = segment_total(ceded.recovered_by_slot, cell, shape.n_cells)
+                 shape.program_kinds, functools.partial(slot_total, shape=shape), event)
+    recovered_by_cell = segment_total(ceded.recovered_by_slot, disputes.cell, shape.n_cells)
     return Recoveries(due=ceded.due, recovered=ceded.recovered, net=ceded.net,
-                      net_by_group=jnp.maximum(payouts.by_cell - recovered_by_cell, 0.0))
+                      net_by_group=jnp.maximum(payouts.by_cell - recovered_by_cell, 0.0), by_slot=ceded.recovered_by_slot)
 
 
 def simulate_year(key: jax.Array, year: jax.Array, params: EngineParams, shape: EngineShape) -> YearResult:
@@ -758,18 +775,32 @@ def simulate_year(key: jax.Array, year: jax.Array, params: EngineParams, shape: 
     The stages, each a pure function of its keys and the stages before: year shocks, ordinary
     disputes, campaign disputes, policy terms, reinsurance, payment pattern.
     """
+    return _finish_year(key, *_year_disputes(key, year, params, shape), params, shape)
+
+
+def _year_disputes(key: jax.Array, year: jax.Array, params: EngineParams,
+                   shape: EngineShape) -> tuple[YearShocks, Disputes, Counts, jax.Array]:
+    """0-4 of one year (its own ``key``): shocks, its dispute slots (ordinary, then campaigns'), the
+    counts, and whether a campaign's size fell past its CDF table."""
     (k_shock, k_count, k_stratum, k_event, k_size, k_cost,
      k_sev, k_camp, k_camp_sev) = jax.random.split(key, 9)
     shocks = _year_shocks(k_shock, year, params, shape)
     disputes, counts = _ordinary_disputes((k_count, k_stratum, k_event, k_size, k_cost, k_sev), shocks, params, shape)
     if shape.campaign_buffer > 0:
-        hits, n_campaigns, n_hits, past_table = _campaign_disputes((k_camp, k_camp_sev), shocks, params, shape)
+        hits, n_campaigns, n_hits, past_table = _campaign_disputes((k_camp, k_camp_sev), shocks, counts.disputes,
+                                                                   params, shape)
         disputes = disputes.join(hits)
         counts = counts._replace(campaigns=n_campaigns, campaign_disputes=n_hits, overflow=counts.overflow
                                  | (n_campaigns > shape.campaign_buffer) | (n_hits > shape.campaign_dispute_buffer))
     else:
         past_table = jnp.zeros((), bool)
-    return _finish_year(key, shocks, disputes, counts, past_table, params, shape)
+    return shocks, disputes, counts, past_table
+
+
+def _overflow_flags(counts: Counts, past_table: jax.Array, past_slots: jax.Array | None = None) -> jax.Array:
+    """YearResult.overflow: why the driver must recompute the year (0: it need not)."""
+    return (jnp.where(counts.overflow, OVERFLOW_BUFFER, 0) | jnp.where(past_table, OVERFLOW_TABLE, 0)
+            | (0 if past_slots is None else jnp.where(past_slots, OVERFLOW_SLOTS, 0)))
 
 
 def _finish_year(key: jax.Array, shocks: YearShocks, disputes: Disputes, counts: Counts, past_table: jax.Array,
@@ -778,7 +809,7 @@ def _finish_year(key: jax.Array, shocks: YearShocks, disputes: Disputes, counts:
     """5-8 of one year from its dispute slots (ordinary, then campaigns'): policy terms, reinsurance,
     payment pattern (its per-slot words ``pay_bits`` if given, else drawn here), the year's totals."""
     payouts = _policy_terms(disputes, params, shape)
-    recoveries = _reinsure(key, payouts, disputes.cell, params, shape)
+    recoveries = _reinsure(key, payouts, disputes, params, shape)
     # 8. Payment pattern for reserving.
     if shape.dev_years > 0:
         payments, open_disputes, open_weight = _payment_pattern(
@@ -798,8 +829,7 @@ def _finish_year(key: jax.Array, shocks: YearShocks, disputes: Disputes, counts:
         events=counts.events.astype(jnp.int32),
         campaigns=counts.campaigns.astype(jnp.int32),
         campaign_disputes=counts.campaign_disputes.astype(jnp.int32),
-        overflow=jnp.where(counts.overflow, OVERFLOW_BUFFER, 0) | jnp.where(past_table, OVERFLOW_TABLE, 0)
-        | (0 if past_slots is None else jnp.where(past_slots, OVERFLOW_SLOTS, 0)),
+        overflow=_overflow_flags(counts, past_table, past_slots),
         ceded_due=recoveries.due,
         recovered=recoveries.recovered,
         net=recoveries.net,
@@ -914,7 +944,8 @@ def simulate_batch(key: jax.Array, years: jax.Array, params: EngineParams, shape
         d_year, d_index, d_live, d_start, d_row, u_cost = e_year, e_index, e_live, e_start, row, u_high
         overflow = n_events > shape.event_buffer
     ordinary = _flat_disputes(subkeys[:, 6], d_year, d_index, d_live, d_row[:, ROW_CELL].astype(jnp.int32),
-                              d_row[:, ROW_POLICY].astype(jnp.int32), d_row[:, :3], u_cost, shocks, params, shape)
+                              d_row[:, ROW_POLICY].astype(jnp.int32), d_row[:, :3], u_cost, d_index, shocks, params,
+                              shape)
     pay_keys = jax.vmap(lambda k: jax.random.fold_in(k, PAYMENT_STREAM))(year_keys)
 
     def payment_words(part: int, year: jax.Array, index: jax.Array) -> jax.Array | None:
@@ -945,8 +976,10 @@ def simulate_batch(key: jax.Array, years: jax.Array, params: EngineParams, shape
         hit_kind = campaigns.kind.reshape(-1)[campaign]
         hit_word = _words(jax.random.key_data(campaigns.k_pick)[h_year], h_index, True)
         policy, cell = _campaign_targets(hit_word, hit_kind, params)
+        # The campaign's index in its year, after the year's ordinary disputes (Disputes.event).
+        hit_event = n_disputes[h_year].astype(jnp.int32) + campaign % shape.campaign_buffer
         hit_disputes = _flat_disputes(subkeys[:, 8], h_year, h_index, h_live, cell, policy, params.policy_terms[policy],
-                                      _high_uniform(hit_word, real), shocks, params, shape)
+                                      _high_uniform(hit_word, real), hit_event, shocks, params, shape)
         parts.append((hit_disputes, payment_words(1, h_year, h_index), h_start, h_held, shape.campaign_dispute_buffer))
         overflow = overflow | (n_campaigns > shape.campaign_buffer) | (n_hits > shape.campaign_dispute_buffer)
         fits = fits & h_fits
@@ -960,8 +993,8 @@ def simulate_batch(key: jax.Array, years: jax.Array, params: EngineParams, shape
 
 
 def _flat_disputes(sev_keys: jax.Array, year: jax.Array, index: jax.Array, live: jax.Array, cell: jax.Array,
-                   policy: jax.Array, terms: jax.Array, u_cost: jax.Array, shocks: YearShocks, params: EngineParams,
-                   shape: EngineShape) -> Disputes:
+                   policy: jax.Array, terms: jax.Array, u_cost: jax.Array, event: jax.Array, shocks: YearShocks,
+                   params: EngineParams, shape: EngineShape) -> Disputes:
     """5. Costs of shared dispute slots: ``sev_keys`` [B] are the years' keys of _dispute_costs."""
     stage_bits = None
     if _needs_stage_bits(shape):
@@ -971,7 +1004,7 @@ def _flat_disputes(sev_keys: jax.Array, year: jax.Array, index: jax.Array, live:
     # (The key passed on feeds only gamma severities, which the flat layout does not run: _flat_supported.)
     cost, stage = _dispute_costs(sev_keys[0], cell.shape[0], cell, u_cost, shocks.draw[year], shocks.fx_factor,
                                  params, shape, stage_bits=stage_bits, fx_offset=year * n_currencies)
-    return Disputes(valid=live, policy=policy, cell=cell, cost=cost, stage=stage, deductible=terms[:, 0],
+    return Disputes(valid=live, policy=policy, cell=cell, cost=cost, stage=stage, event=event, deductible=terms[:, 0],
                     coinsurance=terms[:, 1], limit=terms[:, 2])
 
 
@@ -1006,6 +1039,49 @@ def simulate_years(key: jax.Array, years: jax.Array, params: EngineParams, shape
 
     def one_year(year):
         return simulate_year(jax.random.fold_in(key, year), year, params, shape)
+
+    return jax.lax.map(one_year, years, batch_size=min(shape.batch_years, years.shape[0]))
+
+
+class DisputeSlots(NamedTuple):
+    """The dispute slots of given years (fields ``[year, slot]``, ordinary slots then campaigns'; empty
+    slots have ``valid`` False), with the counts that tell whether a year must be recomputed (``[year]``)."""
+
+    valid: jax.Array  # bool
+    event: jax.Array  # i32: the loss event (Disputes.event: ordinary disputes their own, campaigns' shared)
+    campaign: jax.Array  # bool: a campaign's dispute
+    policy: jax.Array  # i32: index into the portfolio's policies
+    cell: jax.Array  # i32: the (country, dispute type) group of YearResult.gross_by_group
+    stage: jax.Array  # i32: the stage reached (index into STAGES; 0 for single-stage cells)
+    ground_up: jax.Array  # f64: the legal cost before policy terms, CNY
+    gross: jax.Array  # f64: the insurer's payment after policy terms (its share of a capped aggregate), CNY
+    ceded: jax.Array  # f64: the first program's recoveries attributed to the dispute (0 without one), CNY
+    events: jax.Array  # i32[year]: YearResult's counts and overflow flags
+    disputes: jax.Array
+    campaigns: jax.Array
+    campaign_disputes: jax.Array
+    overflow: jax.Array
+
+
+def dispute_records(key: jax.Array, years: jax.Array, params: EngineParams, shape: EngineShape) -> DisputeSlots:
+    """Every dispute slot of the given years as :func:`simulate_years` simulates them (one buffer per year,
+    whatever ``shape.flat``: the layouts give the same years; no payment pattern, which draws its own
+    stream and changes no amount), for per-dispute loss tables. Year ``y`` uses ``fold_in(key, y)``."""
+
+    def one_year(year):
+        year_key = jax.random.fold_in(key, year)
+        shocks, disputes, counts, past_table = _year_disputes(year_key, year, params, shape)
+        payouts = _policy_terms(disputes, params, shape)
+        recoveries = _reinsure(year_key, payouts, disputes, params, shape)
+        valid = disputes.valid
+        return DisputeSlots(
+            valid=valid, event=disputes.event, campaign=jnp.arange(valid.shape[0]) >= shape.dispute_buffer,
+            policy=disputes.policy, cell=disputes.cell, stage=disputes.stage,
+            ground_up=jnp.where(valid, disputes.cost, 0.0).astype(jnp.float64), gross=payouts.amount,
+            ceded=recoveries.by_slot, events=counts.events.astype(jnp.int32),
+            disputes=(counts.disputes + counts.campaign_disputes).astype(jnp.int32),
+            campaigns=counts.campaigns.astype(jnp.int32), campaign_disputes=counts.campaign_disputes.astype(jnp.int32),
+            overflow=_overflow_flags(counts, past_table))
 
     return jax.lax.map(one_year, years, batch_size=min(shape.batch_years, years.shape[0]))
 

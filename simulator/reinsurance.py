@@ -7,6 +7,11 @@ contracts before it left retained.
 - Per-dispute excess of loss: cedes ``min(max(x - retention, 0), limit)`` of each retained dispute
   amount ``x``; the layer's annual aggregate cover is ``(1 + reinstatements) * limit`` (unlimited
   reinstatements: no aggregate cap). When the cap binds, each dispute's recovery is cut pro rata.
+- Per-event excess of loss: the same layer on each loss *event*'s retained total ``E``, ``min(max(E -
+  retention, 0), limit)``, with the same aggregate cover, reinstatements and premiums. An event is a
+  campaign (every dispute one Schedule A complaint or ITC 337 investigation brings into the year: one
+  loss to a reinsurer, whatever the number of insured sellers it names) or a single dispute
+  otherwise. An event's recovery is allocated to its disputes pro rata to their retained amounts.
 - Aggregate stop loss: cedes ``min(max(S - attachment, 0), limit)`` of the annual retained total
   ``S``, allocated to disputes pro rata to their retained amounts.
 
@@ -33,10 +38,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .ordered import settled
+from .ordered import segment_total, settled
 
-NONE, QUOTA_SHARE, PER_DISPUTE_XL, STOP_LOSS = range(4)
-KINDS = {"quota_share": QUOTA_SHARE, "per_dispute_xl": PER_DISPUTE_XL, "stop_loss": STOP_LOSS}
+NONE, QUOTA_SHARE, PER_DISPUTE_XL, STOP_LOSS, PER_EVENT_XL = range(5)
+KINDS = {"quota_share": QUOTA_SHARE, "per_dispute_xl": PER_DISPUTE_XL, "stop_loss": STOP_LOSS,
+         "per_event_xl": PER_EVENT_XL}
+# Excess-of-loss layers: a limit per dispute or event, an annual aggregate cover of (1 + reinstatements)
+# x limit, reinstatement premiums; priced, validated and reported alike (they differ only in the kernel).
+LAYERS = ("per_dispute_xl", "per_event_xl")
 
 # The default uniforms' stream: fold_in(year key, DEFAULT_STREAM), apart from the year's other
 # draws, so that adding or changing reinsurance never changes the gross losses.
@@ -46,9 +55,9 @@ DEFAULT_STREAM = 0x7E1_05E
 class Programs(NamedTuple):
     """Reinsurance programs as arrays ``[program, contract]`` (amounts in CNY)."""
 
-    kind: jax.Array  # i32: NONE | QUOTA_SHARE | PER_DISPUTE_XL | STOP_LOSS
+    kind: jax.Array  # i32: NONE | QUOTA_SHARE | PER_DISPUTE_XL | STOP_LOSS | PER_EVENT_XL
     lower: jax.Array  # f64: QS cession; XL retention; SL attachment
-    width: jax.Array  # f64: XL limit per dispute; SL limit per year; QS unused
+    width: jax.Array  # f64: XL limit per dispute (per event); SL limit per year; QS unused
     cover: jax.Array  # f64: annual aggregate cover (XL: (1 + reinstatements) x limit; inf if unlimited)
     reinsurer: jax.Array  # i32: index of the reinsurer's default uniform
     default_probability: jax.Array  # f64
@@ -68,8 +77,29 @@ def _safe_ratio(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
     return jnp.where(denominator > 0, numerator / jnp.where(denominator > 0, denominator, 1.0), 0.0)
 
 
+def _event_layer(retained: jax.Array, event: jax.Array | None, retention: jax.Array, limit: jax.Array,
+                 slot_sum: Callable[[jax.Array], jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """A per-event layer before its aggregate cap: each slot's share of its event's layer loss
+    ``min(max(E - retention, 0), limit)`` (pro rata to the slot's retained amount within the event's
+    retained total ``E``) and the year's total over events.
+
+    Each event's total is a scatter-add in slot order and the total over events sums each event's layer
+    at its first slot with ``slot_sum``, so neither depends on how many slots the buffers have (the
+    kernel's events sit at the same slots in any buffer that holds them: ordered.py). A one-dispute event
+    has ``E = x`` exactly and a share of exactly 1, so it cedes what a per-dispute layer would, bit for bit.
+    """
+    n_slots = retained.shape[-1]
+    slot = jnp.arange(n_slots, dtype=jnp.int32)
+    segment = slot if event is None else event
+    event_total = segment_total(retained, segment, n_slots + 1)[segment]
+    layer = jnp.clip(event_total - retention, 0.0, limit)
+    first = jax.ops.segment_min(slot, segment, num_segments=n_slots + 1)[segment] == slot  # integers: exact
+    return layer * _safe_ratio(retained, event_total), slot_sum(jnp.where(first, layer, 0.0))
+
+
 def cede(u_default: jax.Array, amounts: jax.Array, total: jax.Array, programs: Programs,
-         kinds: tuple[tuple[int, ...], ...], slot_sum: Callable[[jax.Array], jax.Array] = jnp.sum) -> Cession:
+         kinds: tuple[tuple[int, ...], ...], slot_sum: Callable[[jax.Array], jax.Array] = jnp.sum,
+         event: jax.Array | None = None) -> Cession:
     """Apply each program to one year's disputes.
 
     Args:
@@ -81,6 +111,8 @@ def cede(u_default: jax.Array, amounts: jax.Array, total: jax.Array, programs: P
             traced; measured 1.6x faster on the kernel than selecting among all three).
         slot_sum: how to total a per-slot array (the kernel passes a fixed-order sum, so that a
             year's cessions do not depend on the buffer size it was simulated with).
+        event: i32[slot] each slot's loss event for per-event layers, in ``0 .. slot count`` (the slots
+            of one event share it; empty slots may share one of their own); default: every slot its own.
     """
     dues: list[jax.Array] = []
     recovereds: list[jax.Array] = []
@@ -104,6 +136,10 @@ def cede(u_default: jax.Array, amounts: jax.Array, total: jax.Array, programs: P
             elif kind == PER_DISPUTE_XL:
                 layer = jnp.clip(retained - lower, 0.0, width)
                 layer_total = slot_sum(layer)
+                ceded = jnp.minimum(layer_total, cover)
+                per_slot = layer * _safe_ratio(ceded, layer_total)
+            elif kind == PER_EVENT_XL:
+                layer, layer_total = _event_layer(retained, event, lower, width, slot_sum)
                 ceded = jnp.minimum(layer_total, cover)
                 per_slot = layer * _safe_ratio(ceded, layer_total)
             else:  # STOP_LOSS
@@ -141,9 +177,9 @@ class Contract(NamedTuple):
     """A validated contract with amounts resolved to CNY (host side)."""
 
     name: str
-    kind: str  # quota_share | per_dispute_xl | stop_loss
+    kind: str  # quota_share | per_dispute_xl | per_event_xl | stop_loss
     lower: float  # cession | retention | attachment
-    limit: float  # per dispute (XL) or per year (SL); inf for a quota share
+    limit: float  # per dispute or per event (XL) or per year (SL); inf for a quota share
     reinstatements: float  # XL: number (inf: unlimited); others: 0
     reinstatement_premium: float  # XL: share of the layer premium per full reinstatement
     premium: float | None  # fixed premium (CNY); None: priced at the simulated expected loss x (1 + loading)
@@ -157,7 +193,7 @@ class Contract(NamedTuple):
     @property
     def cover(self) -> float:
         """Annual aggregate cover."""
-        if self.kind == "per_dispute_xl":
+        if self.kind in LAYERS:
             return (1.0 + self.reinstatements) * self.limit
         return self.limit
 
@@ -168,12 +204,12 @@ class ContractSpec:
     (amounts as given: in CNY or as loss ratios of the portfolio's premium), before
     :meth:`resolve` turns it into a kernel :class:`Contract` for a portfolio."""
 
-    kind: str  # quota_share | per_dispute_xl | stop_loss
+    kind: str  # quota_share | per_dispute_xl | per_event_xl | stop_loss
     name: str
     reinsurer: str
     cession: float = 0.0  # quota share
     ceding_commission: float = 0.0  # quota share
-    retention_cny: float = 0.0  # per-dispute XL
+    retention_cny: float = 0.0  # XL (per dispute or per event)
     limit_cny: float | None = None  # XL, stop loss (else limit_loss_ratio)
     reinstatements: float = math.inf  # XL: a count; inf: unlimited (the default)
     reinstatement_premium: float = 0.0  # XL: share of the layer premium per full reinstatement
@@ -215,7 +251,7 @@ class ContractSpec:
         premium fixed (CNY, or rate on line x limit) or None (priced at the simulated expected loss)."""
         if self.kind == "quota_share":
             return self._contract(self.cession, np.inf, 0.0, 0.0, self.cession * premium_cny, self.ceding_commission)
-        if self.kind == "per_dispute_xl":
+        if self.kind in LAYERS:
             limit = float(self.limit_cny)  # type: ignore[arg-type]  # required by the schema
             return self._contract(self.retention_cny, limit, self.reinstatements, self.reinstatement_premium,
                                   self._premium(limit), 0.0)
@@ -274,7 +310,7 @@ def program_arrays(programs: list[list[Contract]]) -> tuple[Programs, tuple[tupl
 
 def reinstated(contract: Contract, due: np.ndarray) -> np.ndarray:
     """Amount reinstated each year: ``min(layer loss, reinstatements x limit)`` (XL only, else 0)."""
-    if contract.kind != "per_dispute_xl" or contract.reinstatements == 0:
+    if contract.kind not in LAYERS or contract.reinstatements == 0:
         return np.zeros_like(due)
     return np.minimum(due, contract.reinstatements * contract.limit)
 
@@ -282,7 +318,7 @@ def reinstated(contract: Contract, due: np.ndarray) -> np.ndarray:
 def reinstatement_share(contract: Contract, due: np.ndarray) -> np.ndarray:
     """Each year's reinstated amount as a share of the layer limit (0 for other contracts)."""
     amount = reinstated(contract, due)
-    return amount / contract.limit if contract.kind == "per_dispute_xl" else np.zeros_like(due)
+    return amount / contract.limit if contract.kind in LAYERS else np.zeros_like(due)
 
 
 def price_from_means(contract: Contract, mean_due: float, mean_share: float) -> dict:

@@ -177,7 +177,7 @@ class _Program:
         total = np.zeros((8, len(self.contracts)))
         for _, c in self.chunks():
             due, recovered, rip = c["due"], c["recovered"], c["reinstatement_premiums"]
-            used = np.stack([reinsurance.reinstatement_share(k, due[:, i]) if k.kind == "per_dispute_xl"
+            used = np.stack([reinsurance.reinstatement_share(k, due[:, i]) if k.kind in reinsurance.LAYERS
                              else np.zeros(due.shape[0]) for i, k in enumerate(self.contracts)], axis=1)
             covers = np.array([k.cover for k in self.contracts])
             exhausted = np.where(np.isinf(covers), False, due >= np.where(np.isinf(covers), 0.0, covers) * (1 - 1e-12))

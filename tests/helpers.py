@@ -63,3 +63,27 @@ def interrupt_after_chunks(monkeypatch, chunks: int):
 
     monkeypatch.setattr(store_module.ChunkStore, "put", interrupted)
     return lambda: monkeypatch.setattr(store_module.ChunkStore, "put", put)
+
+
+def campaign_book(programs, *, mean_extra: float = 3.0, concentration: float = 3.0, campaign_rate: float = 2.0):
+    """A fixed-parameter book with one campaign kind: four policies, Poisson US patent disputes (lognormal
+    costs), ``campaign_rate`` campaigns a year naming ``1 + NB(mean_extra, concentration)`` of the policies
+    (by exposure) in the same cell. Fixed scenarios have no campaigns, so they are added to the tables
+    here. ``programs``: [[reinsurance] tables]. Returns (params, shape) of the engine, no payment pattern."""
+    import dataclasses
+
+    from leisim.scenarios.compose import assemble
+    from leisim.scenarios.tables import fixed_tables
+    from leisim.simulator.reinsurance import contracts_from_scenario
+
+    exposure = np.array([1.0, 2.0, 0.5, 1.5])
+    portfolio = make_portfolio(exposure=exposure[:, None], deductible=5e4, coinsurance=0.1, limit=4e6, aggregate=9e6)
+    scenario = make_scenario([cell(frequency={"distribution": "poisson", "rate": 0.5},
+                                   severity={"distribution": "lognormal", "median_cny": 8e5, "sigma": 0.9})])
+    tables, entry_cells = fixed_tables(scenario, portfolio)
+    tables = dataclasses.replace(tables, campaign_cell=np.array([0]), campaign_policies=(np.arange(4),),
+                                 campaign_weights=(exposure,), campaign_rate=np.array([[campaign_rate]]),
+                                 campaign_size=np.array([[[mean_extra, concentration]]]))
+    params, shape, _ = assemble(tables, portfolio, entry_cells=entry_cells,
+                                programs=[contracts_from_scenario(p, 1.0) for p in programs], dev_years=0)
+    return params, shape

@@ -14,7 +14,7 @@ import dataclasses
 import jax
 import numpy as np
 import pytest
-from helpers import cell, composition, make_portfolio
+from helpers import campaign_book, cell, composition, make_portfolio
 
 from leisim.simulator import engine
 from leisim.simulator.driver import YearTable, run_years
@@ -36,6 +36,21 @@ def test_default_book_flat_years_equal_per_year_buffers(baseline):
     flat = run_years(key, baseline.params, baseline.shape, years=3000, chunk_size=1500)
     own = run_years(key, baseline.params, baseline.shape._replace(flat=()), years=3000, chunk_size=1500)
     assert flat.recomputed_years.size > 0  # the comparison covers years recomputed after an overflow
+    _same_years(flat, own)
+
+
+def test_an_event_layer_flat_years_equal_per_year_buffers():
+    # A per-event excess-of-loss layer needs each slot's event (ordinary disputes their own, a campaign's
+    # disputes shared), which the flat layout numbers where it lays the disputes out: the same cessions.
+    qs = {"type": "quota_share", "cession": 0.3}
+    event_xl = {"type": "per_event_xl", "retention_cny": 1.5e6, "limit_cny": 2.0e6, "reinstatements": 1}
+    params, shape = campaign_book([[qs, event_xl], [qs, event_xl | {"type": "per_dispute_xl"}], [event_xl]])
+    assert shape.flat, "compose should choose the flat layout for this book"
+    key = jax.random.key(20261203)  # tests/simulator/test_event_xl.py's years (their per-year kernel, compiled once)
+    assert engine._flat_supported(key, shape)
+    flat = run_years(key, params, shape, years=2000, chunk_size=1000)
+    own = run_years(key, params, shape._replace(flat=()), years=2000, chunk_size=1000)
+    assert flat.campaign_disputes.sum() > flat.campaigns.sum() > 0 and (flat.ceded_due[:, 0, 1] > 0).any()
     _same_years(flat, own)
 
 
