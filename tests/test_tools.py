@@ -33,6 +33,7 @@ def ord_run(tmp_path_factory):
     return out, result
 
 
+@pytest.mark.slow  # the --ord run re-simulates its disputes: a second kernel to compile
 def test_json_is_the_summary_and_nothing_else(ord_run):
     out, result = ord_run
     printed = json.loads(result.stdout)  # the whole of standard output parses
@@ -40,6 +41,7 @@ def test_json_is_the_summary_and_nothing_else(ord_run):
     assert "Simulating" not in result.stderr  # -q: no progress bar
 
 
+@pytest.mark.slow  # the --ord run re-simulates its disputes: a second kernel to compile
 def test_ept_aep_is_the_summary_var_and_an_independent_quantile(ord_run):
     out, _ = ord_run
     summary = json.loads((out / "summary.json").read_text())
@@ -63,6 +65,7 @@ def test_ept_aep_is_the_summary_var_and_an_independent_quantile(ord_run):
     assert oep[100.0] == np.quantile(ylt.MaxDisputeLoss.to_numpy(), 0.99, method="inverted_cdf")
 
 
+@pytest.mark.slow  # the --ord run re-simulates its disputes: a second kernel to compile
 def test_ylt_adds_up_to_the_summary(ord_run):
     out, _ = ord_run
     summary = json.loads((out / "summary.json").read_text())
@@ -75,6 +78,7 @@ def test_ylt_adds_up_to_the_summary(ord_run):
     assert np.allclose(ylt.GrossLoss - ylt.CededLoss, ylt.NetLoss, rtol=1e-9, atol=1e-3)
 
 
+@pytest.mark.slow  # the --ord run re-simulates its disputes: a second kernel to compile
 def test_plt_adds_up_to_the_ylt(ord_run):
     out, _ = ord_run
     ylt = pd.read_parquet(out / "ord" / "ylt.parquet").set_index("Period")
@@ -103,6 +107,7 @@ def test_plt_adds_up_to_the_ylt(ord_run):
     assert net_oep[100.0] == pytest.approx(np.quantile(net_largest, 0.99, method="inverted_cdf"), rel=1e-12)
 
 
+@pytest.mark.slow  # the --ord run re-simulates its disputes: a second kernel to compile
 def test_results_nc_is_cf_conformant(ord_run):
     out, _ = ord_run
     with xr.open_dataset(out / "results.nc") as ds:
@@ -117,6 +122,7 @@ def test_results_nc_is_cf_conformant(ord_run):
             assert not isinstance(value, (bool, np.bool_))
 
 
+@pytest.mark.slow  # the --ord run re-simulates its disputes: a second kernel to compile
 def test_export_writes_the_same_tables_and_refuses_what_it_did_not_write(ord_run, tmp_path):
     out, _ = ord_run
     csv_dir = tmp_path / "csv"
@@ -180,6 +186,7 @@ def test_posterior_option(tmp_path):
     assert provenance["posterior"] == str(copy.resolve())
 
 
+@pytest.mark.slow  # the --ord run re-simulates its disputes: a second kernel to compile
 def test_summary_carries_drift_and_the_ifrs17_risk_adjustment(ord_run):
     """Issue 20 items 4-5 in summary.json: the ratio to the factor charge recomputed from the summary's own
     blocks; the risk adjustment at 75% recomputed from the YLT-independent run-off is in reserving's tests."""
