@@ -670,6 +670,19 @@ def _write_from_store(job: Job, store, out_dir: Path, *, plots: bool, command: s
     return run
 
 
+@contextlib.contextmanager
+def staged_output(out_dir: Path, kind: str) -> Iterator[Path]:
+    """A staging folder that becomes ``out_dir`` at the end (files.atomic_directory), with leisim's marker,
+    under the folder's lock: what every command that writes a folder of its own does."""
+    lock = outputs.lock_output(out_dir)
+    try:
+        with atomic_directory(out_dir) as staging:
+            outputs.write_marker(staging, kind)
+            yield staging
+    finally:
+        outputs.release(lock)
+
+
 def export_to_folder(run_dir: Path, out_dir: Path | None = None, *, fmt: str = "parquet", overwrite: bool = False
                      ) -> tuple[Path, list[Path]]:
     """`leisim export RUN_DIR`: the ORD-style year loss and exceedance tables (exports.py) of a finished
@@ -697,13 +710,8 @@ def export_to_folder(run_dir: Path, out_dir: Path | None = None, *, fmt: str = "
                    if v not in dataset]
         if missing:
             raise InputError(f"{source} is not a leisim results.nc: it lacks {', '.join(missing)}", file=str(source))
-        lock = outputs.lock_output(out_dir)
-        try:
-            with atomic_directory(out_dir) as staging:
-                outputs.write_marker(staging, "export")
-                written = exports.write_tables(staging, dataset, fmt=fmt)
-        finally:
-            outputs.release(lock)
+        with staged_output(out_dir, "export") as staging:
+            written = exports.write_tables(staging, dataset, fmt=fmt)
     return out_dir, [out_dir / p.name for p in written]
 
 
@@ -880,17 +888,12 @@ def attribute_to_folder(out_dir: Path, first: str, second: str, portfolio_dir: P
     doc["provenance"] = results_mod.provenance(scenario_name=f"{a.name} -> {b.name}",
                                                scenario_sha256=f"{a.sha256} -> {b.sha256}", seed=seed, years=years,
                                                command=command)
-    lock = outputs.lock_output(out_dir)
-    try:
-        with atomic_directory(out_dir) as staging:
-            outputs.write_marker(staging, "attribute")
-            (staging / "attribution.json").write_text(json_text(doc))
-            if plots:
-                from . import plots as figures
+    with staged_output(out_dir, "attribute") as staging:
+        (staging / "attribution.json").write_text(json_text(doc))
+        if plots:
+            from . import plots as figures
 
-                figures.waterfall(doc, staging / "attribution.png")
-    finally:
-        outputs.release(lock)
+            figures.waterfall(doc, staging / "attribution.png")
     return doc
 
 
@@ -1069,30 +1072,25 @@ def backtest_to_folder(out_dir: Path, history_dir: Path | None, *, holdout_years
     settings = fitting.FitSettings(chains=chains, warmup=warmup or FIT_DEFAULTS.warmup,
                                    samples=samples or FIT_DEFAULTS.samples, seed=seed,
                                    frequency_family=frequency_family)
-    lock = outputs.lock_output(out_dir)
-    try:
-        with tempfile.TemporaryDirectory() as tmp, atomic_directory(out_dir) as staging:
-            split_history(source, cutoff, Path(tmp) / "training", Path(tmp) / "holdout")
-            training, holdout = load_history(Path(tmp) / "training"), load_history(Path(tmp) / "holdout")
-            require_disputes(training)
-            if notify is not None:
-                notify(f"Backtest: fitting {training.years[0]}-{cutoff}, scoring {holdout.years[0]}-"
-                       f"{holdout.years[-1]} ({settings.chains} chains x ({settings.warmup} + {settings.samples}))")
-            result = fitting.fit(training, settings)
-            tree = fitting.to_datatree(result, training, provenance={"leisim_command": "leisim backtest"})
-            write_tree(tree, staging / "posterior.nc")
-            doc = ppc.predictive_checks(holdout, load_posterior(staging / "posterior.nc"), seed=seed, years=years)
-            doc["calibration"] = backtest_calibration(doc["checks"])
-            doc["pass"] = bool(doc["pass"] and all(v["pass"] is not False for v in doc["calibration"].values()))
-            doc |= {"history": display_path(source), "training_years": [training.years[0], cutoff],
-                    "holdout_years": [holdout.years[0], holdout.years[-1]], "frequency_family": frequency_family,
-                    "fit": {"divergences": int(result.divergences), "warnings": list(result.warnings),
-                            "settings": dataclasses.asdict(settings)}}
-            outputs.write_marker(staging, "backtest")
-            (staging / "backtest.json").write_text(json_text(doc))
-            ppc.plot_checks(doc, staging / "backtest.png")
-    finally:
-        outputs.release(lock)
+    with tempfile.TemporaryDirectory() as tmp, staged_output(out_dir, "backtest") as staging:
+        split_history(source, cutoff, Path(tmp) / "training", Path(tmp) / "holdout")
+        training, holdout = load_history(Path(tmp) / "training"), load_history(Path(tmp) / "holdout")
+        require_disputes(training)
+        if notify is not None:
+            notify(f"Backtest: fitting {training.years[0]}-{cutoff}, scoring {holdout.years[0]}-"
+                   f"{holdout.years[-1]} ({settings.chains} chains x ({settings.warmup} + {settings.samples}))")
+        result = fitting.fit(training, settings)
+        tree = fitting.to_datatree(result, training, provenance={"leisim_command": "leisim backtest"})
+        write_tree(tree, staging / "posterior.nc")
+        doc = ppc.predictive_checks(holdout, load_posterior(staging / "posterior.nc"), seed=seed, years=years)
+        doc["calibration"] = backtest_calibration(doc["checks"])
+        doc["pass"] = bool(doc["pass"] and all(v["pass"] is not False for v in doc["calibration"].values()))
+        doc |= {"history": display_path(source), "training_years": [training.years[0], cutoff],
+                "holdout_years": [holdout.years[0], holdout.years[-1]], "frequency_family": frequency_family,
+                "fit": {"divergences": int(result.divergences), "warnings": list(result.warnings),
+                        "settings": dataclasses.asdict(settings)}}
+        (staging / "backtest.json").write_text(json_text(doc))
+        ppc.plot_checks(doc, staging / "backtest.png")
     return doc
 
 
@@ -1124,14 +1122,9 @@ def sbc_to_folder(out_dir: Path, history_dir: Path | None, *, replicates: int, s
     doc = sbc.calibrate(data, key=jax.random.key(seed), replicates=replicates,
                         settings=FitSettings(chains=1, warmup=warmup, samples=samples, seed=seed, max_tree_depth=7))
     doc |= {"history": display_path(source), "design_years": design_years or len(history.years), "seed": seed}
-    lock = outputs.lock_output(out_dir)
-    try:
-        with atomic_directory(out_dir) as staging:
-            outputs.write_marker(staging, "sbc")
-            (staging / "sbc.json").write_text(json_text(doc))
-            sbc.plot(doc, staging / "sbc.png")
-    finally:
-        outputs.release(lock)
+    with staged_output(out_dir, "sbc") as staging:
+        (staging / "sbc.json").write_text(json_text(doc))
+        sbc.plot(doc, staging / "sbc.png")
     return doc
 
 

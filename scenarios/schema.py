@@ -127,23 +127,11 @@ CELL_KEYS = {
                 "(default: by country, docs/CALIBRATION.md)",
     "note": "free text: where the numbers come from",
 }
-REINSURANCE_KEYS = {
+REINSURANCE_KEYS: dict[str, dict[str, str]] = {
     "quota_share": {"cession": "share ceded, 0-1", "ceding_commission": "share of ceded premium, 0-1"},
     "per_dispute_xl": {
         "retention_cny": ">= 0",
         "limit_cny": "> 0",
-        "reinstatements": 'integer >= 0, or "unlimited" (the default)',
-        "reinstatement_premium": "share of the layer premium per full reinstatement, pro rata to the amount "
-                                 "reinstated (0: free)",
-        "premium_cny": "layer premium",
-        "rate_on_line": "layer premium as a share of limit",
-        "loading": "without premium_cny or rate_on_line: premium = expected loss x (1 + loading)",
-    },
-    # One loss event: a campaign (all the disputes one Schedule A complaint or ITC 337 investigation
-    # brings into the year), else a single dispute; the layer applies to the event's retained total.
-    "per_event_xl": {
-        "retention_cny": ">= 0, per event",
-        "limit_cny": "> 0, per event",
         "reinstatements": 'integer >= 0, or "unlimited" (the default)',
         "reinstatement_premium": "share of the layer premium per full reinstatement, pro rata to the amount "
                                  "reinstated (0: free)",
@@ -171,6 +159,11 @@ REINSURANCE_COMMON = {
                            "(docs/CALIBRATION.md: onshore 0.5%-4.7%, offshore 8.7%-86.7%)",
     "note": "free text",
 }
+# One loss event: a campaign (all the disputes one Schedule A complaint or ITC 337 investigation brings
+# into the year), else a single dispute; the layer applies to the event's retained total. Its keys are
+# the per-dispute layer's.
+REINSURANCE_KEYS["per_event_xl"] = REINSURANCE_KEYS["per_dispute_xl"] | {"retention_cny": ">= 0, per event",
+                                                                        "limit_cny": "> 0, per event"}
 CAPITAL_KEYS = {
     "available_cny": "capital available (comprehensive / actual capital), CNY",
     "core_cny": "core capital, CNY (default: available_cny)",

@@ -300,9 +300,7 @@ def run_year_ids(key: jax.Array, year_ids: np.ndarray, params: EngineParams, sha
     chunks = []
     for start in range(0, year_ids.size, chunk_size):
         ids = year_ids[start:start + chunk_size]
-        padded = np.full(batch, ids[0], np.uint32)
-        padded[: ids.size] = ids
-        out = kernel(key, _global_array(padded, year_sharding), params)
+        out = kernel(key, _global_array(_padded(ids, batch), year_sharding), params)
         chunks.append(_recompute_overflows(_to_host(out, ids.size), key, params, grown, devices, ids))
     return YearTable.concatenate(chunks)
 
@@ -390,9 +388,7 @@ def _records_of(key: jax.Array, ids: np.ndarray, params: EngineParams, shape: En
     parts = []
     for start in range(0, ids.size, batch):
         block = ids[start:start + batch]
-        padded = np.full(batch, block[0], np.uint32)
-        padded[: block.size] = block
-        out = kernel(key, _global_array(padded, year_sharding), params)
+        out = kernel(key, _global_array(_padded(block, batch), year_sharding), params)
         parts.append(_to_host(out, block.size))
     return {name: np.concatenate([np.asarray(getattr(p, name)) for p in parts]) for name in DisputeSlots._fields}
 
@@ -438,6 +434,13 @@ def run_devices(limit: int | None = None) -> tuple[jax.Device, ...]:
 def rounded_chunk_size(chunk_size: int, years: int, n_devices: int) -> int:
     """Years per kernel call: at most ``years``, rounded up to a multiple of the device count."""
     return -(-min(chunk_size, years) // n_devices) * n_devices
+
+
+def _padded(ids: np.ndarray, batch: int) -> np.ndarray:
+    """``ids`` as a kernel call's ``batch`` year ids (uint32), the tail filled with the first (discarded after)."""
+    padded = np.full(batch, ids[0], np.uint32)
+    padded[: ids.size] = ids
+    return padded
 
 
 def _global_array(values: np.ndarray, sharding: NamedSharding) -> jax.Array:

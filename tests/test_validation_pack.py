@@ -118,8 +118,7 @@ def test_each_step_is_the_stress_difference_of_its_scenarios(changed, document):
     step = {r["step"]: r for r in document["metrics"]["gross_mean"]["steps"]}["frequency"]
     assert step["contribution"] == pytest.approx(change["gross_mean"]["difference"], rel=1e-9)
     assert step["se"] == pytest.approx(change["gross_mean"]["se"], rel=1e-9)
-    # Gross mean under x1.5 US frequency: the US share of the gross mean rises by half (Poisson cells, no
-    # interaction with severity at this step), within 4 paired SEs.
+    # More US disputes raise the gross mean, by more than 4 paired SEs.
     assert step["contribution"] > 4 * step["se"]
 
 
